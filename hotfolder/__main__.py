@@ -1,0 +1,3 @@
+from hotfolder.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Configuration: loaded once, validated at start-up, errors name the key and the fix."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hotfolder.errors import ConfigError, describe_validation_error
+
+DEFAULT_CONFIG_PATH = Path("config") / "hotfolder.yaml"
+
+LIGHTNING_REPO = "lightx2v/Qwen-Image-Lightning"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    max_file_bytes: int = Field(10_000_000, gt=0)
+    max_dimension: int = Field(2048, gt=0)
+    max_instruction_chars: int = Field(500, gt=0)
+    max_sidecar_bytes: int = Field(65_536, gt=0)
+
+
+class LoraConfig(_Strict):
+    """A LoRA applied on top of the base weights: a hub repo id, a local folder or a local file."""
+
+    source: str = Field(min_length=1)
+    subfolder: str | None = None
+    weight_name: str | None = None
+    scale: float = 1.0
+
+
+class Preset(_Strict):
+    steps: int = Field(ge=1, le=1000)
+    true_cfg_scale: float = Field(4.0, ge=0)
+    negative_prompt: str | None = None
+    # Seeds the estimated wait before real timings exist.
+    nominal_seconds: float = Field(60.0, gt=0)
+    # default: the checkpoint's own scheduler; lightning: the Lightning authors' scheduler config.
+    scheduler: Literal["default", "lightning"] = "default"
+    lora: LoraConfig | None = None
+    # A job running longer than this fails with `timeout`; default: 10x nominal, at least 600 s.
+    job_timeout_seconds: float | None = Field(None, gt=0)
+
+    @property
+    def timeout_seconds(self) -> float:
+        if self.job_timeout_seconds is not None:
+            return self.job_timeout_seconds
+        return max(600.0, 10 * self.nominal_seconds)
+
+
+def _lightning(steps: int, nominal_seconds: float) -> Preset:
+    return Preset(
+        steps=steps,
+        true_cfg_scale=1.0,
+        nominal_seconds=nominal_seconds,
+        scheduler="lightning",
+        lora=LoraConfig(
+            source=LIGHTNING_REPO,
+            subfolder="Qwen-Image-Edit-2509",
+            weight_name=f"Qwen-Image-Edit-2509-Lightning-{steps}steps-V1.0-bf16.safetensors",
+        ),
+    )
+
+
+BUILTIN_PRESETS: dict[str, Preset] = {
+    "qwen-4step": _lightning(4, 20.0),
+    "qwen-8step": _lightning(8, 40.0),
+    "qwen-40step": Preset(steps=40, true_cfg_scale=4.0, negative_prompt=" ", nominal_seconds=180.0),
+}
+
+
+class EditorConfig(_Strict):
+    name: Literal["qwen", "identity"] = "qwen"
+    delay_seconds: float = Field(0.0, ge=0)
+    model: str = "Qwen/Qwen-Image-Edit-2509"
+    revision: str | None = None
+    pipeline: Literal["edit", "edit-plus"] = "edit-plus"
+    device: str = Field("cuda", pattern=r"^(cpu|cuda|cuda:\d+)$")
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    offload: Literal["none", "model", "sequential"] = "none"
+
+
+class Config(_Strict):
+    root: Path = Path()
+    max_pending: int = Field(10, ge=1)
+    settle_seconds: float = Field(2.0, ge=0)
+    sidecar_wait_seconds: float = Field(30.0, ge=0)
+    status_retention_seconds: float = Field(3600.0, ge=0)
+    max_attempts: int = Field(2, ge=1)
+    keep_inputs: bool = True
+    observer: Literal["auto", "native", "polling"] = "auto"
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    # A full rescan of inbox/ catches events lost to overflow, dead observers or dropped shares.
+    rescan_interval_seconds: float = Field(30.0, gt=0)
+    # A truncated image that never completes is rejected this long after it settled.
+    incomplete_image_seconds: float = Field(60.0, ge=0)
+    limits: Limits = Limits()
+    default_preset: str = "qwen-4step"
+    editor: EditorConfig = EditorConfig()
+    presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        for name in self.presets:
+            if not name or "/" in name or name.strip() != name:
+                raise ValueError(f"preset name {name!r} must be a plain word like qwen-4step")
+        if self.default_preset not in self.presets:
+            known = ", ".join(sorted(self.presets))
+            raise ValueError(
+                f"default_preset {self.default_preset!r} is not a configured preset; use one of: {known}"
+            )
+        if self.editor.offload != "none" and not self.editor.device.startswith("cuda"):
+            raise ValueError(
+                f"editor.offload {self.editor.offload!r} needs a CUDA device; "
+                "set editor.offload: none for editor.device: cpu"
+            )
+        return self
+
+    @property
+    def root_path(self) -> Path:
+        return self.root.resolve()
+
+    def preset(self, name: str | None) -> Preset:
+        return self.presets[name or self.default_preset]
+
+
+def _read_yaml_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {path} does not exist; pass --config with a real file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    root: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read the config file (if any), apply command-line overrides, validate once.
+
+    Without `path`, `<root or cwd>/config/hotfolder.yaml` is used when it exists.
+    Overrides use dotted keys (`editor.name`); command-line flags win over the file.
+    """
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is None:
+        candidate = (root or Path()) / DEFAULT_CONFIG_PATH
+        if candidate.is_file():
+            path = candidate
+    if path is not None:
+        data = _read_yaml_file(path)
+        source = str(path)
+        # A relative root in a file means relative to the working directory, as on the CLI.
+    presets = data.get("presets")
+    if isinstance(presets, dict):
+        data["presets"] = {**BUILTIN_PRESETS, **presets}
+    if root is not None:
+        data["root"] = root
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                target[part] = child
+            target = child
+        target[leaf] = value
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {describe_validation_error(e, 'config key')}") from e
+    for name, preset in config.presets.items():
+        if not math.isfinite(preset.true_cfg_scale):
+            raise ConfigError(f"{source}: presets.{name}.true_cfg_scale must be a finite number")
+    return config
+
+
+def dump_config(config: Config) -> str:
+    """The effective configuration as YAML, for `hotfolder check`."""
+    data = config.model_dump(mode="json")
+    data["root"] = str(config.root_path)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests never touch a model hub."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread a test starts is stopped by the end of that test."""
+    before = set(threading.enumerate())
+    yield
+    deadline_threads = [
+        t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
+    ]
+    for thread in deadline_threads:
+        thread.join(timeout=5)
+    leaked = [t.name for t in deadline_threads if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
