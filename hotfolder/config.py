@@ -135,7 +135,9 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise ConfigError(f"config file {path} does not exist; pass --config with a real file") from e
+        raise ConfigError(
+            f"config file {path} does not exist; pass --config with a real file"
+        ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} cannot be read: {e}") from e
     try:
@@ -145,7 +147,9 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must be a mapping of keys, not {type(data).__name__}"
+        )
     return data
 
 

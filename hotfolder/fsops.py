@@ -1,0 +1,182 @@
+"""Every change hotfolder makes on disk goes through here: atomic writes, renames, removals.
+
+Writes go to a temporary name in the same folder, are flushed and fsynced, then
+renamed over the final name, and the folder is fsynced, so a reader never sees
+half a file and a crash leaves either the old file or the new one. Moves are
+renames on one filesystem. Because every mutation passes through this module,
+the fault-injection tests hook one place (`HOTFOLDER_CRASH_AFTER_OPS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+from hotfolder.errors import HotfolderError
+
+TEMP_PREFIX = ".hf-"
+TEMP_SUFFIX = ".tmp"
+
+
+class NotARegularFile(HotfolderError):
+    """A path that should be a plain file is a link, folder, FIFO, socket or device."""
+
+
+class FileTooBig(HotfolderError):
+    """A file is larger than the caller allows."""
+
+    def __init__(self, path: Path, size: int, max_bytes: int) -> None:
+        super().__init__(f"{path.name} is {size} bytes, more than the limit of {max_bytes}")
+        self.size = size
+        self.max_bytes = max_bytes
+
+
+# --- fault injection: crash the process after the N-th mutation (tests/reliability) ---
+_ops_done = 0
+_crash_after = int(os.environ.get("HOTFOLDER_CRASH_AFTER_OPS", "0") or 0)
+
+
+def _mutation(kind: str, path: Path) -> None:
+    global _ops_done
+    _ops_done += 1
+    if _crash_after and _ops_done > _crash_after:
+        os._exit(137)
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        # Some network filesystems refuse fsync on folders; the rename is still atomic.
+        pass
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(folder: Path) -> None:
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Make `path` hold exactly `data`, appearing complete or not at all."""
+    ensure_dir(path.parent)
+    _mutation("write", path)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    write_atomic(path, (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` (same filesystem), never over an existing file."""
+    ensure_dir(dst.parent)
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
+    _mutation("move", dst)
+    os.rename(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def remove(path: Path) -> None:
+    """Remove a file if it is there."""
+    _mutation("remove", path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
+def prune_empty_dirs(folder: Path, stop: Path) -> None:
+    """Remove `folder` and its parents while empty, up to (not including) `stop`."""
+    folder = folder.resolve()
+    stop = stop.resolve()
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """Read a plain file without following links or blocking on FIFOs; refuse files over `max_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise NotARegularFile(f"{path.name} is a symbolic link; drop the file itself") from e
+        if e.errno == errno.ENXIO:
+            raise NotARegularFile(f"{path.name} is a socket; drop a plain file") from e
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path.name} is not a plain file; drop a plain file")
+        if info.st_size > max_bytes:
+            raise FileTooBig(path, info.st_size, max_bytes)
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise FileTooBig(path, len(data), max_bytes)
+        return data
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: Path, older_than_seconds: float, now: float | None = None) -> int:
+    """Remove our own temporary files left by a crash, once older than the threshold."""
+    now = time.time() if now is None else now
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            if not is_temp_name(name):
+                continue
+            path = Path(dirpath) / name
+            try:
+                if now - path.lstat().st_mtime > older_than_seconds:
+                    remove(path)
+                    removed += 1
+            except OSError:
+                continue
+    return removed

@@ -1,0 +1,115 @@
+"""The folders under one root, and the names jobs take in them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotfolder import fsops
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# Suffixes that mark a file as belonging to the job named by what precedes them.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+JOB_FILE_SUFFIXES = (
+    *IMAGE_SUFFIXES,
+    ".yaml",
+    ".yml",
+    ".job.json",
+    ".status.json",
+    ".reason.txt",
+)
+
+# Exact-path checks stay O(1) per name however full a folder gets; extensions are
+# checked in lower and upper case, as cameras and Windows write them.
+_TAKEN_SUFFIXES = tuple(
+    dict.fromkeys(s for suffix in JOB_FILE_SUFFIXES for s in (suffix, suffix.upper()))
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def pending(self) -> Path:
+        return self.root / "pending"
+
+    @property
+    def processing(self) -> Path:
+        return self.root / "processing"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def private(self) -> Path:
+        return self.root / ".hotfolder"
+
+    @property
+    def queue_json(self) -> Path:
+        return self.outbox / "queue.json"
+
+    def create(self) -> None:
+        for folder in (
+            self.inbox,
+            self.pending,
+            self.processing,
+            self.outbox,
+            self.archive,
+            self.failed,
+            self.private,
+        ):
+            fsops.ensure_dir(folder)
+
+    def status_path(self, name: str) -> Path:
+        return self.outbox / f"{name}.status.json"
+
+    def relative(self, path: Path) -> str:
+        """A path relative to the root, with forward slashes, as status JSON shows it."""
+        return path.relative_to(self.root).as_posix()
+
+    def name_taken(self, name: str) -> bool:
+        """Whether any job already owns files named `name` in a service folder."""
+        for folder in (self.pending, self.processing, self.outbox, self.archive, self.failed):
+            for suffix in _TAKEN_SUFFIXES:
+                if os.path.lexists(folder / f"{name}{suffix}"):
+                    return True
+        return False
+
+    def unique_name(self, name: str, reserved: set[str] | None = None) -> str:
+        """`name`, or `name~2`, `name~3`, … — the smallest that no job owns yet."""
+        reserved = reserved or set()
+        candidate = name
+        n = 1
+        while candidate in reserved or self.name_taken(candidate):
+            n += 1
+            candidate = f"{name}~{n}"
+        return candidate
+
+
+def new_job_id(now: float | None = None) -> str:
+    """A ULID: 48 bits of milliseconds, 80 random bits, Crockford base32; sorts by time."""
+    ms = int((time.time() if now is None else now) * 1000)
+    value = (ms << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

@@ -1,0 +1,84 @@
+"""Read-only views for `hotfolder status`: from the files, with the service up or down."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from typing import Any
+
+from hotfolder.config import Config
+from hotfolder.layout import Layout
+from hotfolder.spool import Spool
+from hotfolder.status import parse_iso, read_status, status_from_manifest
+
+
+def service_state(layout: Layout) -> str:
+    """`running (pid N)` if a service holds the root's lock, else `stopped`."""
+    path = layout.private / "lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return "stopped"
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return f"running (pid {pid})"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return "stopped"
+    finally:
+        os.close(fd)
+
+
+def queue_report(config: Config) -> dict[str, Any]:
+    layout = Layout(config.root_path)
+    spool = Spool(layout)
+    # Read the disk, not the service's memory, so this works when the service is down.
+    spool_view = {
+        "queued": [m.name for m in _scan_sorted(spool, layout)],
+        "processing": [m.name for m in spool._scan(layout.processing).values()],
+    }
+    report: dict[str, Any] = {
+        "root": str(layout.root),
+        "service": service_state(layout),
+        "paused": (layout.private / "PAUSE").exists(),
+        "queued_count": len(spool_view["queued"]),
+        "processing_count": len(spool_view["processing"]),
+        "max_pending": config.max_pending,
+    }
+    try:
+        queue = json.loads(layout.queue_json.read_bytes())
+    except (OSError, ValueError):
+        queue = {}
+    for key in ("completed_count", "failed_count", "cancelled_count", "observer"):
+        if key in queue:
+            report[key] = queue[key]
+    beat = parse_iso(queue.get("heartbeat_at"))
+    if beat is not None:
+        report["heartbeat_age_seconds"] = round(time.time() - beat, 1)
+    if queue.get("notes"):
+        report["notes"] = queue["notes"]
+    report["processing"] = spool_view["processing"]
+    report["queued"] = spool_view["queued"]
+    return report
+
+
+def _scan_sorted(spool: Spool, layout: Layout) -> list[Any]:
+    return sorted(spool._scan(layout.pending).values(), key=lambda m: m.sort_key)
+
+
+def job_report(config: Config, name: str) -> dict[str, Any] | None:
+    layout = Layout(config.root_path)
+    name = name.strip("/")
+    status = read_status(layout.status_path(name))
+    if status is not None:
+        return status.to_json()
+    spool = Spool(layout)
+    for folder in (layout.processing, layout.pending):
+        manifest = spool._scan(folder).get(name)
+        if manifest is not None:
+            return status_from_manifest(manifest).to_json()
+    return None

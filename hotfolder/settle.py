@@ -1,0 +1,51 @@
+"""When a file counts: size and mtime unchanged for `settle_seconds` (pure; time is passed in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # when size or mtime last changed (or first seen)
+
+
+class StabilityTracker:
+    """Tracks files until their size and mtime stop changing.
+
+    A copy over SMB grows the file and bumps its mtime as it goes; only a file
+    that looked the same for `settle_seconds` is handed on. Old or future mtimes
+    do not matter: only change is measured, on the service's own clock.
+    """
+
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
+        self._seen: dict[Path, _Seen] = {}
+
+    def observe(self, path: Path, size: int, mtime_ns: int, now: float) -> bool:
+        """Record what the file looks like now; return whether it has settled."""
+        seen = self._seen.get(path)
+        if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
+            self._seen[path] = _Seen(size, mtime_ns, now)
+            return self.settle_seconds <= 0
+        return now - seen.since >= self.settle_seconds
+
+    def settled_at(self, path: Path) -> float | None:
+        """The moment the file settled (or will settle, if it keeps still)."""
+        seen = self._seen.get(path)
+        return None if seen is None else seen.since + self.settle_seconds
+
+    def forget(self, path: Path) -> None:
+        self._seen.pop(path, None)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._seen
+
+    def tracked(self) -> list[Path]:
+        return list(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)

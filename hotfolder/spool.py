@@ -1,0 +1,265 @@
+"""The queue on disk: `pending/` and `processing/` are its truth.
+
+A job is its input files plus a manifest, `NAME.job.json`, beside them. The
+manifest is written first and moved first, so where the manifest is says where
+the job is; its files follow it. Every step is a rename or an atomic write, and
+`gather` finishes any step a crash interrupted, so replaying a step is harmless.
+
+Order: a job's sort key is fixed when it is admitted — (head, priority, seq),
+where seq grows with every admission and never goes back across restarts — so a
+restart keeps the order and an image's mtime cannot move it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hotfolder import fsops
+from hotfolder.layout import Layout
+
+MANIFEST_SUFFIX = ".job.json"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+# The legal moves between states; anything else is a bug.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
+    JobState.processing: frozenset(
+        {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
+    ),
+    JobState.completed: frozenset(),
+    JobState.failed: frozenset({JobState.queued}),
+    JobState.cancelled: frozenset({JobState.queued}),
+}
+
+
+class Manifest(BaseModel):
+    """Everything the service knows about one admitted job, kept beside its files."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    name: str
+    seq: int
+    head: bool = False
+    priority: Literal["normal", "high"] = "normal"
+    state: JobState = JobState.queued
+    attempts: int = 1
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    source: str  # where the image was dropped, relative to the root
+    image: str  # the image's file name beside the manifest
+    sidecar: str | None = None  # the sidecar's file name beside the manifest, if one was dropped
+    inbox_image: str  # relative to the root; where admission takes the image from
+    inbox_sidecar: str | None = None
+    spec: dict[str, Any]
+    seed: int
+    result_path: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    error_details: str | None = None
+    errors: list[str] = []  # earlier attempts' errors, kept across retries
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        return (0 if self.head else 1, 0 if self.priority == "high" else 1, self.seq)
+
+    @property
+    def parent(self) -> str:
+        return self.name.rpartition("/")[0]
+
+    def files(self) -> list[str]:
+        return [self.image] + ([self.sidecar] if self.sidecar else [])
+
+
+class Spool:
+    """Admit, claim, requeue and finish jobs; one lock guards the in-memory index of the disk."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._lock = threading.RLock()
+        self._pending: dict[str, Manifest] = {}
+        self._processing: dict[str, Manifest] = {}
+        self._next_seq = 1
+
+    # --- reading the disk ---
+
+    def _manifest_path(self, folder: Path, name: str) -> Path:
+        return folder / f"{name}{MANIFEST_SUFFIX}"
+
+    def _scan(self, folder: Path) -> dict[str, Manifest]:
+        found: dict[str, Manifest] = {}
+        if not folder.is_dir():
+            return found
+        for path in sorted(folder.rglob(f"*{MANIFEST_SUFFIX}")):
+            if fsops.is_temp_name(path.name):
+                continue
+            try:
+                manifest = Manifest.model_validate(json.loads(path.read_bytes()))
+            except (OSError, ValueError, ValidationError):
+                # Unreadable manifests are left where they are for a person to look at.
+                continue
+            found[manifest.name] = manifest
+        return found
+
+    def load(self) -> None:
+        """Rebuild the index from `pending/` and `processing/`, finishing interrupted moves."""
+        with self._lock:
+            self._pending = self._scan(self.layout.pending)
+            self._processing = self._scan(self.layout.processing)
+            for manifest in self._pending.values():
+                self.gather(manifest, self.layout.pending)
+            for manifest in self._processing.values():
+                self.gather(manifest, self.layout.processing)
+            seqs = [m.seq for m in (*self._pending.values(), *self._processing.values())]
+            self._next_seq = max(seqs, default=0) + 1
+
+    def gather(self, manifest: Manifest, here: Path) -> None:
+        """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
+        parent = manifest.parent
+        for index, file_name in enumerate(manifest.files()):
+            target = here / parent / file_name if parent else here / file_name
+            if target.exists():
+                continue
+            origin = manifest.inbox_image if index == 0 else manifest.inbox_sidecar
+            candidates = [self.layout.root / origin] if origin else []
+            for folder in (self.layout.pending, self.layout.processing):
+                candidates.append(folder / parent / file_name if parent else folder / file_name)
+            for candidate in candidates:
+                if candidate != target and candidate.exists():
+                    fsops.move(candidate, target)
+                    break
+
+    # --- queries ---
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def queued(self) -> list[Manifest]:
+        """Pending jobs in the order the worker will take them."""
+        with self._lock:
+            return sorted(self._pending.values(), key=lambda m: m.sort_key)
+
+    def processing(self) -> list[Manifest]:
+        with self._lock:
+            return list(self._processing.values())
+
+    def find(self, name: str) -> Manifest | None:
+        with self._lock:
+            return self._pending.get(name) or self._processing.get(name)
+
+    def next_seq(self) -> int:
+        with self._lock:
+            seq = self._next_seq
+            self._next_seq += 1
+            return seq
+
+    # --- moves ---
+
+    def path_in(self, folder: Path, manifest: Manifest, file_name: str) -> Path:
+        parent = manifest.parent
+        return folder / parent / file_name if parent else folder / file_name
+
+    def _write(self, folder: Path, manifest: Manifest) -> None:
+        fsops.write_atomic(
+            self._manifest_path(folder, manifest.name),
+            manifest.model_dump_json(indent=2).encode(),
+        )
+
+    def admit(self, manifest: Manifest) -> None:
+        """Write the manifest into pending/, then move the dropped files after it."""
+        with self._lock:
+            self._write(self.layout.pending, manifest)
+            self._pending[manifest.name] = manifest
+            self.gather(manifest, self.layout.pending)
+
+    def claim(self) -> Manifest | None:
+        """Move the first queued job to processing/ and return it (state processing)."""
+        with self._lock:
+            queue = self.queued()
+            if not queue:
+                return None
+            manifest = queue[0]
+            fsops.move(
+                self._manifest_path(self.layout.pending, manifest.name),
+                self._manifest_path(self.layout.processing, manifest.name),
+            )
+            del self._pending[manifest.name]
+            self._processing[manifest.name] = manifest
+            self.gather(manifest, self.layout.processing)
+            fsops.prune_empty_dirs(self.layout.pending / manifest.parent, self.layout.pending)
+            return manifest
+
+    def update(self, manifest: Manifest) -> None:
+        """Rewrite a job's manifest where it is."""
+        with self._lock:
+            if manifest.name in self._processing:
+                self._write(self.layout.processing, manifest)
+                self._processing[manifest.name] = manifest
+            elif manifest.name in self._pending:
+                self._write(self.layout.pending, manifest)
+                self._pending[manifest.name] = manifest
+            else:
+                raise KeyError(manifest.name)
+
+    def requeue(self, manifest: Manifest) -> None:
+        """Put a job from processing/ back at the head of pending/ (state queued)."""
+        with self._lock:
+            manifest = manifest.model_copy(update={"head": True, "state": JobState.queued})
+            self._write(self.layout.processing, manifest)
+            fsops.move(
+                self._manifest_path(self.layout.processing, manifest.name),
+                self._manifest_path(self.layout.pending, manifest.name),
+            )
+            del self._processing[manifest.name]
+            self._pending[manifest.name] = manifest
+            self.gather(manifest, self.layout.pending)
+            fsops.prune_empty_dirs(self.layout.processing / manifest.parent, self.layout.processing)
+
+    def finish(
+        self,
+        manifest: Manifest,
+        destination: Path | None,
+        announce: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Move the job's inputs to `destination` (archive/ or failed/), or delete them (None).
+
+        The manifest, already rewritten with its final state, is removed last, after
+        `announce` (which writes the final status): a crash anywhere in between is
+        finished by replaying `finish` on the next start.
+        """
+        with self._lock:
+            folder = (
+                self.layout.processing if manifest.name in self._processing else self.layout.pending
+            )
+            for file_name in manifest.files():
+                source = self.path_in(folder, manifest, file_name)
+                if not source.exists():
+                    continue
+                if destination is None:
+                    fsops.remove(source)
+                else:
+                    fsops.move(source, self.path_in(destination, manifest, file_name))
+            announce()
+            fsops.remove(self._manifest_path(folder, manifest.name))
+            self._processing.pop(manifest.name, None)
+            self._pending.pop(manifest.name, None)
+            fsops.prune_empty_dirs(folder / manifest.parent, folder)

@@ -1,0 +1,169 @@
+"""Watching inbox/: a watchdog observer that only records paths, supervised and restartable.
+
+inotify sees nothing that another machine writes to a CIFS/NFS mount, so on
+network and FUSE filesystems `observer: auto` polls instead. watchdog's threads
+can die silently (watchdog issues #409, #668, #1065), so `check()` restarts a
+dead one; the intake's periodic rescan covers whatever was missed meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+# Filesystems where another machine's writes raise no inotify event.
+NETWORK_FS_TYPES = frozenset(
+    {
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "nfs",
+        "nfs4",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ncpfs",
+        "virtiofs",
+        "davfs",
+        "sshfs",
+        "vboxsf",
+        "vmhgfs",
+        "prl_fs",
+    }
+)
+
+
+def _unescape_mount(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """The filesystem type of the mount holding `path`, from /proc/self/mountinfo."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        if len(fields) < 5:
+            continue
+        mount_point = _unescape_mount(fields[4])
+        fstype = right.split()[0] if right.split() else ""
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) >= best[0]):
+            best = (len(mount_point), fstype)
+    return best[1] if best else None
+
+
+def is_network_fs(fstype: str | None) -> bool:
+    if fstype is None:
+        return False
+    return fstype in NETWORK_FS_TYPES or fstype.startswith("fuse")
+
+
+def choose_observer(mode: str, inbox: Path) -> str:
+    """`native` or `polling`, as `observer: auto|native|polling` and the filesystem say."""
+    if mode != "auto":
+        return mode
+    return "polling" if is_network_fs(filesystem_type(inbox)) else "native"
+
+
+class _Recorder(FileSystemEventHandler):
+    """Thin on purpose: remember which paths changed; intake decides the rest."""
+
+    def __init__(self, note: Callable[[str], None]) -> None:
+        self._note = note
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                self._note(os.fsdecode(path))
+
+
+class Watcher:
+    def __init__(
+        self,
+        inbox: Path,
+        mode: str,
+        note: Callable[[str], None],
+        poll_interval_seconds: float = 1.0,
+    ) -> None:
+        self.inbox = inbox
+        self.mode = mode
+        self.kind = choose_observer(mode, inbox)
+        self._note = note
+        self._poll_interval = poll_interval_seconds
+        self._observer: BaseObserver | None = None
+        self.restarts = 0
+
+    def _make(self) -> BaseObserver:
+        if self.kind == "polling":
+            return PollingObserver(timeout=self._poll_interval)
+        return Observer()
+
+    def start(self) -> None:
+        observer = self._make()
+        observer.schedule(_Recorder(self._note), str(self.inbox), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        log.info("watching %s with the %s observer", self.inbox, self.kind)
+
+    def alive(self) -> bool:
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        return all(emitter.is_alive() for emitter in observer.emitters)
+
+    def check(self) -> bool:
+        """Restart the observer if its thread died; return True if it was restarted."""
+        if self.alive():
+            return False
+        if not self.inbox.is_dir():
+            return False  # the share is away; intake says so, try again later
+        self.stop()
+        try:
+            self.start()
+        except OSError as e:
+            log.warning("could not restart the %s observer: %s", self.kind, e)
+            return False
+        self.restarts += 1
+        log.warning(
+            "the %s observer had stopped; restarted it (restart %d)", self.kind, self.restarts
+        )
+        return True
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        try:
+            observer.stop()
+            observer.join(timeout=5)
+        except (RuntimeError, OSError):
+            pass
