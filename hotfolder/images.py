@@ -1,0 +1,468 @@
+"""Dropped images: check them before they become jobs, load them for the editor, encode results.
+
+Every image is read into memory once (at most `limits.max_file_bytes`, without following
+links) and decoded from there, so a file swapped or growing underneath cannot change
+what was checked. Sizes are checked from the header before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from PIL import Image, ImageCms
+from PIL.PngImagePlugin import PngInfo
+
+from hotfolder import fsops
+from hotfolder.config import Limits
+from hotfolder.errors import HotfolderError, Reason, Rejected
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+# Pillow format names each suffix may hold. MPO is a JPEG with extra frames (phone cameras);
+# DIB is a BMP without its file header.
+_FORMATS_FOR_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".jpg": ("JPEG", "MPO"),
+    ".jpeg": ("JPEG", "MPO"),
+    ".png": ("PNG",),
+    ".webp": ("WEBP",),
+    ".tif": ("TIFF",),
+    ".tiff": ("TIFF",),
+    ".bmp": ("BMP", "DIB"),
+}
+_SUFFIX_FOR_FORMAT = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "TIFF": ".tif",
+    "BMP": ".bmp",
+    "DIB": ".bmp",
+}
+# Only these plugins may identify a file: fewer parsers exposed to untrusted bytes. (MPO has
+# no opener of its own; the JPEG opener returns MPO files.)
+_OPENERS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB")
+_FORMAT_NAMES = "JPEG, PNG, WebP, TIFF or BMP"
+
+# The first bytes of each supported format: a file that starts like one but does not open
+# is most likely still being written, so it gets the benefit of the doubt (IncompleteImage).
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+    b"II+\x00",  # BigTIFF
+    b"MM\x00+",
+    b"BM",
+)
+
+# Modes _to_rgb converts faithfully; LAB and premultiplied La would come out wrong.
+_SUPPORTED_MODES = frozenset(
+    {
+        "1",
+        "L",
+        "LA",
+        "P",
+        "PA",
+        "RGB",
+        "RGBA",
+        "RGBa",
+        "RGBX",
+        "CMYK",
+        "YCbCr",
+        "HSV",
+        "I",
+        "I;16",
+        "I;16L",
+        "I;16B",
+        "I;16N",
+        "F",
+    }
+)
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
+
+# What a corrupt or cut-off file makes Pillow's decoders raise (UnidentifiedImageError is an
+# OSError). One bad file must never escape as an unexpected exception.
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+)
+
+# EXIF tags written into JPEG and WebP results.
+_TAG_IMAGE_DESCRIPTION = 0x010E
+_TAG_ORIENTATION = 0x0112
+_TAG_SOFTWARE = 0x0131
+_TAG_EXIF_IFD = 0x8769
+_TAG_USER_COMMENT = 0x9286
+_ASCII_COMMENT = b"ASCII\x00\x00\x00"  # the 8-byte character-code prefix of UserComment
+_UNICODE_COMMENT = b"UNICODE\x00"
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+class IncompleteImage(HotfolderError):
+    """The file looks like an image but does not decode completely: probably still being copied."""
+
+
+@dataclass(frozen=True)
+class ProbedImage:
+    """What probe found: Pillow's format name and the stored size in pixels (before EXIF rotation)."""
+
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An input ready for the editor: RGB, upright, with its RGB ICC profile if it had one."""
+
+    image: Image.Image
+    size: tuple[int, int]
+    icc_profile: bytes | None
+
+
+# warnings.catch_warnings swaps process-wide state; two of our threads interleaving it could
+# leave the filters changed for good, so our own uses take turns.
+_pillow_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pillow_guard() -> Iterator[None]:
+    """Run Pillow on untrusted bytes: a decompression-bomb warning raises, other warnings stay quiet.
+
+    Pillow warns about oddities it recovers from (corrupt EXIF, truncated TIFF tags); those say
+    nothing to the operator, and under warnings-as-errors they would escape as exceptions.
+    """
+    with _pillow_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _dims(width: int, height: int) -> str:
+    return f"{width}\u00d7{height} px"  # the multiplication sign reads better than an x
+
+
+def _bomb(name: str, width: int, height: int, limits: Limits) -> Rejected:
+    return Rejected(
+        Reason.invalid_image,
+        f"{name} declares {_dims(width, height)}, far beyond the {limits.max_dimension} px limit: "
+        "a decompression bomb; it was not decoded",
+    )
+
+
+def _read(path: Path, limits: Limits) -> bytes:
+    try:
+        return fsops.read_regular(path, limits.max_file_bytes)
+    except fsops.FileTooBig as e:
+        raise Rejected(
+            Reason.too_large,
+            f"{path.name} is {e.size / 1e6:.1f} MB; the limit is {e.max_bytes / 1e6:.1f} MB; "
+            "save it smaller (downscale it or use JPEG or WebP) and drop it again",
+        ) from e
+    except fsops.NotARegularFile as e:
+        raise Rejected(
+            Reason.invalid_image,
+            f"{path.name} is not a plain file (a link, folder or pipe); drop the image file itself",
+        ) from e
+
+
+def _open_checked(data: bytes, name: str, suffix: str, limits: Limits) -> Image.Image:
+    """Open (header only) and check format, pixel count, size and mode; call inside _pillow_guard."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=_OPENERS)
+    except Image.DecompressionBombError as e:
+        raise Rejected(
+            Reason.invalid_image,
+            f"{name} is a decompression bomb (Pillow: {e}); it was not decoded",
+        ) from e
+    except Image.DecompressionBombWarning as e:
+        raise Rejected(
+            Reason.invalid_image,
+            f"{name} is a decompression bomb (Pillow: {e}); it was not decoded",
+        ) from e
+    except _DECODE_ERRORS as e:
+        if data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise IncompleteImage(
+                f"{name} starts like an image but cannot be read yet ({e}); it may still be copying"
+            ) from e
+        raise Rejected(
+            Reason.invalid_image,
+            f"{name} is not a {_FORMAT_NAMES} image; export it as one of those and drop it again",
+        ) from e
+    try:
+        fmt = image.format or "unknown"
+        if fmt not in _FORMATS_FOR_SUFFIX.get(suffix, ()):
+            right = _SUFFIX_FOR_FORMAT.get(fmt, "its real type")
+            raise Rejected(
+                Reason.invalid_image,
+                f"{name} contains {fmt} data but is named {suffix}; rename it to {right}",
+            )
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise Rejected(Reason.invalid_image, f"{name} has no pixels ({_dims(width, height)})")
+        # Far past the size limit means crafted, not merely big: say so, and never decode it.
+        if width * height > (4 * limits.max_dimension) ** 2:
+            raise _bomb(name, width, height, limits)
+        if width > limits.max_dimension or height > limits.max_dimension:
+            raise Rejected(
+                Reason.too_large,
+                f"{name} is {_dims(width, height)}; the limit is {limits.max_dimension} px per side; "
+                f"downscale it to fit and drop it again",
+            )
+        if image.mode not in _SUPPORTED_MODES:
+            raise Rejected(
+                Reason.invalid_image,
+                f"{name} uses the colour mode {image.mode}, which cannot be converted to RGB "
+                "faithfully; save it as RGB and drop it again",
+            )
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _decode_fully(image: Image.Image, data: bytes, name: str) -> None:
+    """Decode the (first frame's) pixels, then verify the whole file on a fresh open.
+
+    A truncated JPEG fails load(); a PNG cut before IEND loads fine but fails verify().
+    """
+    try:
+        image.load()
+        with Image.open(io.BytesIO(data), formats=_OPENERS) as again:
+            again.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise Rejected(
+            Reason.invalid_image, f"{name} is a decompression bomb ({e}); it was not decoded"
+        ) from e
+    except _DECODE_ERRORS as e:
+        raise IncompleteImage(
+            f"{name} does not decode completely ({e}); it may still be copying or be damaged"
+        ) from e
+
+
+def probe(path: Path, *, limits: Limits) -> ProbedImage:
+    """Check a dropped image completely: plain file, size, real format, dimensions, full decode.
+
+    Raises Rejected (too_large, invalid_image or unsupported_type), or IncompleteImage when it
+    looks like an image that is not all there yet. Other OSErrors (the file vanished) propagate.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise Rejected(
+            Reason.unsupported_type,
+            f"{path.name} is not a supported image type; use one of {', '.join(IMAGE_SUFFIXES)}",
+        )
+    data = _read(path, limits)
+    with _pillow_guard():
+        image = _open_checked(data, path.name, suffix, limits)
+        with image:
+            fmt = image.format or "unknown"
+            width, height = image.size
+            _decode_fully(image, data, path.name)
+    return ProbedImage(format=fmt, width=width, height=height)
+
+
+def _icc_colour_space(profile: bytes | None) -> bytes | None:
+    """The data colour space of an ICC profile (b"RGB ", b"CMYK", b"GRAY", …) if it is usable."""
+    if not profile or len(profile) < 128:
+        return None
+    # Device links, abstract and named-colour profiles describe no image colour space.
+    if profile[12:16] in (b"link", b"abst", b"nmcl"):
+        return None
+    return profile[16:20]
+
+
+def _gray_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer and float grey to 0..255; Pillow's convert would just clip."""
+    if image.mode == "F":
+        _low, high = cast(tuple[float, float], image.getextrema())
+        scale = 255.0 if float(high) <= 1.0 else 1.0
+        return image.point(lambda v: v * scale).convert("L")
+    wide = image.convert("I") if image.mode != "I" else image
+    if image.mode.startswith("I;16"):
+        return wide.point(lambda v: v / 257).convert("L")
+    low, high = cast(tuple[int, int], wide.getextrema())
+    if low >= 0 and high <= 255:
+        return wide.convert("L")
+    if low >= 0 and high <= 65535:
+        return wide.point(lambda v: v / 257).convert("L")
+    span = high - low
+    return wide.point(lambda v: (v - low) * 255 / span).convert("L")
+
+
+def _to_rgb(image: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """Convert any supported mode to RGB; keep the ICC profile only if it still describes the pixels."""
+    space = _icc_colour_space(icc_profile)
+    if image.mode == "CMYK" and space == b"CMYK" and icc_profile is not None:
+        # Print files: a naive CMYK->RGB conversion is visibly off, the profile does it right.
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            converted = None
+        if converted is not None:
+            return converted, None  # untagged RGB is read as sRGB
+    if image.mode in ("F", "I") or image.mode.startswith("I;16"):
+        image = _gray_to_8bit(image)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        # Transparent areas become white, as on paper, not black as a plain convert would give.
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(background, rgba).convert("RGB")
+    else:
+        rgb = image.convert("RGB")
+    return rgb, icc_profile if space == b"RGB " else None
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_TAG_ORIENTATION, 1)
+    except _DECODE_ERRORS:
+        # A damaged EXIF block should not cost the whole image; show it as stored.
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def load_for_edit(path: Path, *, limits: Limits) -> SourceImage:
+    """Load an image for the editor: first frame, EXIF orientation applied, RGB on white.
+
+    Runs the same checks as `probe` (the file may have changed since), raising the same errors.
+    """
+    suffix = path.suffix.lower()
+    data = _read(path, limits)
+    with _pillow_guard():
+        image = _open_checked(data, path.name, suffix, limits)
+        with image:
+            _decode_fully(image, data, path.name)
+            icc = image.info.get("icc_profile")
+            orientation = _orientation(image)
+            rgb, icc_out = _to_rgb(image, icc if isinstance(icc, bytes) else None)
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    if method is not None:
+        rgb = rgb.transpose(method)
+    # Nothing of the source's metadata travels with the pixels; the result gets its own.
+    rgb.info.clear()
+    return SourceImage(image=rgb, size=rgb.size, icc_profile=icc_out)
+
+
+def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize with Lanczos; the same image when it already has that size."""
+    if image.size == size:
+        return image
+    width, height = size
+    if width < 1 or height < 1:
+        raise ValueError(f"cannot resize to {_dims(width, height)}")
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _exif_bytes(metadata: Mapping[str, str]) -> bytes:
+    exif = Image.Exif()
+    exif[_TAG_SOFTWARE] = "hotfolder"
+    instruction = metadata.get("instruction")
+    if instruction:
+        # Pillow would write str as ASCII with "?" for the rest; UTF-8 bytes keep it readable
+        # in exiftool and friends. The JSON in UserComment is the exact copy.
+        exif[_TAG_IMAGE_DESCRIPTION] = instruction.encode("utf-8")
+    payload = json.dumps(dict(metadata), ensure_ascii=True, sort_keys=True)
+    exif.get_ifd(_TAG_EXIF_IFD)[_TAG_USER_COMMENT] = _ASCII_COMMENT + payload.encode("ascii")
+    return exif.tobytes()
+
+
+def encode_result(
+    image: Image.Image,
+    *,
+    fmt: str,
+    quality: int,
+    icc_profile: bytes | None,
+    metadata: Mapping[str, str],
+) -> bytes:
+    """Encode a result as png, jpeg or webp with the ICC profile and hotfolder's metadata.
+
+    PNG: one iTXt chunk per metadata key. JPEG/WebP: EXIF with the metadata as JSON in
+    UserComment, the instruction in ImageDescription and Software = hotfolder.
+    `quality` applies to jpeg and webp.
+    """
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    params: dict[str, Any] = {}
+    if icc_profile:
+        params["icc_profile"] = icc_profile
+    out = io.BytesIO()
+    if fmt == "png":
+        info = PngInfo()
+        for key, value in metadata.items():
+            # PNG keywords are 1-79 Latin-1 characters.
+            if not 1 <= len(key) <= 79 or not key.isprintable() or not key.isascii():
+                raise ValueError(f"metadata key {key!r} cannot be a PNG keyword")
+            info.add_itxt(key, value)
+        rgb.save(out, "PNG", pnginfo=info, **params)
+    elif fmt == "jpeg":
+        rgb.save(out, "JPEG", quality=quality, exif=_exif_bytes(metadata), **params)
+    elif fmt == "webp":
+        rgb.save(out, "WEBP", quality=quality, exif=_exif_bytes(metadata), **params)
+    else:
+        raise ValueError(f"cannot encode {fmt!r}; use png, jpeg or webp")
+    return out.getvalue()
+
+
+def _decode_user_comment(raw: object) -> dict[str, str]:
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1", "replace")
+    if not isinstance(raw, bytes):
+        return {}
+    prefix, body = raw[:8], raw[8:]
+    try:
+        if prefix == _UNICODE_COMMENT:
+            text = body.decode("utf-16")
+        elif prefix == _ASCII_COMMENT:
+            text = body.decode("ascii")
+        else:
+            text = raw.decode("utf-8")
+        payload = json.loads(text.rstrip("\x00 "))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    if not isinstance(payload, dict):
+        return {}
+    return {str(key): str(value) for key, value in payload.items()}
+
+
+def read_metadata(data: bytes) -> dict[str, str]:
+    """The metadata `encode_result` wrote into an image; `{}` when there is none.
+
+    Raises PIL.UnidentifiedImageError when `data` is not an image.
+    """
+    with _pillow_guard(), Image.open(io.BytesIO(data), formats=_OPENERS) as image:
+        if image.format == "PNG":
+            text: Mapping[str, Any] = getattr(image, "text", {})
+            return {str(key): str(value) for key, value in text.items()}
+        try:
+            comment = image.getexif().get_ifd(_TAG_EXIF_IFD).get(_TAG_USER_COMMENT)
+        except _DECODE_ERRORS:
+            return {}
+        return _decode_user_comment(comment)
