@@ -1,0 +1,305 @@
+"""Intake driven tick by tick with an injected clock: settle, pair, defaults, junk, rejections."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from support import files_under, make_image, read_json, write_sidecar
+
+from hotfolder.config import Config, load_config
+from hotfolder.intake import Intake, is_ignored
+from hotfolder.layout import Layout
+from hotfolder.spool import Spool
+from hotfolder.status import Board
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Rig:
+    def __init__(self, root: Path, **overrides: object) -> None:
+        settings: dict[str, object] = {
+            "settle_seconds": 2,
+            "sidecar_wait_seconds": 30,
+            "editor.name": "identity",
+        }
+        settings.update(overrides)
+        self.config: Config = load_config(root=root, overrides=settings)
+        self.layout = Layout(self.config.root_path)
+        self.layout.create()
+        self.clock = Clock()
+        self.spool = Spool(self.layout)
+        self.board = Board(self.layout, self.config, clock=self.clock)
+        self.cancelled: list[str] = []
+        self.intake = Intake(
+            self.layout,
+            self.config,
+            self.spool,
+            self.board,
+            clock=self.clock,
+            on_cancel=self.cancelled.append,
+        )
+        self.inbox = self.layout.inbox
+
+    def tick(self, advance: float = 0.0) -> None:
+        self.clock.advance(advance)
+        self.intake.tick()
+
+    def queued(self) -> list[str]:
+        return [m.name for m in self.spool.queued()]
+
+    def reason(self, name: str) -> str:
+        return (self.layout.failed / f"{name}.reason.txt").read_text().splitlines()[0]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+def test_a_pair_is_admitted_only_once_settled(rig: Rig) -> None:
+    make_image(rig.inbox / "a.jpg")
+    write_sidecar(rig.inbox / "a.yaml")
+    rig.tick()
+    assert rig.queued() == []
+    rig.tick(1.0)
+    assert rig.queued() == []
+    rig.tick(1.1)
+    assert rig.queued() == ["a"]
+    assert files_under(rig.layout.pending) == ["a.job.json", "a.jpg", "a.yaml"]
+    assert files_under(rig.inbox) == []
+    status = read_json(rig.layout.outbox / "a.status.json")
+    assert status is not None
+    assert status["status"] == "queued"
+    assert status["position"] == 1
+    assert status["estimated_wait_seconds"] == 0.0
+
+
+def test_a_growing_file_restarts_the_settle_clock(rig: Rig) -> None:
+    image = make_image(rig.inbox / "g.png")
+    write_sidecar(rig.inbox / "g.yaml")
+    rig.tick()
+    rig.tick(1.5)
+    with image.open("ab") as handle:  # still being copied
+        handle.write(b"\0" * 10)
+    rig.tick(1.0)
+    assert rig.queued() == []
+    make_image(image)  # the copy completes
+    rig.tick(0.1)
+    rig.tick(1.0)
+    assert rig.queued() == []
+    rig.tick(1.5)
+    assert rig.queued() == ["g"]
+
+
+def test_old_and_future_mtimes_neither_jump_the_queue_nor_get_stuck(rig: Rig) -> None:
+    make_image(rig.inbox / "now.jpg")
+    write_sidecar(rig.inbox / "now.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    for name, mtime in (("old", 978_307_200.0), ("future", time.time() + 10 * 365 * 86400)):
+        image = make_image(rig.inbox / f"{name}.jpg")
+        write_sidecar(rig.inbox / f"{name}.yaml")
+        os.utime(image, (mtime, mtime))
+        rig.intake.note(image)
+        rig.intake.note(image.with_suffix(".yaml"))
+    rig.tick()
+    rig.tick(2.5)
+    # Admitted together: mtime order among themselves, but after the job already queued.
+    assert rig.queued() == ["now", "old", "future"]
+
+
+def test_sidecar_wait_then_no_sidecar_and_no_image(rig: Rig) -> None:
+    make_image(rig.inbox / "lonely.jpg")
+    write_sidecar(rig.inbox / "stray.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(20)
+    assert files_under(rig.layout.failed) == []
+    rig.tick(11)
+    assert rig.reason("lonely").startswith("no_sidecar: ")
+    assert rig.reason("stray").startswith("no_image: ")
+    assert files_under(rig.inbox) == []
+
+
+def test_defaults_make_an_image_a_job_and_the_nearest_wins(rig: Rig) -> None:
+    (rig.inbox / "rush" / "deep").mkdir(parents=True)
+    (rig.inbox / "_defaults.yaml").write_text('instruction: "from the top"\nseed: 1\n')
+    (rig.inbox / "rush" / "_defaults.yaml").write_text("priority: high\nseed: 2\n")
+    make_image(rig.inbox / "rush" / "deep" / "x.jpg")
+    make_image(rig.inbox / "rush" / "y.jpg")
+    write_sidecar(rig.inbox / "rush" / "y.yaml", instruction="own words")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(2.5)
+    jobs = {m.name: m for m in rig.spool.queued()}
+    assert set(jobs) == {"rush/deep/x", "rush/y"}
+    assert jobs["rush/deep/x"].spec["instruction"] == "from the top"
+    assert jobs["rush/deep/x"].seed == 2
+    assert jobs["rush/deep/x"].priority == "high"
+    assert jobs["rush/y"].spec["instruction"] == "own words"
+    assert jobs["rush/deep/x"].sidecar is None
+    # _defaults.yaml files are never moved.
+    assert (rig.inbox / "_defaults.yaml").exists()
+    assert (rig.inbox / "rush" / "_defaults.yaml").exists()
+
+
+def test_junk_is_ignored_and_left_alone(rig: Rig) -> None:
+    junk = [
+        ".DS_Store",
+        "._IMG_1.jpg",
+        "Thumbs.db",
+        "desktop.ini",
+        "~$report.docx",
+        "IMG_2.jpg.tmp",
+        "IMG_3.jpg.part",
+        "IMG_4.jpg.crdownload",
+        "x.partial",
+        ".x.swp",
+        "y.swp",
+        "IMG_5.jpg.filepart",
+        ".~lock.sheet.ods#",
+    ]
+    for name in junk:
+        assert is_ignored(name), name
+        (rig.inbox / name).write_bytes(b"junk")
+    (rig.inbox / "@eaDir").mkdir()
+    (rig.inbox / "@eaDir" / "IMG_6.jpg").write_bytes(b"thumb")
+    rig.tick()
+    rig.tick(60)
+    assert sorted([*junk, "@eaDir/IMG_6.jpg"]) == files_under(rig.inbox)
+    assert files_under(rig.layout.failed) == []
+
+
+def test_a_temp_name_renamed_to_its_final_name_is_picked_up(rig: Rig) -> None:
+    write_sidecar(rig.inbox / "t.yaml")
+    (rig.inbox / "t.jpg.part").write_bytes(make_image(rig.inbox.parent / "t.jpg").read_bytes())
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == []
+    (rig.inbox / "t.jpg.part").rename(rig.inbox / "t.jpg")
+    rig.intake.note(rig.inbox / "t.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["t"]
+
+
+def test_two_images_for_one_sidecar_are_ambiguous(rig: Rig) -> None:
+    make_image(rig.inbox / "twin.jpg")
+    make_image(rig.inbox / "twin.png")
+    write_sidecar(rig.inbox / "twin.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.reason("twin").startswith("ambiguous: ")
+    assert files_under(rig.layout.failed) == [
+        "twin.jpg",
+        "twin.png",
+        "twin.reason.txt",
+        "twin.yaml",
+    ]
+
+
+def test_other_types_are_unsupported(rig: Rig) -> None:
+    (rig.inbox / "notes.pdf").write_bytes(b"%PDF-1.4")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.reason("notes").startswith("unsupported_type: ")
+    assert (rig.layout.failed / "notes.pdf").exists()
+
+
+def test_links_fifos_sockets_and_folders_named_like_images_are_rejected(
+    rig: Rig, tmp_path: Path
+) -> None:
+    outside = make_image(tmp_path / "secret.jpg")
+    (rig.inbox / "link.jpg").symlink_to(outside)
+    os.mkfifo(rig.inbox / "pipe.jpg")
+    (rig.inbox / "folder.jpg").mkdir()
+    os.link(outside, rig.inbox / "hard.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(rig.inbox / "sock.jpg"))
+    try:
+        rig.tick()
+        rig.tick(2.5)
+    finally:
+        sock.close()
+    for name in ("link", "pipe", "folder", "hard", "sock"):
+        assert rig.reason(name).startswith("unsupported_type: "), name
+    assert outside.exists()
+    assert files_under(rig.inbox) == []
+
+
+def test_overflow_beyond_the_cap_is_queue_full(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=2)
+    for i in range(4):
+        make_image(rig.inbox / f"c{i}.jpg")
+        write_sidecar(rig.inbox / f"c{i}.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert len(rig.queued()) == 2
+    rejected = [p for p in files_under(rig.layout.failed) if p.endswith(".reason.txt")]
+    assert len(rejected) == 2
+    for path in rejected:
+        assert (rig.layout.failed / path).read_text().startswith("queue_full: ")
+
+
+def test_invalid_images_go_to_failed_with_their_code(rig: Rig) -> None:
+    (rig.inbox / "noise.jpg").write_bytes(os.urandom(2000))
+    write_sidecar(rig.inbox / "noise.yaml")
+    make_image(rig.inbox / "wide.png", size=(3000, 20))
+    write_sidecar(rig.inbox / "wide.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.reason("noise").startswith("invalid_image: ")
+    assert rig.reason("wide").startswith("too_large: ")
+    assert (rig.layout.failed / "noise.yaml").exists()
+
+
+def test_a_truncated_image_waits_then_is_invalid(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, incomplete_image_seconds=20)
+    whole = make_image(tmp_path / "whole.jpg", size=(256, 256), color=(10, 200, 30))
+    data = whole.read_bytes()
+    (rig.inbox / "cut.jpg").write_bytes(data[: len(data) // 2])
+    write_sidecar(rig.inbox / "cut.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(10)
+    assert files_under(rig.layout.failed) == []
+    rig.tick(15)
+    assert rig.reason("cut").startswith("invalid_image: ")
+
+
+def test_cancel_file_reaches_the_service_and_is_removed(rig: Rig) -> None:
+    (rig.inbox / "st").mkdir()
+    (rig.inbox / "st" / "IMG_1.cancel").write_text("")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.cancelled == ["st/IMG_1"]
+    assert files_under(rig.inbox) == []
+
+
+def test_an_unreachable_inbox_pauses_intake_and_forgets_nothing(rig: Rig, tmp_path: Path) -> None:
+    make_image(rig.inbox / "k.jpg")
+    rig.tick()
+    away = tmp_path / "away"
+    rig.inbox.rename(away)
+    rig.tick(1)
+    assert rig.intake.unreachable is not None
+    assert "inbox" in rig.board.notes["intake"]
+    away.rename(rig.inbox)
+    write_sidecar(rig.inbox / "k.yaml")
+    rig.tick(0.5)
+    rig.tick(2.5)
+    assert rig.intake.unreachable is None
+    assert rig.queued() == ["k"]
