@@ -182,7 +182,7 @@ def _read(path: Path, limits: Limits) -> bytes:
     except fsops.FileTooBig as e:
         raise Rejected(
             Reason.too_large,
-            f"{path.name} is {e.size / 1e6:.1f} MB; the limit is {e.max_bytes / 1e6:.1f} MB; "
+            f"{path.name} is {e.size:,} bytes; the limit is {e.max_bytes:,} bytes; "
             "save it smaller (downscale it or use JPEG or WebP) and drop it again",
         ) from e
     except fsops.NotARegularFile as e:

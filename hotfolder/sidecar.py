@@ -199,8 +199,10 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
         ) from e
     # Windows editors write a byte-order mark; it is valid UTF-8 and means nothing here.
     text = text.removeprefix("\ufeff")
-    loader = _SafeLoader(text)
+    loader: _SafeLoader | None = None
     try:
+        # The reader checks for control characters as soon as it is built, so build it in here.
+        loader = _SafeLoader(text)
         loader.get_event()  # type: ignore[no-untyped-call]  # the StreamStartEvent
         if loader.check_event(yaml.StreamEndEvent):
             return {}
@@ -214,7 +216,8 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
         # Constructors raise these on values like a 5000-digit number or a date 2024-13-45.
         raise reject(f"a value cannot be read: {e}; quote it as text or fix it") from e
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if document is None:
         return {}
     if not isinstance(document, dict):
