@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from hotfolder import fsops, images, sidecar
+from hotfolder.sidecar import JobSpec
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.layout import IMAGE_SUFFIXES, Layout, new_job_id
@@ -108,7 +109,7 @@ class _Ready:
 
     image: Path
     sidecar: Path | None
-    spec: sidecar.JobSpec
+    spec: JobSpec
     mtime_ns: int
 
 
@@ -123,7 +124,7 @@ class Intake:
         clock: Callable[[], float] = time.time,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         on_admit: Callable[[], None] = lambda: None,
-        on_cancel: Callable[[str], None] = lambda name: None,
+        on_cancel: Callable[[str], object] = lambda name: None,
     ) -> None:
         self.layout = layout
         self.config = config
@@ -416,7 +417,9 @@ class Intake:
             if cached is None or cached[:2] != (info.st_size, info.st_mtime_ns):
                 try:
                     mapping: dict[str, Any] | Rejected = sidecar.read_layer(
-                        path, max_bytes=self.config.limits.max_sidecar_bytes
+                        path,
+                        max_bytes=self.config.limits.max_sidecar_bytes,
+                        source=self._relative(path),
                     )
                     if isinstance(mapping, dict):
                         sidecar.check_layer(mapping, source=self._relative(path))
@@ -481,7 +484,7 @@ class Intake:
         message: str,
         details: str = "",
         *,
-        spec: sidecar.JobSpec | None = None,
+        spec: JobSpec | None = None,
     ) -> None:
         """Move a drop to failed/ with its reason file and a failed status; never loses a file."""
         now = self.clock()

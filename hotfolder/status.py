@@ -276,7 +276,7 @@ class Board:
         for _name, state, _done in self._finished.values():
             counts[state] += 1
         processing = [s for _k, s, _p in self._active.values() if s.status == JobState.processing]
-        jobs = [
+        jobs: list[dict[str, Any]] = [
             {"name": s.name, "job_id": s.job_id, "status": s.status.value, "position": None}
             for s in processing
         ]
@@ -289,7 +289,7 @@ class Board:
             }
             for position, (_k, s, _p) in enumerate(queued, start=1)
         ]
-        payload = {
+        payload: dict[str, Any] = {
             "schema": SCHEMA,
             "queue_size": len(queued),
             "max_queue_size": self.config.max_pending,
