@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from hotfolder import fsops, images, sidecar
-from hotfolder.sidecar import JobSpec
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.layout import IMAGE_SUFFIXES, Layout, new_job_id
 from hotfolder.settle import StabilityTracker
+from hotfolder.sidecar import JobSpec
 from hotfolder.spool import JobState, Manifest, Spool
 from hotfolder.status import Board, JobStatus, iso
 
