@@ -85,6 +85,10 @@ class EditorConfig(_Strict):
     device: str = Field("cuda", pattern=r"^(cpu|cuda|cuda:\d+)$")
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     offload: Literal["none", "model", "sequential"] = "none"
+    # qwen: the model generates at most this many pixels, at the input's aspect ratio (sides in
+    # multiples of 16); unset: the pipeline's own ~1024x1024. Smaller is faster and needs less
+    # memory (the tests run the tiny pipeline this way); the worker resizes the result back.
+    max_pixels: int | None = Field(None, ge=32 * 32)
 
 
 class Config(_Strict):

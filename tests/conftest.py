@@ -25,3 +25,16 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     leaked = [t.name for t in deadline_threads if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
+
+
+# Appended by the qwen editor's tests; move this import up with the others when convenient.
+from pathlib import Path  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen-Image-Edit-2509 pipeline folder, built once per session (seconds, CPU)."""
+    pytest.importorskip("diffusers")
+    from hotfolder.editors.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-qwen"))
