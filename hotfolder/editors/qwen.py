@@ -121,6 +121,22 @@ def _offline_note() -> str:
     return ""
 
 
+def _oom_errors(torch: Any) -> tuple[type[BaseException], ...]:
+    # torch.OutOfMemoryError (torch >= 2.5) is what torch.cuda.OutOfMemoryError now aliases.
+    return tuple(
+        {
+            getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+            torch.cuda.OutOfMemoryError,
+        }
+    )
+
+
+def _free_memory(torch: Any) -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _dtype_kwarg() -> str:
     """diffusers 0.42 renamed `torch_dtype` to `dtype` (the old name warns); older ones know only the old."""
     from diffusers.utils import deprecation_utils
@@ -174,12 +190,21 @@ class QwenEditor:
             raise EditorUnavailable(self._missing_model_message(e)) from e
         self.base_loads += 1
         pipe.set_progress_bar_config(disable=True)  # progress goes to status files, not stderr
-        if self.config.offload == "model":
-            pipe.enable_model_cpu_offload(device=self.config.device)
-        elif self.config.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=self.config.device)
-        else:
-            pipe.to(self.config.device)
+        try:
+            if self.config.offload == "model":
+                pipe.enable_model_cpu_offload(device=self.config.device)
+            elif self.config.offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.config.device)
+            else:
+                pipe.to(self.config.device)
+        except _oom_errors(torch) as e:
+            del pipe
+            e.__traceback__ = None
+            _free_memory(torch)
+            raise EditorUnavailable(
+                f"{self.config.device} has too little free memory for {self.config.model} in "
+                f"{self.config.dtype} ({_first_line(e)}); try editor.offload: model (or sequential)"
+            ) from e
         if self.config.device == "cpu" and self.config.dtype != "float32":
             log.warning(
                 "editor.dtype %s on the CPU is very slow; float32 is faster there",
@@ -243,12 +268,12 @@ class QwenEditor:
         out_of_memory: BaseException | None = None
         try:
             output = self._pipe(**kwargs)
-        except self._oom_errors() as e:
+        except _oom_errors(torch) as e:
             out_of_memory = e
             # The traceback's frames hold the step's activations; drop them so the cache can go.
             e.__traceback__ = None
         if out_of_memory is not None:
-            self._free_memory()
+            _free_memory(torch)
             raise OutOfMemory(
                 f"{self.config.device} ran out of memory editing a {request.image.width}x"
                 f"{request.image.height} image with preset {request.preset_name}: "
@@ -322,7 +347,11 @@ class QwenEditor:
                     f"point it at {_DIFFUSERS_LAYOUT}"
                 )
             return str(path)
-        if _looks_like_path(model) or path.exists():
+        if path.exists():
+            raise EditorUnavailable(
+                f"editor.model {path} is a file; point it at {_DIFFUSERS_LAYOUT}"
+            )
+        if _looks_like_path(model):
             raise EditorUnavailable(
                 f"editor.model folder {path} does not exist; point it at {_DIFFUSERS_LAYOUT}, "
                 "or use a hub id such as Qwen/Qwen-Image-Edit-2509"
@@ -358,9 +387,9 @@ class QwenEditor:
         where, kwargs = self._lora_location(lora)
         try:
             self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
-        except self._oom_errors() as e:
+        except _oom_errors(self._torch) as e:
             self._forget_adapter(name)
-            self._free_memory()
+            _free_memory(self._torch)
             raise OutOfMemory(f"out of memory loading LoRA {lora.source}: {_first_line(e)}") from e
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             self._forget_adapter(name)
@@ -413,17 +442,3 @@ class QwenEditor:
         if request.true_cfg_scale <= 1:
             return None
         return request.negative_prompt if request.negative_prompt is not None else " "
-
-    def _oom_errors(self) -> tuple[type[BaseException], ...]:
-        torch = self._torch
-        return tuple(
-            {
-                getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
-                torch.cuda.OutOfMemoryError,
-            }
-        )
-
-    def _free_memory(self) -> None:
-        gc.collect()
-        if self._torch.cuda.is_available():
-            self._torch.cuda.empty_cache()

@@ -1,0 +1,136 @@
+"""`hotfolder edit`: one image, one instruction, no service; a progress bar on stderr.
+
+The same steps as a job in the service (upright RGB in, the editor, back to the input's
+size, ICC profile and metadata out), without the folders.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from hotfolder import fsops, images
+from hotfolder.config import Config
+from hotfolder.editors import Editor, EditRequest, make_editor
+from hotfolder.errors import ConfigError
+from hotfolder.sidecar import MAX_SEED
+
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+JPEG_WEBP_QUALITY = 92
+BAR_WIDTH = 30
+
+
+class ProgressBar:
+    """`[#######.......] 2/4 steps 3.1 s` redrawn in place on a stream (stderr)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, step: int, steps: int) -> None:
+        done = BAR_WIDTH * step // max(steps, 1)
+        elapsed = time.monotonic() - self.started
+        bar = "#" * done + "." * (BAR_WIDTH - done)
+        self.stream.write(f"\r[{bar}] {step}/{steps} steps {elapsed:.1f} s")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def default_output(image: Path) -> Path:
+    """`NAME-edited.png` next to the input, or `NAME-edited-2.png`, ...: never over a file."""
+    candidate = image.with_name(f"{image.stem}-edited.png")
+    number = 2
+    while candidate.exists():
+        candidate = image.with_name(f"{image.stem}-edited-{number}.png")
+        number += 1
+    return candidate
+
+
+def edit_one(
+    config: Config,
+    image: Path,
+    instruction: str,
+    *,
+    seed: int | None,
+    preset: str | None,
+    out: Path | None,
+    editor: Editor | None = None,
+    stream: TextIO | None = None,
+) -> Path:
+    """Edit `image` as the service would and write the result to `out`; return its path.
+
+    Without `seed` a random one is drawn and printed; without `preset` the configured
+    default is used; without `out` the result goes next to the input (`default_output`).
+    `editor` reuses a loaded editor instead of making one from `config`. Bad arguments
+    raise ConfigError; an unreadable image raises Rejected, as in the service.
+    """
+    err = sys.stderr if stream is None else stream
+    preset_name = preset or config.default_preset
+    if preset_name not in config.presets:
+        known = ", ".join(sorted(config.presets))
+        raise ConfigError(f"preset {preset_name!r} is not configured; use one of: {known}")
+    chosen = config.presets[preset_name]
+    instruction = instruction.strip()
+    limit = config.limits.max_instruction_chars
+    if not 1 <= len(instruction) <= limit:
+        raise ConfigError(f"the instruction must be 1..{limit} characters, not {len(instruction)}")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be a whole number 0..{MAX_SEED}, not {seed}")
+    target = out if out is not None else default_output(image)
+    fmt = FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"cannot tell the output format from {target.name!r}; end it in .png, .jpg or .webp"
+        )
+    used_seed = seed if seed is not None else secrets.randbits(32)
+
+    source = images.load_for_edit(image, limits=config.limits)
+    if editor is None:
+        editor = make_editor(config)
+    err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
+    editor.load()
+    err.write(f"editing {image} with preset {preset_name}, seed {used_seed}\n")
+    err.flush()
+    bar = ProgressBar(err)
+    try:
+        result = editor.edit(
+            EditRequest(
+                image=source.image,
+                instruction=instruction,
+                seed=used_seed,
+                preset_name=preset_name,
+                preset=chosen,
+                steps=chosen.steps,
+                true_cfg_scale=chosen.true_cfg_scale,
+                negative_prompt=chosen.negative_prompt,
+            ),
+            bar,
+        )
+    finally:
+        bar.close()
+    data = images.encode_result(
+        images.resize_to(result.image, source.size),
+        fmt=fmt,
+        quality=JPEG_WEBP_QUALITY,
+        icc_profile=source.icc_profile,
+        metadata={
+            "instruction": instruction,
+            "preset": preset_name,
+            "seed": str(used_seed),
+            "model": result.model,
+            "software": "hotfolder",
+        },
+    )
+    fsops.write_atomic(target, data)
+    err.write(f"wrote {target}\n")
+    err.flush()
+    return target
