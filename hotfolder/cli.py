@@ -49,6 +49,32 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
     status.add_argument("--json", action="store_true", help="print JSON")
 
+    for action, text in (
+        ("cancel", "cancel a queued or running job (also: drop NAME.cancel into inbox/)"),
+        ("retry", "put a failed or cancelled job back into the queue"),
+    ):
+        control = commands.add_parser(action, help=text)
+        _common(control)
+        control.add_argument("name", help="job name, e.g. station-3/IMG_0042")
+        control.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for a running service"
+        )
+    for action, text in (
+        ("pause", "stop taking new jobs (the job in flight finishes); intake goes on"),
+        ("resume", "take jobs again"),
+    ):
+        _common(commands.add_parser(action, help=text))
+
+    history = commands.add_parser("history", help="every job's record, also after retention")
+    _common(history)
+    history.add_argument("--since", help="ISO date/time (UTC) or an age like 30m, 2h, 7d")
+    history.add_argument(
+        "--status", choices=["queued", "processing", "completed", "failed", "cancelled"]
+    )
+    history.add_argument("--name", help="a job name, or a folder like station-3/")
+    history.add_argument("--limit", type=int, help="at most this many rows")
+    history.add_argument("--json", action="store_true", help="print JSON records")
+
     check = commands.add_parser("check", help="validate configuration and sidecars")
     _common(check)
     check.add_argument("sidecars", nargs="*", type=Path, metavar="SIDECAR")
@@ -137,8 +163,119 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def _control(args: argparse.Namespace) -> int:
+    from hotfolder import control
+    from hotfolder.editors.identity import IdentityEditor
+    from hotfolder.errors import ServiceLocked
+    from hotfolder.layout import Layout
+    from hotfolder.report import service_state
+    from hotfolder.service import Service, root_lock
+
+    config = _config(args)
+    layout = Layout(config.root_path)
+    if not layout.inbox.is_dir():
+        raise ConfigError(f"{layout.root} has no inbox/; pass --root with the service's folder")
+    if not service_state(layout).startswith("running"):
+        try:
+            with root_lock(layout):
+                # No service: do it here, under the same lock a service would hold.
+                service = Service(config, editor=IdentityEditor())
+                service.spool.load()
+                service.board.load_finished()
+                handler = service.cancel if args.command == "cancel" else service.retry
+                ok, message = handler(args.name)
+                service.board.publish()
+                service.history.close()
+        except ServiceLocked:
+            pass  # a service started meanwhile: ask it
+        else:
+            print(message, file=sys.stdout if ok else sys.stderr)
+            return EXIT_OK if ok else EXIT_FAILED
+    request_id = control.submit(layout, args.command, args.name)
+    result = control.wait_result(layout, request_id, args.wait)
+    if result is None:
+        print(
+            f"hotfolder: the service did not answer within {args.wait:g} s; "
+            "the request stays queued in .hotfolder/requests/",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    ok = bool(result.get("ok"))
+    print(result.get("message", ""), file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _pause(args: argparse.Namespace) -> int:
+    from hotfolder import fsops
+    from hotfolder.layout import Layout
+    from hotfolder.service import PAUSE_NAME
+
+    layout = Layout(_config(args).root_path)
+    flag = layout.private / PAUSE_NAME
+    if args.command == "pause":
+        fsops.write_atomic(flag, b"paused by hotfolder pause\n")
+        print("paused: the job in flight finishes, no new job starts; `hotfolder resume` to go on")
+    else:
+        fsops.remove(flag)
+        print("resumed")
+    return EXIT_OK
+
+
+def _parse_since(text: str) -> str:
+    import re
+    import time as _time
+
+    from hotfolder.status import iso, parse_iso
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return iso(_time.time() - seconds) or ""
+    stamp = parse_iso(text if "T" in text or ":" in text else text + "T00:00:00+00:00")
+    if stamp is None:
+        raise ConfigError(f"--since {text!r}: use an ISO date like 2026-11-29 or an age like 2h")
+    return iso(stamp) or ""
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from hotfolder.history import History
+    from hotfolder.layout import Layout
+
+    layout = Layout(_config(args).root_path)
+    path = layout.private / "history.db"
+    if not path.exists():
+        rows: list[dict[str, Any]] = []
+    else:
+        history = History(path)
+        try:
+            rows = history.query(
+                since=_parse_since(args.since) if args.since else None,
+                status=args.status,
+                name=args.name.strip("/") if args.name else None,
+                limit=args.limit,
+            )
+        finally:
+            history.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        error = f"  {row['error_code']}: {row['error']}" if row.get("error_code") else ""
+        print(
+            f"{row.get('created_at') or '-':24}  {row['status']:10}  {row['name']}"
+            f"  preset={row.get('model')} seed={row.get('result_seed')}"
+            f" attempts={row.get('attempts')}{error}"
+        )
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
     "check": cmd_check,
+    "cancel": _control,
+    "retry": _control,
+    "pause": _pause,
+    "resume": _pause,
+    "history": cmd_history,
 }

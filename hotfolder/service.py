@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -15,13 +16,16 @@ from types import FrameType
 
 from hotfolder import fsops
 from hotfolder.config import Config
+from hotfolder.control import ControlDesk
 from hotfolder.editors import Editor, make_editor
-from hotfolder.errors import Reason, ServiceLocked
-from hotfolder.intake import Intake
-from hotfolder.layout import Layout
-from hotfolder.spool import FINAL_STATES, JobState, Spool
-from hotfolder.status import HEARTBEAT_SECONDS, Board
-from hotfolder.watch import Watcher, choose_observer
+from hotfolder.errors import Reason, Rejected, ServiceLocked
+from hotfolder.history import History
+from hotfolder.intake import Intake, kind_of, split_name
+from hotfolder.layout import Layout, new_job_id
+from hotfolder.sidecar import read_layer, resolve
+from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.status import HEARTBEAT_SECONDS, Board, iso, read_status
+from hotfolder.watch import Watcher, choose_observer, filesystem_type, is_network_fs
 from hotfolder.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,14 @@ class Service:
         self.editor = editor if editor is not None else make_editor(config)
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
         self.spool = Spool(self.layout)
-        self.board = Board(self.layout, config, observer=lambda: self.observer_kind)
+        fsops.ensure_dir(self.layout.private)
+        self.history = History(
+            self.layout.private / "history.db",
+            network=is_network_fs(filesystem_type(self.layout.root)),
+        )
+        self.board = Board(
+            self.layout, config, observer=lambda: self.observer_kind, history=self.history
+        )
         self.worker = Worker(
             self.layout,
             config,
@@ -82,27 +93,101 @@ class Service:
             on_admit=self.worker.wake.set,
             on_cancel=self.cancel,
         )
+        self.controls = ControlDesk(self.layout, {"cancel": self.cancel, "retry": self.retry})
         self.watcher: Watcher | None = None
         self._signals = 0
         self._wake = threading.Event()
 
     # --- controls ---
 
-    def cancel(self, name: str) -> bool:
-        """Cancel a queued or running job by name; False if there is no such job."""
-        if self.worker.cancel(name):
-            log.info("cancel requested for %s (processing)", name)
-            return True
-        manifest = self.spool.find(name)
-        if manifest is None or manifest.state != JobState.queued:
-            log.info("cancel for %s: no such queued or processing job", name)
-            return False
-        self.worker.fail(
-            manifest, Reason.cancelled, "cancelled while queued", state=JobState.cancelled
-        )
-        return True
+    def cancel(self, name: str) -> tuple[bool, str]:
+        """Cancel a queued or running job by name; say so and change nothing if there is none."""
+        name = name.strip("/")
+        with self.spool.lock:
+            if self.worker.cancel(name):
+                return True, f"{name} is being cancelled (it stops at its next step)"
+            manifest = self.spool.find(name)
+            if manifest is None or manifest.state != JobState.queued:
+                return False, f"no queued or processing job named {name}; nothing changed"
+            self.worker.fail(
+                manifest, Reason.cancelled, "cancelled while queued", state=JobState.cancelled
+            )
+        self.board.publish()
+        return True, f"{name} cancelled; its files are in failed/"
+
+    def retry(self, name: str) -> tuple[bool, str]:
+        """Put a failed or cancelled job back into the queue, keeping its attempts and errors."""
+        name = name.strip("/")
+        with self.spool.lock:
+            if self.spool.find(name) is not None:
+                return False, f"{name} is already queued or processing"
+            parent, _, base = name.rpartition("/")
+            folder = self.layout.failed / parent if parent else self.layout.failed
+            found = []
+            if folder.is_dir():
+                found = [p for p in folder.iterdir() if split_name(p.name)[0] == base]
+            image_files = [p for p in found if kind_of(p.name) == "image"]
+            side_files = [p for p in found if kind_of(p.name) == "sidecar"]
+            if len(image_files) != 1 or len(side_files) > 1:
+                what = "no image" if not image_files else "more than one image or sidecar"
+                return False, f"failed/ holds {what} for {name}; nothing to retry"
+            if self.spool.pending_count() >= self.config.max_pending:
+                return False, f"the queue is full ({self.config.max_pending}); retry {name} later"
+            image, side = image_files[0], side_files[0] if side_files else None
+            previous = read_status(self.layout.status_path(name))
+            home = self.layout.inbox / parent if parent else self.layout.inbox
+            layers = self.intake._layers(home / image.name)
+            try:
+                if isinstance(layers, Rejected):
+                    raise layers
+                if side is not None:
+                    limit = self.config.limits.max_sidecar_bytes
+                    layers = [
+                        *layers,
+                        (self.layout.relative(side), read_layer(side, max_bytes=limit)),
+                    ]
+                spec = resolve(layers, config=self.config)
+            except Rejected as e:
+                return (
+                    False,
+                    f"{name} cannot be retried: {e.message} (fix it in failed/, then retry)",
+                )
+            errors = list(previous.errors) if previous else []
+            if previous is not None and previous.error_code:
+                errors.append(
+                    f"attempt {previous.attempts}: {previous.error_code}: {previous.error}"
+                )
+            seed = spec.seed
+            if seed is None:
+                known = previous.result_seed if previous is not None else None
+                seed = known if known is not None else secrets.randbits(32)
+            now = time.time()
+            manifest = Manifest(
+                job_id=previous.job_id if previous else new_job_id(now),
+                name=name,
+                seq=self.spool.next_seq(),
+                priority=spec.priority,
+                created_at=(previous.created_at if previous else None) or iso(now) or "",
+                source=(previous.source if previous else None) or self.layout.relative(image),
+                image=image.name,
+                sidecar=side.name if side else None,
+                inbox_image=self.layout.relative(image),
+                inbox_sidecar=self.layout.relative(side) if side else None,
+                spec=spec.model_dump(mode="json"),
+                seed=seed,
+                attempts=(previous.attempts if previous else 0) + 1,
+                errors=errors,
+            )
+            self.spool.admit(manifest)
+            fsops.remove(folder / f"{base}.reason.txt")
+            fsops.prune_empty_dirs(folder, self.layout.failed)
+            self.board.queued(manifest)
+        self.board.publish()
+        self.worker.wake.set()
+        return True, f"{name} is back in the queue (attempt {manifest.attempts})"
 
     def _refresh_pause(self) -> None:
+        self.controls.poll()
         paused = is_paused(self.layout)
         if paused != self.board.paused:
             self.board.paused = paused
@@ -189,6 +274,7 @@ class Service:
                 if self.watcher is not None:
                     self.watcher.stop()
                 self.board.publish()
+                self.history.close()
         return 0
 
     def _drain(self) -> None:

@@ -94,7 +94,7 @@ class Spool:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self._lock = threading.RLock()
+        self._lock: threading.RLock = threading.RLock()
         self._pending: dict[str, Manifest] = {}
         self._processing: dict[str, Manifest] = {}
         self._next_seq = 1
@@ -146,6 +146,11 @@ class Spool:
                 if candidate != target and candidate.exists():
                     fsops.move(candidate, target)
                     break
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by anything that must see and change the queue without the worker in between."""
+        return self._lock
 
     # --- queries ---
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -123,6 +123,10 @@ def read_status(path: Path) -> JobStatus | None:
         return None
 
 
+class Recorder(Protocol):
+    def record(self, status: JobStatus) -> None: ...
+
+
 class Estimator:
     """Moving average of recent job times per preset, seeded by the preset's nominal time."""
 
@@ -153,10 +157,12 @@ class Board:
         *,
         observer: Callable[[], str] = lambda: "native",
         clock: Callable[[], float] = time.time,
+        history: Recorder | None = None,
     ) -> None:
         self.layout = layout
         self.config = config
         self.estimator = Estimator(config)
+        self.history = history
         self._observer = observer
         self._clock = clock
         self._lock = threading.RLock()
@@ -190,6 +196,7 @@ class Board:
         with self._lock:
             self._dirty = True
             status = status_from_manifest(manifest, status=JobState.queued, detail=detail)
+            self._record(status)
             self._active[manifest.job_id] = (manifest.sort_key, status, manifest.spec["preset"])
             self._finished.pop(manifest.job_id, None)
             self._started_mono.pop(manifest.job_id, None)
@@ -198,6 +205,7 @@ class Board:
         with self._lock:
             self._dirty = True
             status = status_from_manifest(manifest, status=JobState.processing, detail=detail)
+            self._record(status)
             self._active[manifest.job_id] = (manifest.sort_key, status, manifest.spec["preset"])
             self._started_mono[manifest.job_id] = time.monotonic()
 
@@ -222,6 +230,7 @@ class Board:
             if entry is not None and started is not None and status.status == JobState.completed:
                 self.estimator.add(entry[2], time.monotonic() - started)
             self._finished[status.job_id] = (status.name, status.status, self._clock())
+            self._record(status)
             self._write(status)
             self._written.pop(status.job_id, None)
 
@@ -230,6 +239,15 @@ class Board:
             self._dirty = True
             self._active.pop(job_id, None)
             self._written.pop(job_id, None)
+
+    def _record(self, status: JobStatus) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.record(status)
+        except Exception:
+            # The history is a convenience; a locked or broken database never stops a job.
+            log.exception("could not record %s in the history", status.name)
 
     # --- publishing ---
 
