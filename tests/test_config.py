@@ -1,0 +1,66 @@
+"""Configuration: the shipped file matches the defaults; errors name the key; flags win."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import REPO, hotfolder
+
+from hotfolder.config import Config, load_config
+from hotfolder.errors import ConfigError
+
+
+def test_the_shipped_config_is_valid_and_equals_the_defaults() -> None:
+    shipped = load_config(REPO / "config" / "hotfolder.yaml", root=Path())
+    assert shipped == Config(root=Path())
+
+
+def test_unknown_and_bad_keys_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("max_pendin: 3\n")
+    with pytest.raises(ConfigError, match="max_pendin"):
+        load_config(path)
+    path.write_text("limits:\n  max_dimension: -1\n")
+    with pytest.raises(ConfigError, match=r"limits\.max_dimension"):
+        load_config(path)
+    path.write_text("default_preset: nope\n")
+    with pytest.raises(ConfigError, match="nope"):
+        load_config(path)
+    path.write_text("editor:\n  device: cpu\n  offload: model\n")
+    with pytest.raises(ConfigError, match="offload"):
+        load_config(path)
+
+
+def test_presets_in_the_file_add_to_the_builtins_and_flags_win(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("presets:\n  quick:\n    steps: 2\neditor:\n  name: qwen\n")
+    config = load_config(path, overrides={"editor.name": "identity", "default_preset": "quick"})
+    assert config.editor.name == "identity"
+    assert config.default_preset == "quick"
+    assert {"qwen-4step", "qwen-8step", "qwen-40step", "quick"} <= set(config.presets)
+
+
+def test_cli_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("surprise: 1\n")
+    result = hotfolder("check", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "surprise" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert hotfolder("frobnicate", cwd=tmp_path).returncode == 2
+    good = tmp_path / "ok.yaml"
+    good.write_text('instruction: "Make it warmer"\nseed: 3\n')
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("instruction: 5\n")
+    result = hotfolder("check", str(good), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "max_pending: 10" in result.stdout
+    assert "ok: " in result.stdout
+    result = hotfolder("check", str(good), str(wrong), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "instruction" in result.stderr
+    same = hotfolder("--help", cwd=tmp_path)
+    assert same.returncode == 0
+    for command in ("run", "status", "cancel", "retry", "pause", "resume", "history", "check"):
+        assert command in same.stdout
