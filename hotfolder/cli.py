@@ -75,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, help="at most this many rows")
     history.add_argument("--json", action="store_true", help="print JSON records")
 
+    edit = commands.add_parser("edit", help="edit one image now, with a progress bar")
+    edit.add_argument("image", type=Path)
+    edit.add_argument("-i", "--instruction", required=True, help='e.g. "Make the sky blue"')
+    edit.add_argument("--seed", type=int)
+    edit.add_argument("--preset")
+    edit.add_argument("-o", "--output", type=Path, help="result file (default: NAME-edited.png)")
+    edit.add_argument("--config", type=Path, help="configuration file")
+    edit.add_argument("--editor", choices=["qwen", "identity"], help="editor to use")
+
+    selftest = commands.add_parser(
+        "selftest", help="build a tiny random Qwen pipeline and run it through the real service"
+    )
+    selftest.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+
     check = commands.add_parser("check", help="validate configuration and sidecars")
     _common(check)
     check.add_argument("sidecars", nargs="*", type=Path, metavar="SIDECAR")
@@ -110,10 +124,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
+    from hotfolder.editors.qwen import EditorUnavailable
+
     try:
         service = Service(config)
         return service.run(once=args.once)
-    except ServiceLocked as e:
+    except (ServiceLocked, EditorUnavailable) as e:
         print(f"hotfolder: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -269,7 +285,37 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_edit(args: argparse.Namespace) -> int:
+    from hotfolder.oneshot import edit_one
+
+    config = load_config(args.config, overrides={"editor.name": args.editor})
+    if not args.image.is_file():
+        raise ConfigError(f"{args.image} is not a file; pass the image to edit")
+    result = edit_one(
+        config,
+        args.image,
+        args.instruction,
+        seed=args.seed,
+        preset=args.preset,
+        out=args.output,
+    )
+    print(result)
+    return EXIT_OK
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    import re
+
+    from hotfolder.selftest import run_selftest
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device {args.device!r}: use cpu, cuda or cuda:N")
+    return EXIT_OK if run_selftest(args.device, sys.stdout) else EXIT_FAILED
+
+
 COMMANDS = {
+    "edit": cmd_edit,
+    "selftest": cmd_selftest,
     "run": cmd_run,
     "status": cmd_status,
     "check": cmd_check,

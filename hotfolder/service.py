@@ -262,6 +262,10 @@ class Service:
                 self.board.notes["editor"] = "loading model"
                 self.board.publish()
                 self.editor.load()
+                prepare = getattr(self.editor, "prepare", None)
+                if prepare is not None:
+                    # Fetch the default preset's LoRA now: a missing one stops start-up, not a job.
+                    prepare(self.config.preset(None))
                 self.board.notes.pop("editor", None)
                 self.board.publish()
                 if once:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,10 +26,6 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     leaked = [t.name for t in deadline_threads if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
-
-
-# Appended by the qwen editor's tests; move this import up with the others when convenient.
-from pathlib import Path  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,13 @@ class IdentityEditor:
 
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:
         steps = max(1, request.steps)
-        # Sleep in slices so progress is reported and a cancel or stop lands promptly.
-        slice_seconds = self.delay_seconds / steps
+        # Sleep in short slices, calling progress between them, so a cancel or stop lands
+        # within a tenth of a second whatever the delay.
+        deadline = time.monotonic() + self.delay_seconds
         for step in range(1, steps + 1):
-            if slice_seconds:
-                time.sleep(slice_seconds)
+            step_end = deadline - self.delay_seconds * (steps - step) / steps
+            while (left := step_end - time.monotonic()) > 0:
+                time.sleep(min(left, 0.1))
+                progress(step - 1, steps)
             progress(step, steps)
         return EditResult(image=request.image.copy(), model="identity")

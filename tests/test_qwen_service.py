@@ -1,0 +1,80 @@
+"""The qwen editor through the real service and CLI, on the tiny random pipeline (CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from support import drop_pair, has_status, hotfolder, make_image, write_config, write_sidecar
+
+from hotfolder.images import read_metadata
+
+pytestmark = pytest.mark.slow
+
+
+def qwen_config(root: Path, model: Path) -> Path:
+    return write_config(
+        root,
+        editor={
+            "name": "qwen",
+            "model": str(model),
+            "device": "cpu",
+            "dtype": "float32",
+            "max_pixels": 4096,
+        },
+        presets={"tiny": {"steps": 2, "true_cfg_scale": 1.0, "nominal_seconds": 1}},
+        default_preset="tiny",
+    )
+
+
+def test_run_once_with_the_qwen_editor_edits_real_drops(
+    tmp_path: Path, tiny_qwen_model: Path
+) -> None:
+    qwen_config(tmp_path, tiny_qwen_model)
+    drop_pair(tmp_path / "inbox" / "st", "IMG_1", seed=9)
+    make_image(tmp_path / "inbox" / "IMG_2.png", size=(160, 120))
+    write_sidecar(tmp_path / "inbox" / "IMG_2.yaml", output={"format": "webp", "size": "model"})
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = has_status(tmp_path, "st/IMG_1", "completed")
+    second = has_status(tmp_path, "IMG_2", "completed")
+    assert first is not None, result.stderr[-3000:]
+    assert second is not None
+    assert first["model"] == "tiny"
+    assert first["result_seed"] == 9
+    data = (tmp_path / first["result_path"]).read_bytes()
+    assert read_metadata(data)["seed"] == "9"
+    with Image.open(tmp_path / first["result_path"]) as im:
+        assert im.size == (64, 48)  # resized back to the input
+    with Image.open(tmp_path / second["result_path"]) as im:
+        assert im.format == "WEBP"
+        assert im.size == (64, 48)  # output.size: model keeps the model size, not 160x120
+
+
+def test_edit_one_image_from_the_command_line(tmp_path: Path, tiny_qwen_model: Path) -> None:
+    config = qwen_config(tmp_path, tiny_qwen_model)
+    image = make_image(tmp_path / "photo.jpg")
+    out = tmp_path / "edited.png"
+    result = hotfolder(
+        "edit", str(image), "-i", "make it warmer", "--seed", "4", "-o", str(out),
+        "--config", str(config), cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.exists()
+    assert read_metadata(out.read_bytes())["instruction"] == "make it warmer"
+
+
+def test_a_missing_model_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
+    qwen_config(tmp_path, tmp_path / "no-such-model")
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no-such-model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
+
+
+def test_selftest_passes_on_the_cpu(tmp_path: Path) -> None:
+    result = hotfolder("selftest", "--device", "cpu", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "selftest passed" in result.stdout
+    assert "FAIL" not in result.stdout
