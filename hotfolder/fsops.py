@@ -77,13 +77,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Make `path` hold exactly `data`, appearing complete or not at all."""
     ensure_dir(path.parent)
     _mutation("write", path)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    # The writer's pid in the name tells a crashed writer's leftovers from a live one's.
+    temp = path.with_name(
+        f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    )
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        _mutation("replace", path)
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -162,8 +166,32 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
+def temp_writer_pid(name: str) -> int | None:
+    """The pid of the process that wrote a temporary file, from its name."""
+    if not is_temp_name(name):
+        return None
+    parts = name[: -len(TEMP_SUFFIX)].split(".")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return None
+    return int(parts[-2])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_temps(folder: Path, older_than_seconds: float, now: float | None = None) -> int:
-    """Remove our own temporary files left by a crash, once older than the threshold."""
+    """Remove our temporary files left by a crash: their writer is gone, or they are old.
+
+    A temp file whose writer is still alive and that is younger than the threshold
+    is in use (another hotfolder command writing it) and is never touched.
+    """
     now = time.time() if now is None else now
     removed = 0
     if not folder.is_dir():
@@ -173,10 +201,12 @@ def remove_stale_temps(folder: Path, older_than_seconds: float, now: float | Non
             if not is_temp_name(name):
                 continue
             path = Path(dirpath) / name
+            pid = temp_writer_pid(name)
             try:
-                if now - path.lstat().st_mtime > older_than_seconds:
-                    remove(path)
-                    removed += 1
+                old = now - path.lstat().st_mtime > older_than_seconds
             except OSError:
                 continue
+            if old or (pid is not None and pid != os.getpid() and not _alive(pid)):
+                remove(path)
+                removed += 1
     return removed

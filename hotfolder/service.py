@@ -31,9 +31,13 @@ from hotfolder.worker import Worker
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "lock"
+# How long past its limit an edit that reports no progress may run before the service gives up.
+HUNG_GRACE_SECONDS = 5.0
+# Exit status after giving up on a hung editor (the process must restart to get the GPU back).
+EXIT_HUNG = 3
 PAUSE_NAME = "PAUSE"
-# Our temporary files older than this at start-up were left by a crash.
-STALE_TEMP_SECONDS = 60.0
+# Temporary files whose writer is gone are removed at start-up; any older than this too.
+STALE_TEMP_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
@@ -186,7 +190,35 @@ class Service:
         self.worker.wake.set()
         return True, f"{name} is back in the queue (attempt {manifest.attempts})"
 
+    def _watchdog(self) -> None:
+        """An editor stuck without reporting progress past its time limit cannot be stopped
+        from inside; fail its job as `timeout` and exit so the supervisor restarts us."""
+        deadline = self.worker.current_deadline
+        manifest = self.worker.current
+        if deadline is None or manifest is None:
+            return
+        if time.monotonic() < deadline + HUNG_GRACE_SECONDS:
+            return
+        log.error(
+            "%s: the editor is stuck past the job's time limit; failing it and exiting "
+            "so the supervisor restarts the service",
+            manifest.name,
+        )
+        try:
+            self.worker.fail(
+                manifest,
+                Reason.timeout,
+                "the edit hung past its time limit",
+                "The service restarted itself to recover; raise the preset's "
+                "job_timeout_seconds if such jobs are expected to take this long.",
+            )
+            self.board.publish()
+        finally:
+            logging.shutdown()
+            os._exit(EXIT_HUNG)
+
     def _refresh_pause(self) -> None:
+        self._watchdog()
         self.controls.poll()
         paused = is_paused(self.layout)
         if paused != self.board.paused:
@@ -212,10 +244,14 @@ class Service:
                 log.info("removed %d temporary file(s) left in %s", removed, folder)
         self.spool.load()
         self.board.load_finished()
+        for manifest in self.spool.unfinished():
+            log.info("finishing %s, interrupted while it ended", manifest.name)
+            try:
+                self.worker.finish(manifest)
+            except OSError as e:
+                log.error("cannot finish %s yet (%s); the worker tries again", manifest.name, e)
         for manifest in self.spool.processing():
             if manifest.state in FINAL_STATES:
-                log.info("finishing %s, interrupted while it ended", manifest.name)
-                self.worker.finish(manifest)
                 continue
             died = manifest.attempts
             note = f"attempt {died}: the service stopped during this job"

@@ -156,12 +156,19 @@ class Spool:
 
     def pending_count(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return sum(1 for m in self._pending.values() if m.state == JobState.queued)
 
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the worker will take them."""
         with self._lock:
-            return sorted(self._pending.values(), key=lambda m: m.sort_key)
+            waiting = [m for m in self._pending.values() if m.state == JobState.queued]
+            return sorted(waiting, key=lambda m: m.sort_key)
+
+    def unfinished(self) -> list[Manifest]:
+        """Jobs that reached a final state but whose files have not reached their folder yet."""
+        with self._lock:
+            every = [*self._pending.values(), *self._processing.values()]
+            return [m for m in every if m.state in FINAL_STATES]
 
     def processing(self) -> list[Manifest]:
         with self._lock:

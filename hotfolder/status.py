@@ -224,6 +224,9 @@ class Board:
     def finished(self, status: JobStatus) -> None:
         """A job (or a rejected drop) reached a final state: write it and count it."""
         with self._lock:
+            # Written first: if the disk refuses it, the caller keeps the job and tries again.
+            self._write(status, must=True)
+            self._written.pop(status.job_id, None)
             self._dirty = True
             entry = self._active.pop(status.job_id, None)
             started = self._started_mono.pop(status.job_id, None)
@@ -231,8 +234,6 @@ class Board:
                 self.estimator.add(entry[2], time.monotonic() - started)
             self._finished[status.job_id] = (status.name, status.status, self._clock())
             self._record(status)
-            self._write(status)
-            self._written.pop(status.job_id, None)
 
     def forget(self, job_id: str) -> None:
         with self._lock:
@@ -251,12 +252,27 @@ class Board:
 
     # --- publishing ---
 
-    def _write(self, status: JobStatus) -> None:
+    def _write(self, status: JobStatus, *, must: bool = False) -> None:
         data = status.to_json()
         if self._written.get(status.job_id) == data:
             return
-        fsops.write_json_atomic(self.layout.status_path(status.name), data)
+        try:
+            fsops.write_json_atomic(self.layout.status_path(status.name), data)
+        except OSError as e:
+            if must:
+                raise
+            # A full or read-only outbox: keep going, say so, and write it again next time.
+            self._write_failed(e)
+            return
         self._written[status.job_id] = data
+        self.notes.pop("outbox", None)
+
+    def _write_failed(self, error: OSError) -> None:
+        self._dirty = True
+        note = f"cannot write to outbox/: {error.strerror or error}"
+        if self.notes.get("outbox") != note:
+            log.error("%s; status files are stale until it is writable again", note)
+        self.notes["outbox"] = note
 
     def publish_if_dirty(self) -> None:
         if self._dirty:
@@ -326,7 +342,10 @@ class Board:
             "notes": dict(self.notes),
             "jobs": jobs,
         }
-        fsops.write_json_atomic(self.layout.queue_json, payload)
+        try:
+            fsops.write_json_atomic(self.layout.queue_json, payload)
+        except OSError as e:
+            self._write_failed(e)
 
     def sweep(self) -> int:
         """Remove status files of jobs finished longer ago than the retention time."""

@@ -53,6 +53,8 @@ class Worker:
         self._cancels: set[str] = set()
         self._cancel_lock = threading.Lock()
         self.current: Manifest | None = None
+        # Monotonic time after which the job in flight counts as over its time limit.
+        self.current_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._backoff_until = 0.0
 
@@ -102,6 +104,8 @@ class Worker:
         """Take and process one job; return False if there was nothing to take."""
         if not self.ready() or self.stopping.is_set():
             return False
+        if not self.finish_unfinished():
+            return False
         manifest = self.spool.claim()
         if manifest is None:
             return False
@@ -126,6 +130,7 @@ class Worker:
         finally:
             with self._cancel_lock:
                 self.current = None
+                self.current_deadline = None
                 self._cancels.discard(manifest.name)
             self.board.publish()
 
@@ -141,6 +146,7 @@ class Worker:
             )
             return
         deadline = time.monotonic() + preset.timeout_seconds
+        self.current_deadline = deadline
 
         def progress(step: int, steps: int) -> None:
             if self.aborting.is_set():
@@ -236,7 +242,11 @@ class Worker:
             }
         )
         self.spool.update(manifest)
-        self.finish(manifest)
+        try:
+            self.finish(manifest)
+        except OSError as e:
+            self._ending_failed(manifest, e)
+            return
         log.info("completed %s -> %s", manifest.name, manifest.result_path)
 
     def _interrupted(self, manifest: Manifest, why: str, timeout_seconds: float) -> None:
@@ -258,6 +268,29 @@ class Worker:
 
     # --- endings (also replayed by recovery) ---
 
+    def finish_unfinished(self) -> bool:
+        """Finish jobs whose ending was cut short (say, failed/ was read-only); True if none are left."""
+        for manifest in self.spool.unfinished():
+            if self.current is None or manifest.name != self.current.name:
+                try:
+                    self.finish(manifest)
+                except OSError as e:
+                    self._ending_failed(manifest, e)
+                    return False
+        return True
+
+    def _ending_failed(self, manifest: Manifest, error: OSError) -> None:
+        # The job stays in processing/ with its final state; it is finished once the disk lets us.
+        log.error(
+            "cannot finish %s (%s): %s; retrying in %g s",
+            manifest.name,
+            manifest.state.value,
+            error,
+            WRITE_BACKOFF_SECONDS,
+        )
+        self.board.notes["worker"] = f"cannot finish {manifest.name}: {error.strerror or error}"
+        self._backoff_until = time.monotonic() + WRITE_BACKOFF_SECONDS
+
     def fail(
         self,
         manifest: Manifest,
@@ -277,7 +310,11 @@ class Worker:
             }
         )
         self.spool.update(manifest)
-        self.finish(manifest)
+        try:
+            self.finish(manifest)
+        except OSError as e:
+            self._ending_failed(manifest, e)
+            return
         log.warning("%s %s: %s: %s", state.value, manifest.name, code.value, message)
 
     def finish(self, manifest: Manifest) -> None:

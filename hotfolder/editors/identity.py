@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-from hotfolder.editors.base import EditRequest, EditResult, ProgressFn
+from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
+
+# Fault injection for the reliability tests: with this variable set, an instruction that
+# contains @crash kills the process, @hang stops without progress, @raise raises, @oom
+# reports out of memory. Without it, instructions are never looked at.
+FAULTS_ENV = "HOTFOLDER_FAULTS"
+
+
+def _inject_fault(instruction: str) -> None:
+    if "@crash" in instruction:
+        os._exit(137)
+    if "@hang" in instruction:
+        while True:
+            time.sleep(3600)
+    if "@raise" in instruction:
+        raise RuntimeError("injected fault")
+    if "@oom" in instruction:
+        raise OutOfMemory("injected: CUDA out of memory")
 
 
 class IdentityEditor:
@@ -17,6 +35,8 @@ class IdentityEditor:
         return None
 
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:
+        if os.environ.get(FAULTS_ENV):
+            _inject_fault(request.instruction)
         steps = max(1, request.steps)
         # Sleep in short slices, calling progress between them, so a cancel or stop lands
         # within a tenth of a second whatever the delay.
