@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Final
 
-from hotfolder import fsops, images, sidecar
+from hotfolder import fsops, images, rejection, sidecar
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.layout import IMAGE_SUFFIXES, Layout, new_job_id
@@ -494,16 +494,6 @@ class Intake:
         base = name.rpartition("/")[2]
         parent = name.rpartition("/")[0]
         target_dir = self.layout.failed / parent if parent else self.layout.failed
-        moved = []
-        for path in files:
-            target = target_dir / (base + split_name(path.name)[1])
-            try:
-                fsops.move(path, target)
-                moved.append(target.name)
-            except FileNotFoundError:
-                pass  # it went away meanwhile; nothing to keep
-            self._forget(path)
-        write_reason(target_dir / f"{base}.reason.txt", code, message, details, moved)
         status = JobStatus(
             job_id=new_job_id(now),
             name=name,
@@ -517,19 +507,25 @@ class Intake:
             error=message,
             attempts=0,
         )
-        self.board.finished(status)
+        moves = [
+            (
+                self.layout.relative(path),
+                self.layout.relative(target_dir / (base + split_name(path.name)[1])),
+            )
+            for path in files
+        ]
+        rejection.reject(
+            self.layout,
+            self.board,
+            rejection.Rejection(
+                name=name,
+                moves=moves,
+                code=code.value,
+                message=message,
+                details=details,
+                status=status.to_json(),
+            ),
+        )
+        for path in files:
+            self._forget(path)
         log.warning("rejected %s: %s: %s", relative, code.value, message)
-
-
-def write_reason(
-    path: Path, code: Reason | str, message: str, details: str, files: list[str]
-) -> None:
-    """`CODE: one-line message`, then what a person can do about it."""
-    code_text = code.value if isinstance(code, Reason) else code
-    lines = [f"{code_text}: {' '.join(message.split())}", ""]
-    if details:
-        lines += [details.strip(), ""]
-    if files:
-        lines.append("Files: " + ", ".join(files))
-    lines.append(f"Written by hotfolder at {iso(time.time())}.")
-    fsops.write_atomic(path, ("\n".join(lines) + "\n").encode())

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import fsops
+from hotfolder import fsops, rejection
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.editors import Editor, make_editor
@@ -244,6 +244,9 @@ class Service:
                 log.info("removed %d temporary file(s) left in %s", removed, folder)
         self.spool.load()
         self.board.load_finished()
+        replayed = rejection.replay(self.layout, self.board)
+        if replayed:
+            log.info("finished %d rejection(s) a crash had interrupted", replayed)
         for manifest in self.spool.unfinished():
             log.info("finishing %s, interrupted while it ended", manifest.name)
             try:

@@ -17,8 +17,8 @@ from hotfolder import fsops, images
 from hotfolder.config import Config
 from hotfolder.editors.base import Editor, EditRequest, Interrupted, OutOfMemory
 from hotfolder.errors import Reason, Rejected
-from hotfolder.intake import write_reason
 from hotfolder.layout import Layout
+from hotfolder.rejection import write_reason
 from hotfolder.sidecar import JobSpec
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
 from hotfolder.status import Board, iso, status_from_manifest

@@ -1,0 +1,96 @@
+"""Sending a drop to failed/: the intent is written first, so a crash halfway is finished on start.
+
+A rejection moves one to three files, writes a reason file and a status file. Done
+one after the other, a crash in between would leave a sidecar behind in inbox/ (to
+be rejected again later as `no_image`) or a reason file without its inputs. So the
+whole step is recorded in `.hotfolder/rejecting/` first and replayed until done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hotfolder import fsops
+from hotfolder.errors import Reason
+from hotfolder.layout import Layout
+from hotfolder.status import Board, JobStatus, iso
+
+log = logging.getLogger(__name__)
+
+
+class Rejection(BaseModel):
+    name: str
+    moves: list[tuple[str, str]]  # (from, to), relative to the root
+    code: str
+    message: str
+    details: str = ""
+    status: dict[str, Any]
+
+
+def intents_dir(layout: Layout) -> Path:
+    return layout.private / "rejecting"
+
+
+def write_reason(
+    path: Path, code: Reason | str, message: str, details: str, files: list[str]
+) -> None:
+    """`CODE: one-line message`, then what a person can do about it."""
+    code_text = code.value if isinstance(code, Reason) else code
+    lines = [f"{code_text}: {' '.join(message.split())}", ""]
+    if details:
+        lines += [details.strip(), ""]
+    if files:
+        lines.append("Files: " + ", ".join(files))
+    lines.append(f"Written by hotfolder at {iso(time.time())}.")
+    fsops.write_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def reject(layout: Layout, board: Board, rejection: Rejection) -> None:
+    intent = intents_dir(layout) / f"{rejection.status['job_id']}.json"
+    fsops.write_atomic(intent, rejection.model_dump_json().encode())
+    apply(layout, board, rejection, intent)
+
+
+def apply(layout: Layout, board: Board, rejection: Rejection, intent: Path) -> None:
+    """Carry out (the rest of) a rejection; each part is skipped if it is already done."""
+    root = layout.root
+    moved = []
+    for source, target in rejection.moves:
+        # lexists: a rejected symlink is moved as the link itself, never followed.
+        if os.path.lexists(root / source) and not os.path.lexists(root / target):
+            fsops.move(root / source, root / target)
+        if os.path.lexists(root / target):
+            moved.append(Path(target).name)
+    parent, _, base = rejection.name.rpartition("/")
+    folder = layout.failed / parent if parent else layout.failed
+    write_reason(
+        folder / f"{base}.reason.txt", rejection.code, rejection.message, rejection.details, moved
+    )
+    board.finished(JobStatus.from_json(rejection.status))
+    fsops.remove(intent)
+
+
+def replay(layout: Layout, board: Board) -> int:
+    """Finish every rejection a crash interrupted; return how many there were."""
+    folder = intents_dir(layout)
+    if not folder.is_dir():
+        return 0
+    done = 0
+    for intent in sorted(folder.glob("*.json")):
+        if fsops.is_temp_name(intent.name):
+            continue
+        try:
+            rejection = Rejection.model_validate(json.loads(intent.read_bytes()))
+        except (OSError, ValueError, ValidationError) as e:
+            log.error("cannot read %s (%s); left for a person to look at", intent, e)
+            continue
+        apply(layout, board, rejection, intent)
+        done += 1
+    return done
