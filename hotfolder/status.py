@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA = 1
 HEARTBEAT_SECONDS = 5.0
+# Positions and estimated waits of queued jobs are refreshed in their files at most this often.
+POSITION_REFRESH_SECONDS = 1.0
 
 
 def iso(ts: float | None) -> str | None:
@@ -171,6 +173,7 @@ class Board:
         self._finished: dict[str, tuple[str, JobState, float]] = {}
         self._started_mono: dict[str, float] = {}
         self._dirty = True
+        self._positions_at = 0.0
         self.paused = False
         self.notes: dict[str, str] = {}  # e.g. {"intake": "inbox/ is unreachable"}
 
@@ -292,13 +295,25 @@ class Board:
                 if status.status == JobState.processing:
                     started = self._started_mono.get(status.job_id, now_mono)
                     wait += max(0.0, self.estimator.seconds(preset) - (now_mono - started))
+            # A new state is written at once; a new position or wait at most once a
+            # second, so a long queue does not rewrite every file on every claim.
+            refresh = now_mono - self._positions_at >= POSITION_REFRESH_SECONDS
+            stale = False
             for position, (key, status, preset) in enumerate(queued, start=1):
                 updated = status.model_copy(
                     update={"position": position, "estimated_wait_seconds": round(wait, 1)}
                 )
                 self._active[status.job_id] = (key, updated, preset)
-                self._write(updated)
+                written = self._written.get(status.job_id)
+                if refresh or written is None or written.get("status") != updated.status.value:
+                    self._write(updated)
+                else:
+                    stale = True
                 wait += self.estimator.seconds(preset)
+            if refresh:
+                self._positions_at = now_mono
+            if stale:
+                self._dirty = True
             for _key, status, _preset in list(self._active.values()):
                 if status.status == JobState.processing:
                     self._write(status)
