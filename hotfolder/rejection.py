@@ -55,7 +55,15 @@ def write_reason(
 def reject(layout: Layout, board: Board, rejection: Rejection) -> None:
     intent = intents_dir(layout) / f"{rejection.status['job_id']}.json"
     fsops.write_atomic(intent, rejection.model_dump_json().encode())
-    apply(layout, board, rejection, intent)
+    try:
+        apply(layout, board, rejection, intent)
+    except OSError:
+        # failed/ refused the files (read-only, full). If nothing moved yet, drop the intent:
+        # the drop stays in inbox/ and is rejected afresh once failed/ takes files again.
+        # Otherwise the intent stays and `replay` finishes it.
+        if all(os.path.lexists(layout.root / source) for source, _ in rejection.moves):
+            fsops.remove(intent)
+        raise
 
 
 def apply(layout: Layout, board: Board, rejection: Rejection, intent: Path) -> None:

@@ -96,10 +96,12 @@ class Service:
             self.board,
             on_admit=self.worker.wake.set,
             on_cancel=self.cancel,
+            hold=lambda: self.board.notes.get("disk"),
         )
         self.controls = ControlDesk(self.layout, {"cancel": self.cancel, "retry": self.retry})
         self.watcher: Watcher | None = None
         self._signals = 0
+        self._next_replay = 0.0
         self._wake = threading.Event()
 
     # --- controls ---
@@ -190,6 +192,33 @@ class Service:
         self.worker.wake.set()
         return True, f"{name} is back in the queue (attempt {manifest.attempts})"
 
+    def _low_disk(self) -> str | None:
+        """Why admission must wait for disk space, or None."""
+        floor = self.config.min_free_bytes
+        note = None
+        for folder in (self.layout.root, self.layout.outbox):
+            try:
+                info = os.statvfs(folder)
+            except OSError:
+                continue
+            free = info.f_bavail * info.f_frsize
+            if free < floor:
+                note = (
+                    f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
+                    f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
+                )
+                break
+        if note != self.board.notes.get("disk"):
+            if note is None:
+                self.board.notes.pop("disk", None)
+                log.info("disk space is back; admitting again")
+            else:
+                self.board.notes["disk"] = note
+                log.warning("%s", note)
+            self.board.accepting = note is None
+            self.board.publish()
+        return note
+
     def _watchdog(self) -> None:
         """An editor stuck without reporting progress past its time limit cannot be stopped
         from inside; fail its job as `timeout` and exit so the supervisor restarts us."""
@@ -219,6 +248,15 @@ class Service:
 
     def _refresh_pause(self) -> None:
         self._watchdog()
+        self._low_disk()
+        now = time.monotonic()
+        if now >= self._next_replay:
+            # Rejections cut short by a refusing disk are finished once it takes files again.
+            self._next_replay = now + HEARTBEAT_SECONDS
+            try:
+                rejection.replay(self.layout, self.board)
+            except OSError as e:
+                log.warning("cannot finish an interrupted rejection yet: %s", e)
         self.controls.poll()
         paused = is_paused(self.layout)
         if paused != self.board.paused:
@@ -356,10 +394,16 @@ class Service:
                 if not self.worker.stopping.is_set():
                     self.watcher.check()
             tracked = len(self.intake.tracker)
-            if tracked:
+            if self.intake.behind:
+                interval = 0.0  # the tick ran out of time with work left: go on at once
+            elif tracked:
                 interval = 0.1 if tracked < 1000 else 1.0
             else:
                 interval = self.config.poll_interval_seconds
+            # Whatever poll_interval_seconds says, wake for the next heartbeat and rescan.
+            interval = min(
+                interval, max(0.0, next_beat - time.monotonic()), self.intake.seconds_to_rescan()
+            )
             self._wake.wait(timeout=interval)
             self._wake.clear()
             # Events come in bursts; a short floor keeps a flood from re-scanning per event.

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 RESULT_SUFFIXES = {"png": ".png", "jpeg": ".jpeg", "webp": ".webp"}
 # After a result cannot be written (full disk, read-only share), wait before trying again.
 WRITE_BACKOFF_SECONDS = 10.0
+# Progress reaches the status file at most this often (a Qwen step takes seconds).
+PROGRESS_MIN_SECONDS = 0.5
 
 
 class Worker:
@@ -147,15 +149,22 @@ class Worker:
             return
         deadline = time.monotonic() + preset.timeout_seconds
         self.current_deadline = deadline
+        shown_at = -PROGRESS_MIN_SECONDS
 
         def progress(step: int, steps: int) -> None:
+            nonlocal shown_at
             if self.aborting.is_set():
                 raise Interrupted("stop")
             if manifest.name in self._cancels:
                 raise Interrupted("cancel")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise Interrupted("timeout")
-            self.board.progress(manifest.job_id, step, steps)
+            # Each update is an atomic write; fast steps (small models, the identity editor)
+            # would spend more time writing progress than editing.
+            if now - shown_at >= PROGRESS_MIN_SECONDS:
+                shown_at = now
+                self.board.progress(manifest.job_id, step, steps)
 
         image_path = self.spool.path_in(self.layout.processing, manifest, manifest.image)
         try:
