@@ -38,7 +38,7 @@ def test_old_and_future_mtimes_neither_jump_the_queue_nor_get_stuck(tmp_path: Pa
         wait_for(lambda: has_status(tmp_path, "from-future", "queued"))
         queue = read_json(tmp_path / "outbox" / "queue.json")
         assert queue is not None
-        assert [job["name"] for job in queue["jobs"]][0] == "first"
+        assert queue["jobs"][0]["name"] == "first"
         assert hotfolder("resume", "--root", str(tmp_path), cwd=tmp_path).returncode == 0
         names = ("first", "from-2001", "from-future")
         wait_for(lambda: all(has_status(tmp_path, n, "completed") for n in names))
