@@ -22,6 +22,7 @@ from hotfolder.errors import Reason, Rejected, ServiceLocked
 from hotfolder.history import History
 from hotfolder.intake import Intake, kind_of, split_name
 from hotfolder.layout import Layout, new_job_id
+from hotfolder.notify import Notifier
 from hotfolder.sidecar import read_layer, resolve
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
 from hotfolder.status import HEARTBEAT_SECONDS, Board, iso, read_status
@@ -81,6 +82,7 @@ class Service:
         self.board = Board(
             self.layout, config, observer=lambda: self.observer_kind, history=self.history
         )
+        self.notifier = Notifier()
         self.worker = Worker(
             self.layout,
             config,
@@ -88,6 +90,7 @@ class Service:
             self.board,
             self.editor,
             paused=lambda: self.board.paused,
+            notifier=self.notifier,
         )
         self.intake = Intake(
             self.layout,
@@ -334,6 +337,7 @@ class Service:
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
+            self.notifier.start()
             try:
                 self.recover()
                 self.board.notes["editor"] = "loading model"
@@ -356,6 +360,7 @@ class Service:
                     self.watcher.stop()
                 self.board.publish()
                 self.history.close()
+                self.notifier.stop()
         return 0
 
     def _drain(self) -> None:

@@ -43,7 +43,8 @@ Sidecar keys (all optional except instruction, which may come from a _defaults.y
   output:
     format: png                       # png | jpeg | webp
     quality: 92                       # 1..100, for jpeg and webp
-    size: input                       # input | model"""
+    size: input                       # input | model
+  notify_url: https://host/hook       # optional: the final status JSON is POSTed here"""
 
 
 def _not_blank(text: str) -> str:
@@ -63,6 +64,8 @@ Priority = Literal["normal", "high"]
 OutputFormat = Literal["png", "jpeg", "webp"]
 Quality = Annotated[int, Field(ge=1, le=100)]
 OutputSize = Literal["input", "model"]
+# Where the final status JSON is POSTed when the job ends (optional, per job or per folder).
+NotifyUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
 
 
 class _Model(BaseModel):
@@ -89,6 +92,7 @@ class JobSpec(_Model):
     steps: Steps | None = None
     priority: Priority = "normal"
     output: OutputOptions = OutputOptions()
+    notify_url: NotifyUrl | None = None
 
 
 class _OutputLayer(_Model):
@@ -108,6 +112,7 @@ class _Layer(_Model):
     steps: Steps | None = None
     priority: Priority | None = None
     output: _OutputLayer | None = None
+    notify_url: NotifyUrl | None = None
 
 
 # --- YAML -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hotfolder.config import Config
 from hotfolder.editors.base import Editor, EditRequest, Interrupted, OutOfMemory
 from hotfolder.errors import Reason, Rejected
 from hotfolder.layout import Layout
+from hotfolder.notify import Notifier
 from hotfolder.rejection import write_reason
 from hotfolder.sidecar import JobSpec
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
@@ -42,6 +43,7 @@ class Worker:
         editor: Editor,
         *,
         paused: Callable[[], bool] = lambda: False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.layout = layout
         self.config = config
@@ -49,6 +51,7 @@ class Worker:
         self.board = board
         self.editor = editor
         self.paused = paused
+        self.notifier = notifier
         self.wake = threading.Event()
         self.stopping = threading.Event()  # finish the job in flight, take no more
         self.aborting = threading.Event()  # interrupt the job in flight, put it back
@@ -344,3 +347,6 @@ class Worker:
             )
         status = status_from_manifest(manifest)
         self.spool.finish(manifest, destination, announce=lambda: self.board.finished(status))
+        url = manifest.spec.get("notify_url")
+        if url and self.notifier is not None:
+            self.notifier.send(url, status.to_json())
