@@ -39,7 +39,7 @@ def queue_report(config: Config) -> dict[str, Any]:
     # Read the disk, not the service's memory, so this works when the service is down.
     spool_view = {
         "queued": [m.name for m in _scan_sorted(spool, layout)],
-        "processing": [m.name for m in spool._scan(layout.processing).values()],
+        "processing": [m.name for m in spool.scan(layout.processing).values()],
     }
     report: dict[str, Any] = {
         "root": str(layout.root),
@@ -67,7 +67,7 @@ def queue_report(config: Config) -> dict[str, Any]:
 
 
 def _scan_sorted(spool: Spool, layout: Layout) -> list[Any]:
-    return sorted(spool._scan(layout.pending).values(), key=lambda m: m.sort_key)
+    return sorted(spool.scan(layout.pending).values(), key=lambda m: m.sort_key)
 
 
 def job_report(config: Config, name: str) -> dict[str, Any] | None:
@@ -78,7 +78,7 @@ def job_report(config: Config, name: str) -> dict[str, Any] | None:
         return status.to_json()
     spool = Spool(layout)
     for folder in (layout.processing, layout.pending):
-        manifest = spool._scan(folder).get(name)
+        manifest = spool.scan(folder).get(name)
         if manifest is not None:
             return status_from_manifest(manifest).to_json()
     return None

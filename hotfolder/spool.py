@@ -104,7 +104,7 @@ class Spool:
     def _manifest_path(self, folder: Path, name: str) -> Path:
         return folder / f"{name}{MANIFEST_SUFFIX}"
 
-    def _scan(self, folder: Path) -> dict[str, Manifest]:
+    def scan(self, folder: Path) -> dict[str, Manifest]:
         found: dict[str, Manifest] = {}
         if not folder.is_dir():
             return found
@@ -122,8 +122,8 @@ class Spool:
     def load(self) -> None:
         """Rebuild the index from `pending/` and `processing/`, finishing interrupted moves."""
         with self._lock:
-            self._pending = self._scan(self.layout.pending)
-            self._processing = self._scan(self.layout.processing)
+            self._pending = self.scan(self.layout.pending)
+            self._processing = self.scan(self.layout.processing)
             for manifest in self._pending.values():
                 self.gather(manifest, self.layout.pending)
             for manifest in self._processing.values():
