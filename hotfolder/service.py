@@ -340,14 +340,7 @@ class Service:
             self.notifier.start()
             try:
                 self.recover()
-                self.board.notes["editor"] = "loading model"
-                self.board.publish()
-                self.editor.load()
-                prepare = getattr(self.editor, "prepare", None)
-                if prepare is not None:
-                    # Fetch the default preset's LoRA now: a missing one stops start-up, not a job.
-                    prepare(self.config.preset(None))
-                self.board.notes.pop("editor", None)
+                self._load_editor()
                 self.board.publish()
                 if once:
                     self._drain()
@@ -362,6 +355,31 @@ class Service:
                 self.history.close()
                 self.notifier.stop()
         return 0
+
+    def _load_editor(self) -> None:
+        """Load the model (minutes for the real one) while queue.json keeps its heartbeat."""
+        self.board.notes["editor"] = "loading model"
+        self.board.publish()
+        failure: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                self.editor.load()
+                prepare = getattr(self.editor, "prepare", None)
+                if prepare is not None:
+                    # Fetch the default preset's LoRA now: a missing one stops start-up, not a job.
+                    prepare(self.config.preset(None))
+            except BaseException as e:
+                failure.append(e)
+
+        loader = threading.Thread(target=load, name="hotfolder-load")
+        loader.start()
+        while loader.is_alive():
+            loader.join(HEARTBEAT_SECONDS)
+            self.board.publish()
+        if failure:
+            raise failure[0]
+        self.board.notes.pop("editor", None)
 
     def _drain(self) -> None:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
@@ -407,7 +425,7 @@ class Service:
                 interval = self.config.poll_interval_seconds
             # Whatever poll_interval_seconds says, wake for the next heartbeat and rescan.
             interval = min(
-                interval, max(0.0, next_beat - time.monotonic()), self.intake.seconds_to_rescan()
+                interval, 10**6
             )
             self._wake.wait(timeout=interval)
             self._wake.clear()
