@@ -57,6 +57,10 @@ IGNORED_DIRS: Final = (
     "lost+found",
 )
 CANCEL_SUFFIX: Final = ".cancel"
+# How long one tick may spend deciding, admitting and rejecting before it yields to the loop
+# (heartbeat, controls); what is left waits for the next tick. 10,000 files dropped at once
+# take many ticks, and the service stays responsive throughout.
+TICK_BUDGET_SECONDS: Final = 1.0
 
 
 def is_ignored(name: str) -> bool:
@@ -95,12 +99,17 @@ class _Group:
     images: list[Path] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
     settled: dict[Path, bool] = field(default_factory=dict)
+    mtime_ns: dict[Path, int] = field(default_factory=dict)
 
     def members(self) -> list[Path]:
         return self.images + self.sidecars
 
     def all_settled(self) -> bool:
         return all(self.settled[p] for p in self.members())
+
+    def first(self) -> tuple[int, Path]:
+        """(mtime, path) of its oldest image, or of its oldest sidecar if it has no image."""
+        return min((self.mtime_ns[p], p) for p in (self.images or self.sidecars))
 
 
 @dataclass
@@ -125,6 +134,8 @@ class Intake:
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         on_admit: Callable[[], None] = lambda: None,
         on_cancel: Callable[[str], object] = lambda name: None,
+        hold: Callable[[], str | None] = lambda: None,
+        tick_budget_seconds: float = TICK_BUDGET_SECONDS,
     ) -> None:
         self.layout = layout
         self.config = config
@@ -134,13 +145,21 @@ class Intake:
         self.lstat = lstat
         self.on_admit = on_admit
         self.on_cancel = on_cancel
+        # Says why admission must wait (e.g. the disk is nearly full); ready pairs stay put.
+        self.hold = hold
         self.tracker = StabilityTracker(config.settle_seconds)
+        self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self._dirty: set[Path] = set()
         self._dirty_lock = threading.Lock()
         self._next_rescan = 0.0
         self._probes: dict[Path, tuple[int, int, Rejected | images.IncompleteImage | None]] = {}
         self._defaults: dict[Path, tuple[int, int, dict[str, Any] | Rejected]] = {}
         self.unreachable: str | None = None
+        self.tick_budget_seconds = tick_budget_seconds
+        # Whether the last tick left work undone for lack of time (the loop comes back at once).
+        self.behind = False
+        self._deadline = 0.0
+        self._work = 0
 
     # --- input from the watcher (any thread) ---
 
@@ -150,6 +169,10 @@ class Intake:
 
     def rescan_soon(self) -> None:
         self._next_rescan = 0.0
+
+    def seconds_to_rescan(self) -> float:
+        """How long until the next periodic full rescan of inbox/ is due."""
+        return max(0.0, self._next_rescan - self.clock())
 
     def busy(self) -> bool:
         """Whether some dropped file is still being watched (settling or waiting for its pair)."""
@@ -184,31 +207,52 @@ class Intake:
             self._next_rescan = now + self.config.rescan_interval_seconds
         paths.update(self.tracker.tracked())
 
+        self.behind = False
+        self._start_budget()
         groups: dict[tuple[Path, str], _Group] = {}
         for path in paths:
             self._look(path, now, groups)
 
-        ready: list[_Ready] = []
-        for (folder, stem), group in groups.items():
+        # Pairs admitted together go in the order of their images' mtime, then name. Deciding
+        # in that order and admitting each at once keeps it, and lets a tick that runs out of
+        # time stop anywhere: the rest stay tracked and come first in the next tick.
+        def oldest_first(entry: tuple[tuple[Path, str], _Group]) -> tuple[int, str]:
+            mtime_ns, path = entry[1].first()
+            return mtime_ns, self._relative(path)
+
+        self._start_budget()
+        held: bool | None = None
+        admitted = False
+        for (folder, stem), group in sorted(groups.items(), key=oldest_first):
+            if self._spent():
+                break
+            self._work += 1
             try:
                 item = self._decide(folder, stem, group, now)
+                if item is None:
+                    continue
+                if held is None:
+                    held = self.hold() is not None
+                if held:
+                    continue
+                self._admit(item, now)
+                admitted = True
             except Exception:
                 # One bad file never stops the loop: log it and move on; it is retried next tick.
                 log.exception("intake: error while handling %s/%s", folder, stem)
-                continue
-            if item is not None:
-                ready.append(item)
-
-        if ready:
-            # Pairs admitted together go in the order of their images' mtime, then name.
-            ready.sort(key=lambda r: (r.mtime_ns, self._relative(r.image)))
-            for item in ready:
-                try:
-                    self._admit(item, now)
-                except Exception:
-                    log.exception("intake: could not admit %s", item.image)
+        if admitted:
             self.on_admit()
         self.board.publish_if_dirty()
+
+    def _start_budget(self) -> None:
+        self._deadline = time.monotonic() + self.tick_budget_seconds
+        self._work = 0
+
+    def _spent(self) -> bool:
+        """Whether this tick has used its time (having done at least one thing); if so, say so."""
+        spent = self._work > 0 and time.monotonic() >= self._deadline
+        self.behind = self.behind or spent
+        return spent
 
     # --- scanning ---
 
@@ -239,7 +283,7 @@ class Intake:
             log.warning("cannot look at %s: %s", path, e)
             return
         name = path.name
-        if any(is_ignored_dir(part) for part in path.relative_to(self.layout.inbox).parts[:-1]):
+        if any(is_ignored_dir(part) for part in self._relative(path).split("/")[:-1]):
             return
         if name in (sidecar.DEFAULTS_NAME, "_defaults.yml"):
             self._defaults.pop(path, None)
@@ -273,7 +317,8 @@ class Intake:
         settled = self.tracker.observe(path, info.st_size, info.st_mtime_ns, now)
         kind = kind_of(name)
         if kind == "other":
-            if settled:
+            if settled and not self._spent():
+                self._work += 1
                 ext = split_name(name)[1] or "(none)"
                 self._reject(
                     [path],
@@ -293,6 +338,7 @@ class Intake:
         group = groups.setdefault((path.parent, stem), _Group())
         (group.images if kind == "image" else group.sidecars).append(path)
         group.settled[path] = settled
+        group.mtime_ns[path] = info.st_mtime_ns
 
     # --- deciding ---
 
@@ -326,7 +372,11 @@ class Intake:
         if len(images_) > 1:
             # Several images and no sidecar: each stands alone (defaults may make them jobs).
             for image in images_:
-                alone = _Group(images=[image], settled={image: group.settled[image]})
+                alone = _Group(
+                    images=[image],
+                    settled={image: group.settled[image]},
+                    mtime_ns={image: group.mtime_ns[image]},
+                )
                 item = self._decide(folder, stem, alone, now)
                 if item is not None:
                     return item
@@ -376,8 +426,7 @@ class Intake:
         except Rejected as e:
             self._reject([image] + ([side] if side else []), e.code, e.message, e.details)
             return None
-        info = self.lstat(image)
-        return _Ready(image=image, sidecar=side, spec=spec, mtime_ns=info.st_mtime_ns)
+        return _Ready(image=image, sidecar=side, spec=spec, mtime_ns=group.mtime_ns[image])
 
     def _probe(self, image: Path, now: float) -> Rejected | images.IncompleteImage | None:
         info = self.lstat(image)
@@ -436,6 +485,10 @@ class Intake:
     # --- outcomes ---
 
     def _relative(self, path: Path) -> str:
+        # Plain string slicing: this runs for every tracked file on every tick.
+        text = os.fspath(path)
+        if text.startswith(self._inbox_prefix):
+            return text[len(self._inbox_prefix) :]
         return path.relative_to(self.layout.inbox).as_posix()
 
     def _forget(self, path: Path) -> None:

@@ -425,7 +425,7 @@ class Service:
                 interval = self.config.poll_interval_seconds
             # Whatever poll_interval_seconds says, wake for the next heartbeat and rescan.
             interval = min(
-                interval, 10**6
+                interval, max(0.0, next_beat - time.monotonic()), self.intake.seconds_to_rescan()
             )
             self._wake.wait(timeout=interval)
             self._wake.clear()
