@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
+
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 # Filesystems where another machine's writes raise no inotify event.
 NETWORK_FS_TYPES = frozenset(
@@ -49,14 +52,13 @@ NETWORK_FS_TYPES = frozenset(
 
 
 def _unescape_mount(field: str) -> str:
-    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
+    # The kernel writes space, tab, newline and backslash in mount points as \ooo (octal);
+    # one pass, so that an escaped backslash followed by digits stays what it was.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
-    """The filesystem type of the mount holding `path`, from /proc/self/mountinfo."""
+def filesystem_type(path: Path, mountinfo: Path = MOUNTINFO) -> str | None:
+    """The filesystem type of the mount holding `path` (the deepest, last mounted), or None."""
     try:
         text = mountinfo.read_text()
     except OSError:
@@ -84,11 +86,11 @@ def is_network_fs(fstype: str | None) -> bool:
     return fstype in NETWORK_FS_TYPES or fstype.startswith("fuse")
 
 
-def choose_observer(mode: str, inbox: Path) -> str:
+def choose_observer(mode: str, inbox: Path, mountinfo: Path = MOUNTINFO) -> str:
     """`native` or `polling`, as `observer: auto|native|polling` and the filesystem say."""
     if mode != "auto":
         return mode
-    return "polling" if is_network_fs(filesystem_type(inbox)) else "native"
+    return "polling" if is_network_fs(filesystem_type(inbox, mountinfo)) else "native"
 
 
 class _Recorder(FileSystemEventHandler):
@@ -133,6 +135,11 @@ class Watcher:
         observer.start()
         self._observer = observer
         log.info("watching %s with the %s observer", self.inbox, self.kind)
+
+    @property
+    def observer(self) -> BaseObserver | None:
+        """The running observer thread (for tests and diagnostics)."""
+        return self._observer
 
     def alive(self) -> bool:
         observer = self._observer
