@@ -170,6 +170,12 @@ class Intake:
     def rescan_soon(self) -> None:
         self._next_rescan = 0.0
 
+    def seconds_to_next_settle(self) -> float | None:
+        """Seconds until the next tracked file settles, so the loop can wake just then."""
+        now = self.clock()
+        moment = self.tracker.next_settle(now)
+        return None if moment is None else moment - now
+
     def seconds_to_rescan(self) -> float:
         """How long until the next periodic full rescan of inbox/ is due."""
         return max(0.0, self._next_rescan - self.clock())

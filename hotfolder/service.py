@@ -421,16 +421,22 @@ class Service:
                 interval = 0.0  # the tick ran out of time with work left: go on at once
             elif tracked:
                 interval = 0.1 if tracked < 1000 else 1.0
+                if tracked < 1000:
+                    # Wake the moment the next file settles: pickup latency is settle_seconds
+                    # plus a few milliseconds, not plus a polling period.
+                    due = self.intake.seconds_to_next_settle()
+                    if due is not None:
+                        interval = min(interval, due + 0.002)
             else:
                 interval = self.config.poll_interval_seconds
             # Whatever poll_interval_seconds says, wake for the next heartbeat and rescan.
             interval = min(
                 interval, max(0.0, next_beat - time.monotonic()), self.intake.seconds_to_rescan()
             )
-            self._wake.wait(timeout=interval)
+            if self._wake.wait(timeout=interval):
+                # Events come in bursts; a short pause lets a copy's events arrive together.
+                time.sleep(0.01)
             self._wake.clear()
-            # Events come in bursts; a short floor keeps a flood from re-scanning per event.
-            time.sleep(0.05)
         self.worker.join()
         log.info("stopped")
 

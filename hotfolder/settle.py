@@ -38,6 +38,12 @@ class StabilityTracker:
         seen = self._seen.get(path)
         return None if seen is None else seen.since + self.settle_seconds
 
+    def next_settle(self, now: float) -> float | None:
+        """When the next file that is still settling will have settled, if none changes."""
+        upcoming = [seen.since + self.settle_seconds for seen in self._seen.values()]
+        future = [moment for moment in upcoming if moment > now]
+        return min(future, default=None)
+
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)
 
