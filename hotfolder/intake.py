@@ -155,6 +155,7 @@ class Intake:
         self._probes: dict[Path, tuple[int, int, Rejected | images.IncompleteImage | None]] = {}
         self._defaults: dict[Path, tuple[int, int, dict[str, Any] | Rejected]] = {}
         self.unreachable: str | None = None
+        self._errors: dict[tuple[Path, str], str] = {}
         self.tick_budget_seconds = tick_budget_seconds
         # Whether the last tick left work undone for lack of time (the loop comes back at once).
         self.behind = False
@@ -243,9 +244,15 @@ class Intake:
                     continue
                 self._admit(item, now)
                 admitted = True
-            except Exception:
-                # One bad file never stops the loop: log it and move on; it is retried next tick.
-                log.exception("intake: error while handling %s/%s", folder, stem)
+            except Exception as e:
+                # One bad file never stops the loop: log it and move on; it is retried next
+                # tick. The same error again (say, failed/ is read-only) is logged once.
+                problem = f"{type(e).__name__}: {e}"
+                if self._errors.get((folder, stem)) != problem:
+                    log.exception("intake: error while handling %s/%s", folder, stem)
+                    self._errors[(folder, stem)] = problem
+                    if len(self._errors) > 1000:
+                        self._errors.clear()
         if admitted:
             self.on_admit()
         self.board.publish_if_dirty()

@@ -18,7 +18,7 @@ from hotfolder import fsops, rejection
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.editors import Editor, make_editor
-from hotfolder.errors import Reason, Rejected, ServiceLocked
+from hotfolder.errors import ConfigError, Reason, Rejected, ServiceLocked
 from hotfolder.history import History
 from hotfolder.intake import Intake, kind_of, split_name
 from hotfolder.layout import Layout, new_job_id
@@ -249,7 +249,8 @@ class Service:
             logging.shutdown()
             os._exit(EXIT_HUNG)
 
-    def _refresh_pause(self) -> None:
+    def _housekeeping(self) -> None:
+        """Every tick: the hung-editor watchdog, disk space, controls, replays, pause."""
         self._watchdog()
         self._low_disk()
         now = time.monotonic()
@@ -331,8 +332,28 @@ class Service:
             self.worker.stop(abort=True)
         self._wake.set()
 
+    def _check_one_filesystem(self) -> None:
+        """Moves between the queue's folders are renames, which only work on one filesystem."""
+        folders = (
+            self.layout.inbox,
+            self.layout.pending,
+            self.layout.processing,
+            self.layout.archive,
+            self.layout.failed,
+        )
+        devices = {folder: os.stat(folder).st_dev for folder in folders}
+        if len(set(devices.values())) > 1:
+            first = devices[self.layout.inbox]
+            apart = ", ".join(f"{f.name}/" for f, dev in devices.items() if dev != first)
+            raise ConfigError(
+                f"{apart} is on another filesystem than inbox/; moves between them must be "
+                f"renames, so keep inbox/ pending/ processing/ archive/ failed/ on one "
+                f"filesystem under {self.layout.root}"
+            )
+
     def run(self, once: bool = False) -> int:
         self.layout.create()
+        self._check_one_filesystem()
         with root_lock(self.layout):
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -385,7 +406,7 @@ class Service:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
         while not self.worker.stopping.is_set():
             self.intake.tick()
-            self._refresh_pause()
+            self._housekeeping()
             worked = self.worker.run_one()
             if worked:
                 continue
@@ -408,7 +429,7 @@ class Service:
         while self.worker.alive():
             if not self.worker.stopping.is_set():
                 self.intake.tick()
-                self._refresh_pause()
+                self._housekeeping()
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_SECONDS

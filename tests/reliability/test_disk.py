@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,27 @@ def test_a_read_only_folder_keeps_inputs_queued_until_it_is_writable(
         assert files_under(tmp_path / "inbox") == []
     finally:
         umount(target)
+
+
+def test_queue_folders_on_two_filesystems_are_refused_at_start(
+    tmp_path: Path, as_root: None
+) -> None:
+    """Pass: with archive/ on another filesystem (renames would fail), `run` refuses to
+    start with one line that names the folder, exit status 2."""
+    write_config(tmp_path)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(archive))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        umount(archive)
+    assert result.returncode == 2
+    assert "archive/" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
