@@ -196,12 +196,7 @@ def _open_checked(data: bytes, name: str, suffix: str, limits: Limits) -> Image.
     """Open (header only) and check format, pixel count, size and mode; call inside _pillow_guard."""
     try:
         image = Image.open(io.BytesIO(data), formats=_OPENERS)
-    except Image.DecompressionBombError as e:
-        raise Rejected(
-            Reason.invalid_image,
-            f"{name} is a decompression bomb (Pillow: {e}); it was not decoded",
-        ) from e
-    except Image.DecompressionBombWarning as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise Rejected(
             Reason.invalid_image,
             f"{name} is a decompression bomb (Pillow: {e}); it was not decoded",

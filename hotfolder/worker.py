@@ -253,13 +253,8 @@ class Worker:
                 "result_path": self.layout.relative(result_path),
             }
         )
-        self.spool.update(manifest)
-        try:
-            self.finish(manifest)
-        except OSError as e:
-            self._ending_failed(manifest, e)
-            return
-        log.info("completed %s -> %s", manifest.name, manifest.result_path)
+        if self._end(manifest):
+            log.info("completed %s -> %s", manifest.name, manifest.result_path)
 
     def _interrupted(self, manifest: Manifest, why: str, timeout_seconds: float) -> None:
         if why == "stop":
@@ -321,13 +316,18 @@ class Worker:
                 "error_details": details or None,
             }
         )
+        if self._end(manifest):
+            log.warning("%s %s: %s: %s", state.value, manifest.name, code.value, message)
+
+    def _end(self, manifest: Manifest) -> bool:
+        """Record the final state, then move the files; False if the disk refused (retried later)."""
         self.spool.update(manifest)
         try:
             self.finish(manifest)
         except OSError as e:
             self._ending_failed(manifest, e)
-            return
-        log.warning("%s %s: %s: %s", state.value, manifest.name, code.value, message)
+            return False
+        return True
 
     def finish(self, manifest: Manifest) -> None:
         """Move the inputs where they belong and publish the final status (idempotent)."""
