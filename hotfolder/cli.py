@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hotfolder import __version__
 from hotfolder.config import Config, dump_config, load_config
@@ -27,13 +27,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr that says what to change, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hotfolder",
         description="A shared folder that works as an AI image-editing queue.",
     )
     parser.add_argument("--version", action="version", version=f"hotfolder {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     run = commands.add_parser("run", help="run the service on a root folder")
     _common(run)
@@ -47,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="queue summary, or one job (service up or down)")
     _common(status)
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--json", action="store_true", help="print JSON (the default)")
 
     for action, text in (
         ("cancel", "cancel a queued or running job (also: drop NAME.cancel into inbox/)"),
@@ -113,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `hotfolder status | head`: the reader went away; that is not an error.
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -145,12 +158,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_FAILED
     else:
         data = queue_report(config)
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        for key, value in data.items():
-            shown = json.dumps(value) if isinstance(value, list | dict) else value
-            print(f"{key}: {shown}")
+    # JSON either way: a person reads it as easily as a script does.
+    print(json.dumps(data, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 

@@ -48,7 +48,11 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "surprise" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert hotfolder("frobnicate", cwd=tmp_path).returncode == 2
+    for bad_usage in (["frobnicate"], ["run", "--bogus"], ["cancel"], []):
+        result = hotfolder(*bad_usage, cwd=tmp_path)
+        assert result.returncode == 2, bad_usage
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "--help" in result.stderr
     good = tmp_path / "ok.yaml"
     good.write_text('instruction: "Make it warmer"\nseed: 3\n')
     wrong = tmp_path / "wrong.yaml"
