@@ -62,6 +62,10 @@ class Layout:
     def private(self) -> Path:
         return self.root / ".hotfolder"
 
+    def manifests(self, folder: Path) -> Path:
+        """The private folder holding the manifests of the jobs in pending/ or processing/."""
+        return self.private / "spool" / folder.name
+
     @property
     def queue_json(self) -> Path:
         return self.outbox / "queue.json"
@@ -89,7 +93,15 @@ class Layout:
         """Whether any job already owns files named `name` in a service folder."""
         # Plain strings: this runs for every admitted and rejected drop, ~140 lstat calls each,
         # and pathlib's overhead would double its cost in a burst of thousands.
-        for folder in (self.pending, self.processing, self.outbox, self.archive, self.failed):
+        for folder in (
+            self.pending,
+            self.processing,
+            self.manifests(self.pending),
+            self.manifests(self.processing),
+            self.outbox,
+            self.archive,
+            self.failed,
+        ):
             stem = f"{folder}/{name}"
             for suffix in _TAKEN_SUFFIXES:
                 if os.path.lexists(stem + suffix):

@@ -1,6 +1,7 @@
 """The queue on disk: `pending/` and `processing/` are its truth.
 
-A job is its input files plus a manifest, `NAME.job.json`, beside them. The
+A job is its input files in pending/ (then processing/) plus a manifest,
+`NAME.job.json`, in the matching private folder under `.hotfolder/spool/`. The
 manifest is written first and moved first, so where the manifest is says where
 the job is; its files follow it. Every step is a rename or an atomic write, and
 `gather` finishes any step a crash interrupted, so replaying a step is harmless.
@@ -101,14 +102,22 @@ class Spool:
 
     # --- reading the disk ---
 
+    def _manifests(self, folder: Path) -> Path:
+        """Where the manifests of the jobs in `folder` (pending/ or processing/) live.
+
+        They are private to the service, so they stay under `.hotfolder/`, and pending/
+        and processing/ hold only what people dropped."""
+        return self.layout.manifests(folder)
+
     def _manifest_path(self, folder: Path, name: str) -> Path:
-        return folder / f"{name}{MANIFEST_SUFFIX}"
+        return self._manifests(folder) / f"{name}{MANIFEST_SUFFIX}"
 
     def scan(self, folder: Path) -> dict[str, Manifest]:
         found: dict[str, Manifest] = {}
-        if not folder.is_dir():
+        manifests = self._manifests(folder)
+        if not manifests.is_dir():
             return found
-        for path in sorted(folder.rglob(f"*{MANIFEST_SUFFIX}")):
+        for path in sorted(manifests.rglob(f"*{MANIFEST_SUFFIX}")):
             if fsops.is_temp_name(path.name):
                 continue
             try:
@@ -186,6 +195,12 @@ class Spool:
 
     # --- moves ---
 
+    def _prune(self, folder: Path, manifest: Manifest) -> None:
+        """Remove the job's subfolders in `folder` and beside its manifest once empty."""
+        fsops.prune_empty_dirs(folder / manifest.parent, folder)
+        manifests = self._manifests(folder)
+        fsops.prune_empty_dirs(manifests / manifest.parent, manifests)
+
     def path_in(self, folder: Path, manifest: Manifest, file_name: str) -> Path:
         parent = manifest.parent
         return folder / parent / file_name if parent else folder / file_name
@@ -217,7 +232,7 @@ class Spool:
             del self._pending[manifest.name]
             self._processing[manifest.name] = manifest
             self.gather(manifest, self.layout.processing)
-            fsops.prune_empty_dirs(self.layout.pending / manifest.parent, self.layout.pending)
+            self._prune(self.layout.pending, manifest)
             return manifest
 
     def update(self, manifest: Manifest) -> None:
@@ -244,7 +259,7 @@ class Spool:
             del self._processing[manifest.name]
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
-            fsops.prune_empty_dirs(self.layout.processing / manifest.parent, self.layout.processing)
+            self._prune(self.layout.processing, manifest)
 
     def finish(
         self,
@@ -274,4 +289,4 @@ class Spool:
             fsops.remove(self._manifest_path(folder, manifest.name))
             self._processing.pop(manifest.name, None)
             self._pending.pop(manifest.name, None)
-            fsops.prune_empty_dirs(folder / manifest.parent, folder)
+            self._prune(folder, manifest)

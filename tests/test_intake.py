@@ -78,7 +78,8 @@ def test_a_pair_is_admitted_only_once_settled(rig: Rig) -> None:
     assert rig.queued() == []
     rig.tick(1.1)
     assert rig.queued() == ["a"]
-    assert files_under(rig.layout.pending) == ["a.job.json", "a.jpg", "a.yaml"]
+    assert files_under(rig.layout.pending) == ["a.jpg", "a.yaml"]
+    assert files_under(rig.layout.manifests(rig.layout.pending)) == ["a.job.json"]
     assert files_under(rig.inbox) == []
     status = read_json(rig.layout.outbox / "a.status.json")
     assert status is not None

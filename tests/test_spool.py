@@ -52,7 +52,8 @@ def test_claim_requeue_puts_the_job_back_at_the_head(tmp_path: Path) -> None:
     claimed = spool.claim()
     assert claimed is not None
     assert claimed.name == "h"
-    assert files_under(layout.processing) == ["h.job.json", "h.jpg"]
+    assert files_under(layout.processing) == ["h.jpg"]
+    assert files_under(layout.manifests(layout.processing)) == ["h.job.json"]
     spool.requeue(claimed)
     assert [m.name for m in spool.queued()] == ["h", "a", "b"]
     assert files_under(layout.processing) == []
@@ -64,12 +65,14 @@ def test_an_admission_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     spool = Spool(layout)
     manifest = manifest_for(spool, layout, "cut")
     # A crash right after the manifest was written, before the image moved.
-    fsops.write_atomic(layout.pending / "cut.job.json", manifest.model_dump_json().encode())
+    fsops.write_atomic(
+        layout.manifests(layout.pending) / "cut.job.json", manifest.model_dump_json().encode()
+    )
     assert (layout.inbox / "cut.jpg").exists()
     again = Spool(layout)
     again.load()
     assert [m.name for m in again.queued()] == ["cut"]
-    assert files_under(layout.pending) == ["cut.job.json", "cut.jpg"]
+    assert files_under(layout.pending) == ["cut.jpg"]
     assert files_under(layout.inbox) == []
 
 
@@ -79,11 +82,14 @@ def test_a_claim_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     spool = Spool(layout)
     spool.admit(manifest_for(spool, layout, "half"))
     # The manifest moved to processing/, the image did not.
-    fsops.move(layout.pending / "half.job.json", layout.processing / "half.job.json")
+    fsops.move(
+        layout.manifests(layout.pending) / "half.job.json",
+        layout.manifests(layout.processing) / "half.job.json",
+    )
     again = Spool(layout)
     again.load()
     assert [m.name for m in again.processing()] == ["half"]
-    assert files_under(layout.processing) == ["half.job.json", "half.jpg"]
+    assert files_under(layout.processing) == ["half.jpg"]
 
 
 def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> None:
@@ -95,8 +101,10 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> No
     assert claimed is not None
     seen: list[list[str]] = []
     done = claimed.model_copy(update={"state": JobState.completed})
-    spool.finish(done, layout.archive, announce=lambda: seen.append(files_under(layout.processing)))
+    manifests = layout.manifests(layout.processing)
+    spool.finish(done, layout.archive, announce=lambda: seen.append(files_under(manifests)))
     assert seen == [["sub/x.job.json"]]  # the manifest is still there when the status is written
+    assert files_under(manifests) == []
     assert files_under(layout.archive) == ["sub/x.jpg"]
     assert files_under(layout.processing) == []
 
