@@ -111,13 +111,13 @@ def cli_env() -> dict[str, str]:
 
 
 def hotfolder(
-    *args: str, cwd: Path | None = None, timeout: float = 120
+    *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, in a subprocess."""
+    """Run the CLI as a user would, in a subprocess (`env` adds variables, e.g. fault hooks)."""
     return subprocess.run(
         [sys.executable, "-m", "hotfolder", *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
-from support import cli_env, drop_pair, files_under, read_json, write_config
+from support import drop_pair, files_under, hotfolder, read_json, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,17 +17,8 @@ CRASHED = 137
 
 
 def run_once(root: Path, crash_after: int | None = None) -> int:
-    env = cli_env()
-    if crash_after is not None:
-        env["HOTFOLDER_CRASH_AFTER_OPS"] = str(crash_after)
-    result = subprocess.run(
-        [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"HOTFOLDER_CRASH_AFTER_OPS": str(crash_after)} if crash_after is not None else None
+    result = hotfolder("run", "--once", "--root", str(root), env=env)
     if result.returncode not in (0, CRASHED):
         raise AssertionError(f"run --once exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result.returncode

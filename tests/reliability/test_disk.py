@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from support import (
     ServiceProcess,
     files_under,
     has_status,
+    hotfolder,
     read_json,
     wait_for,
     write_config,
@@ -154,13 +154,7 @@ def test_queue_folders_on_two_filesystems_are_refused_at_start(
     archive.mkdir()
     mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(archive))
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = hotfolder("run", "--once", "--root", str(tmp_path))
     finally:
         umount(archive)
     assert result.returncode == 2

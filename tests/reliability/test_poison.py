@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import cli_env, drop_pair, has_status, status_of, wait_for, write_config
+from support import cli_env, drop_pair, has_status, hotfolder, status_of, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -107,15 +107,7 @@ def test_an_editor_error_fails_only_that_job(tmp_path: Path, instruction: str, c
     write_config(tmp_path, settle_seconds=0.1)
     drop_pair(tmp_path / "inbox", "a-bad", instruction=instruction)
     drop_pair(tmp_path / "inbox", "b-next")
-    env = {**cli_env(), **FAULTS}
-    result = subprocess.run(
-        [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = hotfolder("run", "--once", "--root", str(tmp_path), env=FAULTS)
     assert result.returncode == 0, result.stderr[-2000:]
     assert status_of(tmp_path, "a-bad")["error_code"] == code  # type: ignore[index]
     assert has_status(tmp_path, "b-next", "completed")
