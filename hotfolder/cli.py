@@ -128,7 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _stop_early(signum: int, _frame: object) -> None:
+    # A stop before the service has set up its own handlers: nothing has started, leave now.
+    raise SystemExit(EXIT_OK)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    # Imports and start-up take a moment; a SIGTERM then is still a clean stop, not a kill.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_early)
     from hotfolder.errors import ServiceLocked
     from hotfolder.service import Service
 

@@ -48,6 +48,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, s
                 time.sleep(rng.uniform(0.3, 1.5))
                 service.kill()
             else:
+                service.wait_ready()
                 wait_for(
                     lambda: (
                         not files_under(inbox)
