@@ -240,12 +240,6 @@ class Board:
             self._finished[status.job_id] = (status.name, status.status, self._clock())
             self._record(status)
 
-    def forget(self, job_id: str) -> None:
-        with self._lock:
-            self._dirty = True
-            self._active.pop(job_id, None)
-            self._written.pop(job_id, None)
-
     def _record(self, status: JobStatus) -> None:
         if self.history is None:
             return
