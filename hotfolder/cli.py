@@ -243,10 +243,9 @@ def _control(args: argparse.Namespace) -> int:
 def _pause(args: argparse.Namespace) -> int:
     from hotfolder import fsops
     from hotfolder.layout import Layout
-    from hotfolder.service import PAUSE_NAME
 
     layout = Layout(_config(args).root_path)
-    flag = layout.private / PAUSE_NAME
+    flag = layout.pause_flag
     if args.command == "pause":
         fsops.write_atomic(flag, b"paused by hotfolder pause\n")
         print("paused: the job in flight finishes, no new job starts; `hotfolder resume` to go on")

@@ -557,9 +557,8 @@ class Intake:
         first = files[0]
         relative = self._relative(first)
         name = self.layout.unique_name(split_name(relative)[0])
-        base = name.rpartition("/")[2]
-        parent = name.rpartition("/")[0]
-        target_dir = self.layout.failed / parent if parent else self.layout.failed
+        target = self.layout.failed / name
+        target_dir, base = target.parent, target.name
         status = JobStatus(
             job_id=new_job_id(now),
             name=name,

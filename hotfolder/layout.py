@@ -82,8 +82,22 @@ class Layout:
         ):
             fsops.ensure_dir(folder)
 
+    # A job's files sit at FOLDER/NAME.SUFFIX: its name carries its subfolders, and an
+    # empty parent adds nothing to a path, so no special case is needed for the top level.
     def status_path(self, name: str) -> Path:
         return self.outbox / f"{name}.status.json"
+
+    def reason_path(self, name: str) -> Path:
+        return self.failed / f"{name}.reason.txt"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.private / "lock"
+
+    @property
+    def pause_flag(self) -> Path:
+        """Exists while the service is paused (`hotfolder pause`, or made by hand)."""
+        return self.private / "PAUSE"
 
     def relative(self, path: Path) -> str:
         """A path relative to the root, with forward slashes, as status JSON shows it."""

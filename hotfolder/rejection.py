@@ -76,10 +76,12 @@ def apply(layout: Layout, board: Board, rejection: Rejection, intent: Path) -> N
             fsops.move(root / source, root / target)
         if os.path.lexists(root / target):
             moved.append(Path(target).name)
-    parent, _, base = rejection.name.rpartition("/")
-    folder = layout.failed / parent if parent else layout.failed
     write_reason(
-        folder / f"{base}.reason.txt", rejection.code, rejection.message, rejection.details, moved
+        layout.reason_path(rejection.name),
+        rejection.code,
+        rejection.message,
+        rejection.details,
+        moved,
     )
     board.finished(JobStatus.from_json(rejection.status))
     fsops.remove(intent)

@@ -16,7 +16,7 @@ from hotfolder.status import parse_iso, read_status, status_from_manifest
 
 def service_state(layout: Layout) -> str:
     """`running (pid N)` if a service holds the root's lock, else `stopped`."""
-    path = layout.private / "lock"
+    path = layout.lock_path
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -44,7 +44,7 @@ def queue_report(config: Config) -> dict[str, Any]:
     report: dict[str, Any] = {
         "root": str(layout.root),
         "service": service_state(layout),
-        "paused": (layout.private / "PAUSE").exists(),
+        "paused": layout.pause_flag.exists(),
         "queued_count": len(spool_view["queued"]),
         "processing_count": len(spool_view["processing"]),
         "max_pending": config.max_pending,

@@ -31,12 +31,10 @@ from hotfolder.worker import Worker
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "lock"
 # How long past its limit an edit that reports no progress may run before the service gives up.
 HUNG_GRACE_SECONDS = 5.0
 # Exit status after giving up on a hung editor (the process must restart to get the GPU back).
 EXIT_HUNG = 3
-PAUSE_NAME = "PAUSE"
 # Temporary files whose writer is gone are removed at start-up; any older than this too.
 STALE_TEMP_SECONDS = 3600.0
 
@@ -45,7 +43,7 @@ STALE_TEMP_SECONDS = 3600.0
 def root_lock(layout: Layout) -> Iterator[None]:
     """Hold `.hotfolder/lock` for as long as the service runs; refuse if someone else does."""
     fsops.ensure_dir(layout.private)
-    path = layout.private / LOCK_NAME
+    path = layout.lock_path
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -64,7 +62,7 @@ def root_lock(layout: Layout) -> Iterator[None]:
 
 
 def is_paused(layout: Layout) -> bool:
-    return (layout.private / PAUSE_NAME).exists()
+    return layout.pause_flag.exists()
 
 
 class Service:
@@ -130,8 +128,8 @@ class Service:
         with self.spool.lock:
             if self.spool.find(name) is not None:
                 return False, f"{name} is already queued or processing"
-            parent, _, base = name.rpartition("/")
-            folder = self.layout.failed / parent if parent else self.layout.failed
+            base = name.rpartition("/")[2]
+            folder = (self.layout.failed / name).parent
             found = []
             if folder.is_dir():
                 found = [p for p in folder.iterdir() if split_name(p.name)[0] == base]
@@ -144,8 +142,7 @@ class Service:
                 return False, f"the queue is full ({self.config.max_pending}); retry {name} later"
             image, side = image_files[0], side_files[0] if side_files else None
             previous = read_status(self.layout.status_path(name))
-            home = self.layout.inbox / parent if parent else self.layout.inbox
-            layers = self.intake._layers(home / image.name)
+            layers = self.intake._layers((self.layout.inbox / name).parent / image.name)
             try:
                 if isinstance(layers, Rejected):
                     raise layers
@@ -188,7 +185,7 @@ class Service:
                 errors=errors,
             )
             self.spool.admit(manifest)
-            fsops.remove(folder / f"{base}.reason.txt")
+            fsops.remove(self.layout.reason_path(name))
             fsops.prune_empty_dirs(folder, self.layout.failed)
             self.board.queued(manifest)
         self.board.publish()

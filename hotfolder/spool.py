@@ -142,15 +142,14 @@ class Spool:
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
-        parent = manifest.parent
         for index, file_name in enumerate(manifest.files()):
-            target = here / parent / file_name if parent else here / file_name
+            target = self.path_in(here, manifest, file_name)
             if target.exists():
                 continue
             origin = manifest.inbox_image if index == 0 else manifest.inbox_sidecar
             candidates = [self.layout.root / origin] if origin else []
             for folder in (self.layout.pending, self.layout.processing):
-                candidates.append(folder / parent / file_name if parent else folder / file_name)
+                candidates.append(self.path_in(folder, manifest, file_name))
             for candidate in candidates:
                 if candidate != target and candidate.exists():
                     fsops.move(candidate, target)
@@ -202,8 +201,7 @@ class Spool:
         fsops.prune_empty_dirs(manifests / manifest.parent, manifests)
 
     def path_in(self, folder: Path, manifest: Manifest, file_name: str) -> Path:
-        parent = manifest.parent
-        return folder / parent / file_name if parent else folder / file_name
+        return folder / manifest.parent / file_name
 
     def _write(self, folder: Path, manifest: Manifest) -> None:
         fsops.write_atomic(

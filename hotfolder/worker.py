@@ -232,9 +232,7 @@ class Worker:
             )
             return
 
-        parent, _, base = manifest.name.rpartition("/")
-        folder = self.layout.outbox / parent if parent else self.layout.outbox
-        result_path = folder / f"{base}{RESULT_SUFFIXES[spec.output.format]}"
+        result_path = self.layout.outbox / f"{manifest.name}{RESULT_SUFFIXES[spec.output.format]}"
         try:
             fsops.write_atomic(result_path, data)
         except OSError as e:
@@ -336,10 +334,8 @@ class Worker:
             destination: Path | None = self.layout.archive if self.config.keep_inputs else None
         else:
             destination = self.layout.failed
-            parent, _, base = manifest.name.rpartition("/")
-            folder = destination / parent if parent else destination
             write_reason(
-                folder / f"{base}.reason.txt",
+                self.layout.reason_path(manifest.name),
                 manifest.error_code or Reason.edit_failed.value,
                 manifest.error or "",
                 manifest.error_details or "",
