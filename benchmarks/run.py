@@ -1,14 +1,14 @@
 """What the service itself costs, next to the floor of the work it wraps, measured in one run.
 
-    .venv/bin/python benchmarks/run.py --quick     # under a minute on 2 cores
-    .venv/bin/python benchmarks/run.py             # larger sizes, a few minutes
+    .venv/bin/python benchmarks/run.py --quick     # about 1.5 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py             # larger sizes, several minutes
 
 Each figure is a median over repeats, and each floor is measured in the same run,
-interleaved with what it is compared against. Pickup, burst and idle drive the real
-service (`python -m hotfolder run`) as a subprocess; the per-job overhead, the model
-call and the preset switch run in this process. Progress goes to stderr; the last line
-of stdout is one JSON object with the figures. benchmarks/README.md says what each one
-means and what was measured.
+interleaved with what it is compared against. Pickup, burst, idle, duty cycle and slot
+scaling drive the real service (`python -m hotfolder run`) as a subprocess; the per-job
+overhead, the model call and the preset switch run in this process. Progress goes to
+stderr; the last line of stdout is one JSON object with the figures. benchmarks/README.md
+says what each one means and what was measured.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -27,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,13 @@ KEYS = (
     "burst_peak_rss_mb",
     "idle_cpu_percent_native",
     "idle_cpu_percent_polling",
+    "duty_cycle_png",
+    "duty_cycle_jpeg",
+    "duty_cycle_webp",
+    "scaling_4_slots",
 )
+
+PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling")
 
 # How often this script looks for a file the service writes (its measuring resolution).
 LOOK_INTERVAL_SECONDS = 0.002
@@ -72,6 +81,10 @@ class Sizes:
     ignored_files: int
     # Also time the model call with the 4-step LoRA active (another ~2 s per call on 2 cores).
     model_call_lora: bool
+    # Duty cycle: this many 1-megapixel jobs per output format through one worker.
+    duty_jobs: int
+    # Slot scaling: jobs per slot, the same for the 1-slot and the 4-slot run.
+    scaling_jobs_per_slot: int
 
 
 QUICK = Sizes(
@@ -87,6 +100,8 @@ QUICK = Sizes(
     idle_seconds=10.0,
     ignored_files=1000,
     model_call_lora=False,
+    duty_jobs=10,
+    scaling_jobs_per_slot=2,
 )
 FULL = Sizes(
     settle_seconds=2.0,
@@ -101,6 +116,8 @@ FULL = Sizes(
     idle_seconds=10.0,
     ignored_files=1000,
     model_call_lora=True,
+    duty_jobs=20,
+    scaling_jobs_per_slot=8,
 )
 
 
@@ -165,6 +182,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(LOOK_INTERVAL_SECONDS)
 
 
+class ServiceExited(RuntimeError):
+    """The service ended before it was ready (exit status 2: it refused its configuration)."""
+
+    def __init__(self, returncode: int, log: str) -> None:
+        super().__init__(f"the service exited ({returncode}):\n{log[-3000:]}")
+        self.returncode = returncode
+        self.log = log
+
+    @property
+    def reason(self) -> str:
+        """The service's last words: its one-line message on stderr, for a bad configuration."""
+        lines = [line.strip() for line in self.log.splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {self.returncode}"
+
+
 @contextlib.contextmanager
 def service(root: Path) -> Iterator[psutil.Process]:
     """`hotfolder run --root ROOT` until the block ends; yields its process once it is ready."""
@@ -182,7 +214,7 @@ def service(root: Path) -> Iterator[psutil.Process]:
             def ready() -> bool:
                 if proc.poll() is not None:
                     log = (root / "service.log").read_text(errors="replace")
-                    raise RuntimeError(f"the service exited ({proc.returncode}):\n{log[-3000:]}")
+                    raise ServiceExited(proc.returncode, log)
                 data = read_json(root / "outbox" / "queue.json")
                 return bool(
                     data and data.get("pid") == proc.pid and "editor" not in data.get("notes", {})
@@ -324,6 +356,200 @@ def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
         "peak_rss_mb": peak,
         "start_rss_mb": rss_start,
     }
+
+
+# --- streams of 1-megapixel jobs: how busy the device is kept ---------------------------------
+
+# Settling is not what these parts measure; the window starts at the first job's start anyway.
+STREAM_SETTLE_SECONDS = 0.25
+STREAM_IMAGE_SIZE = (1152, 864)  # 0.995 megapixels
+# The identity editor holds the device this long per job (it sleeps, releasing the GIL).
+DUTY_DELAY_SECONDS = 0.5
+SCALING_DELAY_SECONDS = 2.0
+SCALING_SLOTS = 4
+# queue.json is read this often while a stream runs: the figures come from the service's own
+# timestamps, so the script needs no finer resolution and stays off the 2 cores.
+STREAM_LOOK_SECONDS = 0.1
+
+
+def hotfolder_cli(root: Path, *args: str) -> None:
+    """`python -m hotfolder ARGS --root ROOT`, which must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hotfolder", *args, "--root", str(root)],
+        cwd=root,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"hotfolder {' '.join(args)} exited {result.returncode}: {result.stderr}"
+        )
+
+
+def parse_time(text: str | None) -> float:
+    """A status file's ISO 8601 UTC time (`2026-11-29T04:15:00.123Z`) as a Unix timestamp."""
+    if not text:
+        raise RuntimeError("a finished job's status file has no time")
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def stream_run(base: Path, tag: str, jobs: int, editor: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """JOBS 1-megapixel JPEGs through the real service, all admitted before the first starts.
+
+    The service is paused (`hotfolder pause`) while the pairs are dropped, until queue.json
+    shows every job queued; then `hotfolder resume`. The wall is the service's own: from the
+    earliest `started_at` to the latest `completed_at` in the jobs' status files.
+    """
+    root = base / tag
+    root.mkdir()
+    write_config(
+        root,
+        observer="native",
+        settle_seconds=STREAM_SETTLE_SECONDS,
+        max_pending=max(jobs, 20),
+        editor=editor,
+    )
+    image = jpeg_bytes(STREAM_IMAGE_SIZE, seed=3)
+    sidecar = f"instruction: stream\nseed: 1\noutput: {{format: {fmt}}}\n"
+    stage = root / "stage"
+    names = [f"{tag}-{index:03d}" for index in range(jobs)]
+    for name in names:
+        (stage / f"{name}.jpg").write_bytes(image)
+        (stage / f"{name}.yaml").write_text(sidecar)
+    queue_json = root / "outbox" / "queue.json"
+
+    def queue() -> dict[str, Any]:
+        return read_json(queue_json) or {}
+
+    def look(
+        predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = queue()
+            if data and int(data.get("failed_count", 0)) + int(data.get("cancelled_count", 0)):
+                raise RuntimeError(f"{tag}: a job failed; see {root}/failed/ and the service log")
+            if data and predicate(data):
+                return data
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tag}: timed out after {timeout:g} s waiting for {what}")
+            time.sleep(STREAM_LOOK_SECONDS)
+
+    with service(root):
+        hotfolder_cli(root, "pause")
+        look(lambda q: q.get("paused") is True, 30, "the service to pause")
+        for name in names:
+            for suffix in (".jpg", ".yaml"):
+                os.rename(stage / f"{name}{suffix}", root / "inbox" / f"{name}{suffix}")
+        queued = look(
+            lambda q: int(q.get("queued_count", 0)) >= jobs, 60 + jobs, f"{jobs} jobs queued"
+        )
+        if int(queued.get("processing_count", 0)) or int(queued.get("completed_count", 0)):
+            raise RuntimeError(f"{tag}: a job started while the service was paused")
+        workers = queued.get("workers")
+        hotfolder_cli(root, "resume")
+        delay = float(editor.get("delay_seconds", 0))
+        look(
+            lambda q: int(q.get("completed_count", 0)) >= jobs,
+            60 + 4 * jobs * delay,
+            f"{jobs} jobs completed",
+        )
+    starts, ends, devices = [], [], []
+    for name in names:
+        status = read_json(root / "outbox" / f"{name}.status.json") or {}
+        if status.get("status") != "completed":
+            raise RuntimeError(f"{tag}: {name} did not complete: {status}")
+        starts.append(parse_time(status.get("started_at")))
+        ends.append(parse_time(status.get("completed_at")))
+        # `device` is new in the SPEC's version 2; "-" where the status file has none.
+        devices.append(str(status.get("device") or "-"))
+    wall = max(ends) - min(starts)
+    spans = sorted(zip(starts, ends, strict=True))
+    # With one worker: from one job's completed_at to the next one's started_at.
+    gaps = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(spans)]
+    return {
+        "jobs": jobs,
+        "wall_seconds": wall,
+        "edit_seconds": jobs * delay,
+        "jobs_per_s": jobs / wall,
+        # started_at .. completed_at of one job: its edit plus what the service does around it.
+        "job_seconds_median": median(
+            [end - start for start, end in zip(starts, ends, strict=True)]
+        ),
+        "between_jobs_seconds_median": median(gaps) if gaps else None,
+        "workers_in_queue_json": len(workers) if isinstance(workers, list) else None,
+        "devices_in_status": dict(sorted(Counter(devices).items())),
+    }
+
+
+def codec_floor_ms(fmt: str) -> float:
+    """Pillow alone, in this process: decode the stream's JPEG and encode it as FMT (quality 92).
+
+    The first job's decode and the last job's encode fall inside the duty-cycle window
+    whatever the service overlaps, so this bounds the figure from above.
+    """
+    data = jpeg_bytes(STREAM_IMAGE_SIZE, seed=3)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = image.convert("RGB")
+        out = io.BytesIO()
+        rgb.save(out, fmt.upper(), **({} if fmt == "png" else {"quality": 92}))
+        times.append(time.perf_counter() - started)
+    return median(times) * 1000
+
+
+def duty_figures(base: Path, sizes: Sizes) -> dict[str, dict[str, Any]]:
+    """Share of the wall the one device spends editing, per output format."""
+    editor = {"name": "identity", "delay_seconds": DUTY_DELAY_SECONDS}
+    results: dict[str, dict[str, Any]] = {}
+    for fmt in ("png", "jpeg", "webp"):
+        say(f"  duty cycle {fmt}: {sizes.duty_jobs} jobs of {DUTY_DELAY_SECONDS:g} s, one worker")
+        found = stream_run(base, f"duty-{fmt}", sizes.duty_jobs, editor, fmt)
+        found["duty_cycle"] = found["edit_seconds"] / found["wall_seconds"]
+        floor_ms = codec_floor_ms(fmt)
+        found["codec_floor_ms"] = floor_ms
+        # The best the figure can be with every other job's codec work hidden behind edits.
+        found["ceiling"] = found["edit_seconds"] / (found["edit_seconds"] + floor_ms / 1000)
+        say(
+            f"    {found['duty_cycle']:.3f} ({found['edit_seconds']:g} s of edits in "
+            f"{found['wall_seconds']:.2f} s; ceiling with this codec {found['ceiling']:.3f})"
+        )
+        results[fmt] = found
+    return results
+
+
+def scaling_figures(base: Path, sizes: Sizes) -> dict[str, Any]:
+    """Throughput with 4 slots over 4 x throughput with 1, the same jobs per slot in both."""
+    per_slot = sizes.scaling_jobs_per_slot
+    results: dict[str, Any] = {"jobs_per_slot": per_slot, "delay_seconds": SCALING_DELAY_SECONDS}
+    for slots in (1, SCALING_SLOTS):
+        device: str | list[str] = "cpu" if slots == 1 else ["cpu"] * slots
+        editor = {"name": "identity", "delay_seconds": SCALING_DELAY_SECONDS, "device": device}
+        jobs = per_slot * slots
+        say(f"  scaling: {jobs} jobs of {SCALING_DELAY_SECONDS:g} s on {slots} slot(s)")
+        try:
+            found = stream_run(base, f"slots-{slots}", jobs, editor, "jpeg")
+        except ServiceExited as e:
+            if e.returncode != 2 or slots == 1:
+                raise
+            # Exit 2: the service refused the configuration (a device list is SPEC version 2).
+            listed = ", ".join(device)
+            results["unavailable"] = (
+                f"the service refused `device: [{listed}]` (exit 2): {e.reason}"
+            )
+            say(f"    unavailable: {results['unavailable']}")
+            results["ratio"] = None
+            return results
+        say(f"    {found['jobs_per_s']:.3f} jobs/s ({jobs} jobs in {found['wall_seconds']:.2f} s)")
+        results[f"slots_{slots}"] = found
+    one, four = results["slots_1"], results[f"slots_{SCALING_SLOTS}"]
+    results["ratio"] = four["jobs_per_s"] / one["jobs_per_s"] / SCALING_SLOTS
+    return results
 
 
 # --- in-process: one job through the service versus Pillow alone ------------------------------
@@ -570,12 +796,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def rounded(value: Any) -> Any:
+    """Floats to 3 decimals, all the way down (for the details)."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: about 1.5 minutes in all"
+    )
     parser.add_argument(
         "--only",
-        choices=("observers", "burst", "job", "qwen"),
+        choices=PARTS,
         action="append",
         help="run only these parts (repeatable); the figures of the others are null",
     )
@@ -584,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    parts = set(args.only or ("observers", "burst", "job", "qwen"))
+    parts = set(args.only or PARTS)
     figures: dict[str, Any] = dict.fromkeys(KEYS)
     details: dict[str, Any] = {"quick": args.quick, "machine": machine(), "sizes": asdict(sizes)}
     started = time.monotonic()
@@ -629,6 +866,18 @@ def main(argv: list[str] | None = None) -> int:
             figures["burst_jobs_per_s"] = round(found["jobs_per_s"], 1)
             figures["burst_peak_rss_mb"] = round(found["peak_rss_mb"], 1)
             details["burst"] = {k: round(v, 2) for k, v in found.items()}
+        if "duty" in parts:
+            say("duty cycle: 1-megapixel jobs through one worker, per output format")
+            duty = duty_figures(base, sizes)
+            for fmt, found in duty.items():
+                figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
+            details["duty"] = rounded(duty)
+        if "scaling" in parts:
+            say(f"scaling: 1 slot versus {SCALING_SLOTS}")
+            scaling = scaling_figures(base, sizes)
+            ratio = scaling["ratio"]
+            figures["scaling_4_slots"] = None if ratio is None else round(ratio, 3)
+            details["scaling"] = rounded(scaling)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     details["seconds"] = round(time.monotonic() - started, 1)
