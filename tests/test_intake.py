@@ -11,8 +11,9 @@ import pytest
 from support import files_under, make_image, read_json, write_sidecar
 
 from hotfolder.config import Config, load_config
-from hotfolder.intake import Intake, is_ignored
+from hotfolder.intake import Intake
 from hotfolder.layout import Layout
+from hotfolder.names import is_ignored
 from hotfolder.spool import Spool
 from hotfolder.status import Board
 

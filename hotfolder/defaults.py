@@ -1,0 +1,81 @@
+"""The `_defaults.yaml` layers that apply to an image, each file read again only when it changes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hotfolder import sidecar
+from hotfolder.errors import Rejected
+
+Layer = tuple[str, dict[str, Any]]
+
+
+class FolderDefaults:
+    """Finds and reads the `_defaults.yaml` files from inbox/ down.
+
+    A file is parsed and checked once per (size, mtime); a bad one rejects every image
+    below it, with the file named in the message.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        *,
+        max_bytes: int,
+        lstat: Callable[[Path], os.stat_result] = os.lstat,
+    ) -> None:
+        self.inbox = inbox
+        self.max_bytes = max_bytes
+        self.lstat = lstat
+        # path -> (size, mtime_ns, name relative to inbox/, parsed layer or why it is refused)
+        self._cache: dict[Path, tuple[int, int, str, dict[str, Any] | Rejected]] = {}
+
+    def layers(self, image: Path) -> list[Layer] | Rejected:
+        """The defaults files from inbox/ down to the image's folder, farthest first.
+
+        Each layer is (its path relative to inbox/, its keys). An image outside inbox/ has none.
+        """
+        folder = image.parent
+        chain = [folder, *folder.parents]
+        if self.inbox not in chain:
+            return []
+        found: list[Layer] = []
+        for directory in reversed(chain[: chain.index(self.inbox) + 1]):
+            layer = self._layer_in(directory)
+            if isinstance(layer, Rejected):
+                return layer
+            if layer is not None:
+                found.append(layer)
+        return found
+
+    def forget(self, path: Path) -> None:
+        """Drop what is known of one defaults file (it changed or went away)."""
+        self._cache.pop(path, None)
+
+    def _layer_in(self, directory: Path) -> Layer | Rejected | None:
+        path = directory / sidecar.DEFAULTS_NAME
+        try:
+            info = self.lstat(path)
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(path)
+        if cached is None or cached[:2] != (info.st_size, info.st_mtime_ns):
+            source = self._relative(path)
+            cached = (info.st_size, info.st_mtime_ns, source, self._read(path, source))
+            self._cache[path] = cached
+        source, value = cached[2], cached[3]
+        return value if isinstance(value, Rejected) else (source, value)
+
+    def _read(self, path: Path, source: str) -> dict[str, Any] | Rejected:
+        try:
+            mapping = sidecar.read_layer(path, max_bytes=self.max_bytes, source=source)
+            sidecar.check_layer(mapping, source=source)
+        except Rejected as e:
+            return e
+        return mapping
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.inbox).as_posix()

@@ -1,0 +1,68 @@
+"""Which names in inbox/ are drops, and of what kind: the junk rules and the name helpers."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Final
+
+from hotfolder.layout import IMAGE_SUFFIXES
+from hotfolder.sidecar import DEFAULTS_NAME, SIDECAR_SUFFIXES
+
+# Files people's machines leave next to real drops. They are never moved or rejected.
+IGNORED_NAMES: Final = (
+    ".DS_Store",  # macOS Finder
+    "Thumbs.db",  # Windows Explorer thumbnails
+    "desktop.ini",  # Windows folder settings
+    "ehthumbs.db",  # Windows Media Center
+)
+IGNORED_PATTERNS: Final = (
+    ".*",  # dotfiles, AppleDouble ._*, .~lock.* (LibreOffice), .TemporaryItems, .hf-* (ours)
+    "~$*",  # Office owner files
+    "*.tmp",
+    "*.part",  # Firefox, curl, rsync --partial-dir
+    "*.crdownload",  # Chrome
+    "*.partial",  # Edge, IE
+    "*.swp",  # vim
+    "*.filepart",  # WinSCP
+    "*.download",  # Safari
+)
+IGNORED_DIRS: Final = (
+    "@eaDir",  # Synology thumbnails
+    "#recycle",  # Synology recycle bin
+    "#snapshot",  # Synology / QNAP snapshots
+    "$RECYCLE.BIN",  # Windows
+    "System Volume Information",  # Windows
+    "lost+found",
+)
+CANCEL_SUFFIX: Final = ".cancel"
+
+
+def is_ignored(name: str) -> bool:
+    """Junk, or a folder's `_defaults.yaml`: never a drop, never moved."""
+    return (
+        name in IGNORED_NAMES
+        or name in (DEFAULTS_NAME, "_defaults.yml")
+        or any(fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
+    )
+
+
+def is_ignored_dir(name: str) -> bool:
+    return name in IGNORED_DIRS or name.startswith(".")
+
+
+def kind_of(name: str) -> str:
+    """`image`, `sidecar`, `cancel` or `other`, from the extension in any case."""
+    lower = name.lower()
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "image"
+    if lower.endswith(SIDECAR_SUFFIXES):
+        return "sidecar"
+    if lower.endswith(CANCEL_SUFFIX):
+        return "cancel"
+    return "other"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """`IMG_0042.JPG` -> (`IMG_0042`, `.JPG`)."""
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if stem else (name, "")

@@ -1,0 +1,171 @@
+"""What the files of one folder that share a stem come to: a job, a refusal, or more waiting.
+
+`Pairing.decide` only reads (the files, the clock it is given, the probe and defaults caches);
+it never moves a file. The intake acts on what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hotfolder import images, sidecar
+from hotfolder.config import Config
+from hotfolder.defaults import FolderDefaults
+from hotfolder.errors import Reason, Rejected
+from hotfolder.probes import ImageProbes
+from hotfolder.settle import StabilityTracker
+from hotfolder.sidecar import JobSpec
+
+
+@dataclass
+class Group:
+    """The files of one folder that share a stem: an image, its sidecar, strays."""
+
+    images: list[Path] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)
+    settled: dict[Path, bool] = field(default_factory=dict)
+    mtime_ns: dict[Path, int] = field(default_factory=dict)
+
+    def add(self, path: Path, kind: str, *, settled: bool, mtime_ns: int) -> None:
+        (self.images if kind == "image" else self.sidecars).append(path)
+        self.settled[path] = settled
+        self.mtime_ns[path] = mtime_ns
+
+    def members(self) -> list[Path]:
+        return self.images + self.sidecars
+
+    def all_settled(self) -> bool:
+        return all(self.settled[p] for p in self.members())
+
+    def first(self) -> tuple[int, Path]:
+        """(mtime, path) of its oldest image, or of its oldest sidecar if it has no image."""
+        return min((self.mtime_ns[p], p) for p in (self.images or self.sidecars))
+
+    def alone(self, image: Path) -> Group:
+        """The group of this one image, without its siblings."""
+        return Group(
+            images=[image],
+            settled={image: self.settled[image]},
+            mtime_ns={image: self.mtime_ns[image]},
+        )
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A pair that passed every check, waiting for its place in this tick's batch."""
+
+    image: Path
+    sidecar: Path | None
+    spec: JobSpec
+    mtime_ns: int
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.image, self.sidecar) if self.sidecar else (self.image,)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Files that go to failed/ together, with their SPEC reason code and what to do about it."""
+
+    files: tuple[Path, ...]
+    code: Reason
+    message: str
+    details: str = ""
+
+
+class Pairing:
+    def __init__(
+        self,
+        config: Config,
+        tracker: StabilityTracker,
+        probes: ImageProbes,
+        defaults: FolderDefaults,
+    ) -> None:
+        self.config = config
+        self.tracker = tracker
+        self.probes = probes
+        self.defaults = defaults
+
+    def decide(self, stem: str, group: Group, now: float) -> list[Ready | Refusal]:
+        """What to do now with one group, in order: refusals, and at most one Ready, last."""
+        images_ = sorted(group.images)
+        sidecars = sorted(group.sidecars)
+        if images_ and sidecars and (len(images_) > 1 or len(sidecars) > 1):
+            if not group.all_settled():
+                return []
+            names = ", ".join(p.name for p in group.members())
+            return [
+                Refusal(
+                    (*images_, *sidecars),
+                    Reason.ambiguous,
+                    f"{names}: more than one file for the job {stem}",
+                    "Drop exactly one image and one NAME.yaml (or NAME.yml) per name.",
+                )
+            ]
+        if not images_:
+            return [r for lone in sidecars if (r := self._lone_sidecar(stem, lone, group, now))]
+        if len(images_) > 1:
+            # Several images and no sidecar: each stands alone (defaults may make them jobs).
+            outcomes: list[Ready | Refusal] = []
+            for image in images_:
+                outcomes += self.decide(stem, group.alone(image), now)
+                if outcomes and isinstance(outcomes[-1], Ready):
+                    break
+            return outcomes
+        outcome = self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)
+        return [] if outcome is None else [outcome]
+
+    def _lone_sidecar(self, stem: str, lone: Path, group: Group, now: float) -> Refusal | None:
+        wait = self.config.sidecar_wait_seconds
+        settled_at = self.tracker.settled_at(lone)
+        if not group.settled[lone] or settled_at is None or now < settled_at + wait:
+            return None
+        return Refusal(
+            (lone,),
+            Reason.no_image,
+            f"{lone.name} has no image next to it after {wait:g} s",
+            f"Drop the image ({stem}.jpg, .png, …) in the same folder as the sidecar.",
+        )
+
+    def _pair(
+        self, stem: str, image: Path, side: Path | None, group: Group, now: float
+    ) -> Ready | Refusal | None:
+        """One image and at most one sidecar: a job once both settled and every check passed."""
+        if not group.settled[image] or (side is not None and not group.settled[side]):
+            return None
+        files = (image, side) if side else (image,)
+        settled_at = self.tracker.settled_at(image) or now
+        problem = self.probes.check(image, settled_at=settled_at, now=now)
+        if isinstance(problem, Rejected):
+            return Refusal(files, problem.code, problem.message)
+        if isinstance(problem, images.IncompleteImage):
+            return None
+
+        layers = self.defaults.layers(image)
+        if isinstance(layers, Rejected):
+            return Refusal(files, layers.code, layers.message)
+        if side is None:
+            wait = self.config.sidecar_wait_seconds
+            if not sidecar.has_instruction(layers):
+                if now < settled_at + wait:
+                    return None
+                return Refusal(
+                    files,
+                    Reason.no_sidecar,
+                    f"{image.name} has no sidecar after {wait:g} s",
+                    f"Drop {stem}.yaml with at least `instruction: ...` next to the image, "
+                    "or put an instruction in a _defaults.yaml of its folder.",
+                )
+            # Defaults make it a job; a short grace lets a sidecar written just after still win.
+            if now < settled_at + self.config.settle_seconds:
+                return None
+        try:
+            if side is not None:
+                own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)
+                layers = [*layers, (side.name, own)]
+            spec = sidecar.resolve(layers, config=self.config)
+        except Rejected as e:
+            return Refusal(files, e.code, e.message, e.details)
+        return Ready(image=image, sidecar=side, spec=spec, mtime_ns=group.mtime_ns[image])

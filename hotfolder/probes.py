@@ -1,0 +1,59 @@
+"""Whether a settled image is whole and within the limits, decoded once per change of the file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from hotfolder import images
+from hotfolder.config import Limits
+from hotfolder.errors import Reason, Rejected
+
+Problem = Rejected | images.IncompleteImage | None
+
+
+class ImageProbes:
+    """Remembers each image's probe by (size, mtime), so a waiting image is not decoded every tick.
+
+    An image that does not decode completely is taken to be still arriving; only once it has
+    stayed incomplete for `incomplete_image_seconds` after settling is it `invalid_image`.
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        incomplete_image_seconds: float,
+        lstat: Callable[[Path], os.stat_result] = os.lstat,
+    ) -> None:
+        self.limits = limits
+        self.incomplete_image_seconds = incomplete_image_seconds
+        self.lstat = lstat
+        self._seen: dict[Path, tuple[int, int, Problem]] = {}
+
+    def check(self, image: Path, *, settled_at: float, now: float) -> Problem:
+        """None if the image is fit; why not (Rejected); or IncompleteImage while it may still come."""
+        info = self.lstat(image)
+        cached = self._seen.get(image)
+        if cached is not None and cached[:2] == (info.st_size, info.st_mtime_ns):
+            result = cached[2]
+        else:
+            result = None
+            try:
+                images.probe(image, limits=self.limits)
+            except (Rejected, images.IncompleteImage) as e:
+                result = e
+            self._seen[image] = (info.st_size, info.st_mtime_ns, result)
+        if isinstance(result, images.IncompleteImage) and (
+            now >= settled_at + self.incomplete_image_seconds
+        ):
+            return Rejected(
+                Reason.invalid_image,
+                f"{image.name} is truncated and did not complete within "
+                f"{self.incomplete_image_seconds:g} s ({result})",
+            )
+        return result
+
+    def forget(self, path: Path) -> None:
+        self._seen.pop(path, None)

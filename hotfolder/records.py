@@ -1,0 +1,78 @@
+"""What a drop is written down as: the manifest of an admitted job, the record of a refused one.
+
+Pure builders: they choose the job's name (the smallest free `NAME`, `NAME~2`, …) and fill
+in the fields; whoever admits or rejects the drop hands the record on.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from hotfolder.layout import Layout, new_job_id
+from hotfolder.names import split_name
+from hotfolder.pairing import Ready, Refusal
+from hotfolder.rejection import Rejection
+from hotfolder.sidecar import JobSpec
+from hotfolder.spool import JobState, Manifest
+from hotfolder.status import JobStatus, iso
+
+
+def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: float) -> Manifest:
+    """The manifest of a ready pair whose image is at `relative` (to inbox/); draws the seed."""
+    name = layout.unique_name(split_name(relative)[0])
+    base = name.rpartition("/")[2]
+    seed = item.spec.seed if item.spec.seed is not None else secrets.randbits(32)
+    return Manifest(
+        job_id=new_job_id(now),
+        name=name,
+        seq=seq,
+        priority=item.spec.priority,
+        created_at=iso(now) or "",
+        source=f"inbox/{relative}",
+        image=base + split_name(item.image.name)[1],
+        sidecar=base + split_name(item.sidecar.name)[1] if item.sidecar else None,
+        inbox_image=layout.relative(item.image),
+        inbox_sidecar=layout.relative(item.sidecar) if item.sidecar else None,
+        spec=item.spec.model_dump(mode="json"),
+        seed=seed,
+    )
+
+
+def rejection_for(
+    refusal: Refusal, *, layout: Layout, relative: str, spec: JobSpec | None, now: float
+) -> Rejection:
+    """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
+
+    Its files move to failed/ under the job's name, each keeping its extension. `spec` is the
+    request, when the drop got as far as having one (`queue_full`).
+    """
+    name = layout.unique_name(split_name(relative)[0])
+    target = layout.failed / name
+    status = JobStatus(
+        job_id=new_job_id(now),
+        name=name,
+        status=JobState.failed,
+        created_at=iso(now),
+        completed_at=iso(now),
+        source=f"inbox/{relative}",
+        instruction=spec.instruction if spec else None,
+        model=spec.preset if spec else None,
+        error_code=refusal.code.value,
+        error=refusal.message,
+        attempts=0,
+    )
+    moves = [
+        (
+            layout.relative(path),
+            layout.relative(target.parent / (target.name + split_name(path.name)[1])),
+        )
+        for path in refusal.files
+    ]
+    return Rejection(
+        name=name,
+        moves=moves,
+        code=refusal.code.value,
+        message=refusal.message,
+        details=refusal.details,
+        status=status.to_json(),
+    )
