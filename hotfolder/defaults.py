@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from hotfolder import sidecar
-from hotfolder.errors import Rejected
+from hotfolder.errors import Reason, Rejected
 
 Layer = tuple[str, dict[str, Any]]
 
 
 class FolderDefaults:
-    """Finds and reads the `_defaults.yaml` files from inbox/ down.
+    """Finds and reads the `_defaults.yaml` (or `_defaults.yml`) files from inbox/ down.
 
     A file is parsed and checked once per (size, mtime); a bad one rejects every image
     below it, with the file named in the message.
@@ -56,11 +56,23 @@ class FolderDefaults:
         self._cache.pop(path, None)
 
     def _layer_in(self, directory: Path) -> Layer | Rejected | None:
-        path = directory / sidecar.DEFAULTS_NAME
-        try:
-            info = self.lstat(path)
-        except FileNotFoundError:
+        present: list[tuple[Path, os.stat_result]] = []
+        for name in sidecar.DEFAULTS_NAMES:
+            path = directory / name
+            try:
+                present.append((path, self.lstat(path)))
+            except FileNotFoundError:
+                continue
+        if not present:
             return None
+        if len(present) > 1:
+            # As for NAME.yaml beside NAME.yml: no guessing which one the person is editing.
+            names = " and ".join(self._relative(path) for path, _info in present)
+            return Rejected(
+                Reason.ambiguous,
+                f"{names}: two defaults files in one folder; keep one of them",
+            )
+        path, info = present[0]
         cached = self._cache.get(path)
         if cached is None or cached[:2] != (info.st_size, info.st_mtime_ns):
             source = self._relative(path)

@@ -34,7 +34,7 @@ from hotfolder.probes import ImageProbes
 from hotfolder.records import manifest_for, rejection_for
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
-from hotfolder.sidecar import DEFAULTS_NAME, JobSpec
+from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
 from hotfolder.spool import Manifest, Spool
 from hotfolder.status import Board
 
@@ -181,7 +181,7 @@ class Intake:
         name = path.name
         if any(is_ignored_dir(part) for part in self._relative(path).split("/")[:-1]):
             return
-        if name in (DEFAULTS_NAME, "_defaults.yml"):
+        if name in DEFAULTS_NAMES:
             self.defaults.forget(path)
             return
         if stat.S_ISDIR(info.st_mode):

@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 from typing import Final
 
 from hotfolder.layout import IMAGE_SUFFIXES
-from hotfolder.sidecar import DEFAULTS_NAME, SIDECAR_SUFFIXES
+from hotfolder.sidecar import DEFAULTS_NAMES, SIDECAR_SUFFIXES
 
 # Files people's machines leave next to real drops. They are never moved or rejected.
 IGNORED_NAMES: Final = (
@@ -41,7 +41,7 @@ def is_ignored(name: str) -> bool:
     """Junk, or a folder's `_defaults.yaml`: never a drop, never moved."""
     return (
         name in IGNORED_NAMES
-        or name in (DEFAULTS_NAME, "_defaults.yml")
+        or name in DEFAULTS_NAMES
         or any(fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
     )
 

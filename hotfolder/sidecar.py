@@ -24,6 +24,8 @@ from hotfolder.errors import Reason, Rejected, describe_validation_error
 
 SIDECAR_SUFFIXES = (".yaml", ".yml")
 DEFAULTS_NAME = "_defaults.yaml"
+# Both spellings are read alike, as for a sidecar; a folder holding both is ambiguous.
+DEFAULTS_NAMES = (DEFAULTS_NAME, "_defaults.yml")
 
 # A sidecar needs two levels (`output: {format: png}`); anything far deeper is an attack or a mistake.
 MAX_DEPTH = 20
@@ -319,7 +321,7 @@ def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) 
     instruction = merged.get("instruction")
     if instruction is None:
         own = layers[-1][0] if layers else ""
-        if not own or Path(own).name == DEFAULTS_NAME:
+        if not own or Path(own).name in DEFAULTS_NAMES:
             own = "the image's NAME.yaml"
         raise Rejected(
             Reason.invalid_sidecar,

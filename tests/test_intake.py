@@ -158,6 +158,78 @@ def test_defaults_make_an_image_a_job_and_the_nearest_wins(rig: Rig) -> None:
     assert (rig.inbox / "rush" / "_defaults.yaml").exists()
 
 
+def test_defaults_yml_is_read_like_defaults_yaml(rig: Rig) -> None:
+    (rig.inbox / "st").mkdir()
+    (rig.inbox / "_defaults.yaml").write_text('instruction: "from the top"\nseed: 1\n')
+    (rig.inbox / "st" / "_defaults.yml").write_text("priority: high\nseed: 2\n")
+    make_image(rig.inbox / "st" / "x.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(2.5)
+    [job] = rig.spool.queued()
+    assert job.name == "st/x"
+    assert job.spec["instruction"] == "from the top"
+    assert (job.seed, job.priority) == (2, "high")
+    assert files_under(rig.layout.failed) == []
+    assert (rig.inbox / "st" / "_defaults.yml").exists()
+    assert rig.intake.layers(rig.inbox / "st" / "any.jpg") == [
+        ("_defaults.yaml", {"instruction": "from the top", "seed": 1}),
+        ("st/_defaults.yml", {"priority": "high", "seed": 2}),
+    ]
+
+
+def test_an_edited_defaults_yml_is_read_again(rig: Rig) -> None:
+    defaults = rig.inbox / "_defaults.yml"
+    defaults.write_text("instruction: first\n")
+    assert rig.intake.layers(rig.inbox / "a.jpg") == [("_defaults.yml", {"instruction": "first"})]
+    defaults.write_text("instruction: second, longer\n")
+    rig.intake.note(defaults)
+    rig.tick()
+    layers = rig.intake.layers(rig.inbox / "a.jpg")
+    assert layers == [("_defaults.yml", {"instruction": "second, longer"})]
+
+
+def test_a_bad_defaults_yml_rejects_the_images_below_it_naming_the_file(rig: Rig) -> None:
+    (rig.inbox / "st").mkdir()
+    (rig.inbox / "st" / "_defaults.yml").write_text("steps: many\n")
+    make_image(rig.inbox / "st" / "x.jpg")
+    write_sidecar(rig.inbox / "st" / "x.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.reason("st/x").startswith("invalid_sidecar: st/_defaults.yml: ")
+    assert (rig.inbox / "st" / "_defaults.yml").exists()
+
+
+def test_defaults_yaml_and_yml_in_one_folder_are_ambiguous_for_the_drops_below(rig: Rig) -> None:
+    (rig.inbox / "st" / "deep").mkdir(parents=True)
+    (rig.inbox / "other").mkdir()
+    (rig.inbox / "st" / "_defaults.yaml").write_text("instruction: one\n")
+    (rig.inbox / "st" / "_defaults.yml").write_text("instruction: other\n")
+    make_image(rig.inbox / "st" / "alone.jpg")
+    make_image(rig.inbox / "st" / "deep" / "paired.jpg")
+    write_sidecar(rig.inbox / "st" / "deep" / "paired.yaml")
+    make_image(rig.inbox / "other" / "fine.jpg")
+    write_sidecar(rig.inbox / "other" / "fine.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["other/fine"]
+    for name in ("st/alone", "st/deep/paired"):
+        reason = rig.reason(name)
+        assert reason.startswith(
+            "ambiguous: st/_defaults.yaml and st/_defaults.yml: two defaults files in one folder"
+        ), reason
+    assert (rig.layout.failed / "st" / "deep" / "paired.yaml").exists()
+    # The defaults files stay; once one is gone, the folder's drops are jobs again.
+    assert files_under(rig.inbox) == ["st/_defaults.yaml", "st/_defaults.yml"]
+    (rig.inbox / "st" / "_defaults.yml").unlink()
+    make_image(rig.inbox / "st" / "again.jpg")
+    rig.intake.note(rig.inbox / "st" / "again.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(2.5)
+    assert rig.queued() == ["other/fine", "st/again"]
+
+
 def test_junk_is_ignored_and_left_alone(rig: Rig) -> None:
     junk = [
         ".DS_Store",
@@ -173,6 +245,7 @@ def test_junk_is_ignored_and_left_alone(rig: Rig) -> None:
         "y.swp",
         "IMG_5.jpg.filepart",
         ".~lock.sheet.ods#",
+        "_defaults.yml",
     ]
     for name in junk:
         assert is_ignored(name), name
