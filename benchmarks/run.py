@@ -558,11 +558,12 @@ def scaling_figures(base: Path, sizes: Sizes) -> dict[str, Any]:
 def job_overhead(base: Path, sizes: Sizes) -> dict[str, float]:
     """One 1-megapixel JPEG through intake and worker (identity editor) versus Pillow alone.
 
-    In process: the service's own Intake.tick (admit) and Worker.run_one (claim, decode,
-    edit, encode, write, archive, every status write), exactly as its loop calls them,
-    without the loop's sleeps. The output is JPEG so the floor is decode + JPEG encode.
+    In process: the service's own Intake.tick (admit), then its dispatcher and a thread
+    slot (claim, decode, edit, encode, write, archive, every final status write) until the
+    job has left the queue. The output is JPEG so the floor is decode + JPEG encode.
     """
     from hotfolder.config import Config, EditorConfig
+    from hotfolder.editors.identity import IdentityEditor
     from hotfolder.service import Service
 
     root = base / "job"
@@ -573,9 +574,11 @@ def job_overhead(base: Path, sizes: Sizes) -> dict[str, float]:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     config = Config(root=root, settle_seconds=0, editor=EditorConfig(name="identity"))
-    svc = Service(config)
+    svc = Service(config, editor=IdentityEditor())
     svc.layout.create()
     svc.recover()
+    svc.dispatcher.start()
+    svc.dispatcher.wait_loaded(30)
     data = jpeg_bytes((1152, 864), seed=3)  # 0.995 megapixels
     sidecar = "instruction: benchmark\nseed: 1\noutput: {format: jpeg, quality: 92}\n"
 
@@ -588,9 +591,11 @@ def job_overhead(base: Path, sizes: Sizes) -> dict[str, float]:
         started = time.perf_counter()
         svc.intake.note(root / "inbox" / f"{name}.jpg")
         svc.intake.note(root / "inbox" / f"{name}.yaml")
-        svc.intake.tick()
-        if not svc.worker.run_one():
+        svc.intake.tick()  # admits, and wakes the dispatcher
+        if svc.jobs.find(name) is None:
             raise RuntimeError(f"{name} was not admitted in one tick")
+        while svc.jobs.find(name) is not None:
+            time.sleep(0.0002)
         took = time.perf_counter() - started
         status = read_json(root / "outbox" / f"{name}.status.json") or {}
         if status.get("status") != "completed":
@@ -614,6 +619,8 @@ def job_overhead(base: Path, sizes: Sizes) -> dict[str, float]:
     for index in range(1, sizes.job_repeats + 1):
         service_times.append(through_service(index))
         floor_times.append(pillow_alone())
+    svc.dispatcher.stop()
+    svc.dispatcher.join()
     svc.history.close()
     logger.removeHandler(handler)
     handler.close()
@@ -649,7 +656,7 @@ def qwen_figures(base: Path, sizes: Sizes) -> dict[str, float]:
         lora=LoraConfig(source=str(lora)),
     )
     forty_step = Preset(steps=40, true_cfg_scale=4.0, negative_prompt=" ", nominal_seconds=1)
-    editor = QwenEditor(editor_config, {"plain": plain, "4": four_step, "40": forty_step})
+    editor = QwenEditor(editor_config)
     editor.load()
     image = Image.open(io.BytesIO(jpeg_bytes((80, 60), seed=5))).convert("RGB")
 
@@ -767,7 +774,7 @@ def qwen_figures(base: Path, sizes: Sizes) -> dict[str, float]:
     loads: list[float] = []
     first_lora: list[float] = []
     for _ in range(sizes.load_repeats):
-        fresh = QwenEditor(editor_config, {"4": four_step})
+        fresh = QwenEditor(editor_config)
         started = time.perf_counter()
         fresh.load()
         loads.append(time.perf_counter() - started)

@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop_early)
     from hotfolder.errors import ServiceLocked
-    from hotfolder.service import Service
+    from hotfolder.service import EditorsUnavailable, Service
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         service = Service(config)
         return service.run(once=args.once)
-    except (ServiceLocked, EditorUnavailable) as e:
+    except (ServiceLocked, EditorUnavailable, EditorsUnavailable) as e:
         print(f"hotfolder: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -217,8 +217,7 @@ def _control(args: argparse.Namespace) -> int:
                 service = Service(config, editor=IdentityEditor())
                 service.spool.load()
                 service.board.load_finished()
-                handler = service.cancel if args.command == "cancel" else service.retry
-                ok, message = handler(args.name)
+                ok, message = service.controls.handlers[args.command](args.name)
                 service.board.publish()
                 service.history.close()
         except ServiceLocked:

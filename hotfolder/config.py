@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hotfolder.errors import ConfigError, describe_validation_error
 
@@ -76,19 +84,44 @@ BUILTIN_PRESETS: dict[str, Preset] = {
 }
 
 
+DEVICE_PATTERN = re.compile(r"cpu|cuda|cuda:\d+")
+
+
 class EditorConfig(_Strict):
     name: Literal["qwen", "identity"] = "qwen"
     delay_seconds: float = Field(0.0, ge=0)
     model: str = "Qwen/Qwen-Image-Edit-2509"
     revision: str | None = None
     pipeline: Literal["edit", "edit-plus"] = "edit-plus"
-    device: str = Field("cuda", pattern=r"^(cpu|cuda|cuda:\d+)$")
+    # One slot (a process with the editor loaded) per entry: `[cuda:0, cuda:1]`; the identity
+    # editor honours the list too (`[cpu, cpu, cpu]` gives three slots).
+    device: str | list[str] = "cuda"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     offload: Literal["none", "model", "sequential"] = "none"
     # qwen: the model generates at most this many pixels, at the input's aspect ratio (sides in
     # multiples of 16); unset: the pipeline's own ~1024x1024. Smaller is faster and needs less
     # memory (the tests run the tiny pipeline this way); the worker resizes the result back.
     max_pixels: int | None = Field(None, ge=32 * 32)
+
+    @field_validator("device")
+    @classmethod
+    def _devices(cls, value: str | list[str]) -> str | list[str]:
+        listed = [value] if isinstance(value, str) else value
+        if not listed:
+            raise ValueError("give at least one device, e.g. cuda or [cuda:0, cuda:1]")
+        for device in listed:
+            if not DEVICE_PATTERN.fullmatch(device):
+                raise ValueError(f"{device!r} is not a device; use cpu, cuda or cuda:N")
+        return value
+
+    @property
+    def devices(self) -> list[str]:
+        """One entry per slot."""
+        return [self.device] if isinstance(self.device, str) else list(self.device)
+
+    def on(self, device: str) -> EditorConfig:
+        """This configuration for one slot's device."""
+        return self.model_copy(update={"device": device})
 
 
 class Config(_Strict):
@@ -122,7 +155,9 @@ class Config(_Strict):
             raise ValueError(
                 f"default_preset {self.default_preset!r} is not a configured preset; use one of: {known}"
             )
-        if self.editor.offload != "none" and not self.editor.device.startswith("cuda"):
+        if self.editor.offload != "none" and not all(
+            device.startswith("cuda") for device in self.editor.devices
+        ):
             raise ValueError(
                 f"editor.offload {self.editor.offload!r} needs a CUDA device; "
                 "set editor.offload: none for editor.device: cpu"

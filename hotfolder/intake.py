@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from hotfolder import fsops, rejection
+from hotfolder import fsops
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
 from hotfolder.errors import Reason, Rejected
+from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Group, Pairing, Ready, Refusal
@@ -35,8 +36,7 @@ from hotfolder.records import manifest_for, rejection_for
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
-from hotfolder.spool import Manifest, Spool
-from hotfolder.status import Board
+from hotfolder.spool import Manifest
 
 # The service imports the name helpers from here.
 __all__ = ["TICK_BUDGET_SECONDS", "Intake", "kind_of", "split_name"]
@@ -56,8 +56,7 @@ class Intake:
         self,
         layout: Layout,
         config: Config,
-        spool: Spool,
-        board: Board,
+        jobs: Jobs,
         *,
         clock: Callable[[], float] = time.time,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
@@ -68,8 +67,7 @@ class Intake:
     ) -> None:
         self.layout = layout
         self.config = config
-        self.spool = spool
-        self.board = board
+        self.jobs = jobs
         self.clock = clock
         self.lstat = lstat
         self.on_admit = on_admit
@@ -119,8 +117,6 @@ class Intake:
         """The `_defaults.yaml` layers that apply to an image at this path, farthest first."""
         return self.defaults.layers(image)
 
-    _layers = layers  # the service's retry still calls it by this name
-
     # --- the loop body ---
 
     def tick(self) -> None:
@@ -136,7 +132,6 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
-        self.board.publish_if_dirty()
 
     def _inbox_reachable(self) -> bool:
         inbox = self.layout.inbox
@@ -265,7 +260,7 @@ class Intake:
 
     def _place(self, item: Ready, now: float) -> None:
         """Admit a ready pair, or refuse it as `queue_full` when pending/ is at the cap."""
-        if self.spool.pending_count() >= self.config.max_pending:
+        if self.jobs.pending_count() >= self.config.max_pending:
             full = Refusal(
                 item.files,
                 Reason.queue_full,
@@ -275,16 +270,15 @@ class Intake:
             self._reject(full, spec=item.spec)
             return
         relative = self._relative(item.image)
-        seq = self.spool.next_seq()
+        seq = self.jobs.spool.next_seq()
         manifest = manifest_for(item, layout=self.layout, relative=relative, seq=seq, now=now)
         self._admit(manifest, item.files)
 
-    # --- the only places where intake changes job state ---
+    # --- the only places where intake asks for a change of job state ---
 
     def _admit(self, manifest: Manifest, files: tuple[Path, ...]) -> None:
         """Put a job into pending/ and say it is queued."""
-        self.spool.admit(manifest)
-        self.board.queued(manifest)
+        self.jobs.admit(manifest)
         for path in files:
             self._forget(path)
         log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)
@@ -294,18 +288,15 @@ class Intake:
         relative = self._relative(refusal.files[0])
         now = self.clock()
         record = rejection_for(refusal, layout=self.layout, relative=relative, spec=spec, now=now)
-        rejection.reject(self.layout, self.board, record)
+        self.jobs.reject(record)
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
 
     def _set_unreachable(self, problem: str | None) -> None:
-        """Say on the board why intake is paused, or that it no longer is."""
+        """Say in queue.json why intake is paused, or that it no longer is."""
         self.unreachable = problem
-        if problem is None:
-            self.board.notes.pop("intake", None)
-        else:
-            self.board.notes["intake"] = problem
+        self.jobs.state.note("intake", problem)
 
     # --- helpers ---
 

@@ -1,7 +1,7 @@
 """`hotfolder edit`: one image, one instruction, no service; a progress bar on stderr.
 
-The same steps as a job in the service (upright RGB in, the editor, back to the input's
-size, ICC profile and metadata out), without the folders.
+The same edit path as a job in the service (`render`: upright RGB in, the editor, back to
+the input's size, ICC profile and metadata out), without the folders.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from hotfolder import fsops, images
+from hotfolder import fsops, images, render
 from hotfolder.config import Config
-from hotfolder.editors import Editor, EditRequest, make_editor
+from hotfolder.editors import Editor, make_editor
 from hotfolder.errors import ConfigError
 from hotfolder.sidecar import MAX_SEED
+from hotfolder.slots.base import Ticket
 
 FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 JPEG_WEBP_QUALITY = 92
@@ -94,6 +95,29 @@ def edit_one(
     used_seed = seed if seed is not None else secrets.randbits(32)
 
     source = images.load_for_edit(image, limits=config.limits)
+    ticket = Ticket.with_image(
+        source.image,
+        job_id="",
+        name=image.stem,
+        icc_profile=source.icc_profile,
+        instruction=instruction,
+        seed=used_seed,
+        preset_name=preset_name,
+        preset=chosen,
+        steps=chosen.steps,
+        true_cfg_scale=chosen.true_cfg_scale,
+        negative_prompt=chosen.negative_prompt,
+        output_format=fmt,
+        output_quality=JPEG_WEBP_QUALITY,
+        output_size="input",
+        timeout_seconds=chosen.timeout_seconds,
+        metadata={
+            "instruction": instruction,
+            "preset": preset_name,
+            "seed": str(used_seed),
+            "software": "hotfolder",
+        },
+    )
     if editor is None:
         editor = make_editor(config)
     err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
@@ -102,34 +126,9 @@ def edit_one(
     err.flush()
     bar = ProgressBar(err)
     try:
-        result = editor.edit(
-            EditRequest(
-                image=source.image,
-                instruction=instruction,
-                seed=used_seed,
-                preset_name=preset_name,
-                preset=chosen,
-                steps=chosen.steps,
-                true_cfg_scale=chosen.true_cfg_scale,
-                negative_prompt=chosen.negative_prompt,
-            ),
-            bar,
-        )
+        data = render.render(editor, ticket, bar)
     finally:
         bar.close()
-    data = images.encode_result(
-        images.resize_to(result.image, source.size),
-        fmt=fmt,
-        quality=JPEG_WEBP_QUALITY,
-        icc_profile=source.icc_profile,
-        metadata={
-            "instruction": instruction,
-            "preset": preset_name,
-            "seed": str(used_seed),
-            "model": result.model,
-            "software": "hotfolder",
-        },
-    )
     fsops.write_atomic(target, data)
     err.write(f"wrote {target}\n")
     err.flush()

@@ -38,17 +38,6 @@ class JobState(StrEnum):
 
 FINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
 
-# The legal moves between states; anything else is a bug.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
-    JobState.processing: frozenset(
-        {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
-    ),
-    JobState.completed: frozenset(),
-    JobState.failed: frozenset({JobState.queued}),
-    JobState.cancelled: frozenset({JobState.queued}),
-}
-
 
 class Manifest(BaseModel):
     """Everything the service knows about one admitted job, kept beside its files."""
@@ -77,6 +66,9 @@ class Manifest(BaseModel):
     error: str | None = None
     error_details: str | None = None
     errors: list[str] = []  # earlier attempts' errors, kept across retries
+    # The claim: which worker took the job (and on which device); set with state processing.
+    worker: str | None = None
+    device: str | None = None
 
     @property
     def sort_key(self) -> tuple[int, int, int]:
@@ -133,6 +125,12 @@ class Spool:
         with self._lock:
             self._pending = self.scan(self.layout.pending)
             self._processing = self.scan(self.layout.processing)
+            for name, manifest in list(self._pending.items()):
+                if manifest.state == JobState.processing:
+                    # A claim cut short after it was written: finish moving it.
+                    self._move_manifest(manifest, self.layout.pending, self.layout.processing)
+                    del self._pending[name]
+                    self._processing[name] = manifest
             for manifest in self._pending.values():
                 self.gather(manifest, self.layout.pending)
             for manifest in self._processing.values():
@@ -216,17 +214,25 @@ class Spool:
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
 
-    def claim(self) -> Manifest | None:
-        """Move the first queued job to processing/ and return it (state processing)."""
+    def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
+        fsops.move(
+            self._manifest_path(source, manifest.name),
+            self._manifest_path(target, manifest.name),
+        )
+
+    def claim(self, claim: dict[str, Any]) -> Manifest | None:
+        """Take the first queued job: record `claim` (state processing, worker, start) in its
+        manifest with one atomic write, then move it to processing/ and return it.
+
+        A crash between the two leaves a claimed manifest in pending/, which `load` moves on.
+        """
         with self._lock:
             queue = self.queued()
             if not queue:
                 return None
-            manifest = queue[0]
-            fsops.move(
-                self._manifest_path(self.layout.pending, manifest.name),
-                self._manifest_path(self.layout.processing, manifest.name),
-            )
+            manifest = queue[0].model_copy(update={**claim, "head": False})
+            self._write(self.layout.pending, manifest)
+            self._move_manifest(manifest, self.layout.pending, self.layout.processing)
             del self._pending[manifest.name]
             self._processing[manifest.name] = manifest
             self.gather(manifest, self.layout.processing)
@@ -248,12 +254,11 @@ class Spool:
     def requeue(self, manifest: Manifest) -> None:
         """Put a job from processing/ back at the head of pending/ (state queued)."""
         with self._lock:
-            manifest = manifest.model_copy(update={"head": True, "state": JobState.queued})
-            self._write(self.layout.processing, manifest)
-            fsops.move(
-                self._manifest_path(self.layout.processing, manifest.name),
-                self._manifest_path(self.layout.pending, manifest.name),
+            manifest = manifest.model_copy(
+                update={"head": True, "state": JobState.queued, "worker": None, "device": None}
             )
+            self._write(self.layout.processing, manifest)
+            self._move_manifest(manifest, self.layout.processing, self.layout.pending)
             del self._processing[manifest.name]
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)

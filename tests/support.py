@@ -197,3 +197,15 @@ def files_under(folder: Path) -> list[str]:
         for p in folder.rglob("*")
         if p.is_file() and p.name != ".gitkeep"
     )
+
+
+def jobs_on(layout: Any, config: Any, clock: Callable[[], float] | None = None) -> Any:
+    """The service's owner of job state (Jobs) on real folders, without the service."""
+    from hotfolder.jobs import Jobs
+    from hotfolder.spool import Spool
+    from hotfolder.state import ServiceState
+    from hotfolder.status import Board
+
+    state = ServiceState()
+    board = Board(layout, config, state=state, **({"clock": clock} if clock else {}))
+    return Jobs(layout, config, Spool(layout), board, state)

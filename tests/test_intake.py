@@ -8,14 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from support import files_under, make_image, read_json, write_sidecar
+from support import files_under, jobs_on, make_image, read_json, write_sidecar
 
 from hotfolder.config import Config, load_config
 from hotfolder.intake import Intake
 from hotfolder.layout import Layout
 from hotfolder.names import is_ignored
-from hotfolder.spool import Spool
-from hotfolder.status import Board
 
 
 class Clock:
@@ -41,14 +39,14 @@ class Rig:
         self.layout = Layout(self.config.root_path)
         self.layout.create()
         self.clock = Clock()
-        self.spool = Spool(self.layout)
-        self.board = Board(self.layout, self.config, clock=self.clock)
+        self.jobs = jobs_on(self.layout, self.config, self.clock)
+        self.spool = self.jobs.spool
+        self.board = self.jobs.board
         self.cancelled: list[str] = []
         self.intake = Intake(
             self.layout,
             self.config,
-            self.spool,
-            self.board,
+            self.jobs,
             clock=self.clock,
             on_cancel=self.cancelled.append,
         )
@@ -57,6 +55,7 @@ class Rig:
     def tick(self, advance: float = 0.0) -> None:
         self.clock.advance(advance)
         self.intake.tick()
+        self.board.publish()  # what the service's publisher thread does
 
     def queued(self) -> list[str]:
         return [m.name for m in self.spool.queued()]

@@ -47,7 +47,7 @@ def make_editor(tiny_qwen_model: Path) -> Callable[..., QwenEditor]:
             "max_pixels": MAX_PIXELS,
             **overrides,
         }
-        return QwenEditor(EditorConfig.model_validate(settings), {"base": BASE})
+        return QwenEditor(EditorConfig.model_validate(settings))
 
     return make
 
@@ -58,7 +58,7 @@ def editor(tiny_qwen_model: Path) -> QwenEditor:
     config = EditorConfig(
         model=str(tiny_qwen_model), device="cpu", dtype="float32", max_pixels=MAX_PIXELS
     )
-    return QwenEditor(config, {"base": BASE, "lightning": LIGHTNING})
+    return QwenEditor(config)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,20 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import ServiceProcess, make_image, read_json, wait_for, write_config, write_sidecar
+from support import (
+    ServiceProcess,
+    jobs_on,
+    make_image,
+    read_json,
+    wait_for,
+    write_config,
+    write_sidecar,
+)
 
 from hotfolder.config import load_config
 from hotfolder.intake import Intake
 from hotfolder.layout import Layout
-from hotfolder.spool import Spool
-from hotfolder.status import Board, parse_iso
+from hotfolder.status import parse_iso
 
 
 class Clock:
@@ -35,12 +42,12 @@ def test_a_tick_out_of_time_leaves_the_rest_for_the_next_in_mtime_order(tmp_path
     layout = Layout(config.root_path)
     layout.create()
     clock = Clock()
-    spool = Spool(layout)
+    jobs = jobs_on(layout, config, clock)
+    spool = jobs.spool
     intake = Intake(
         layout,
         config,
-        spool,
-        Board(layout, config, clock=clock),
+        jobs,
         clock=clock,
         tick_budget_seconds=0.0,  # every tick is out of time after its first piece of work
     )
@@ -74,8 +81,9 @@ def test_a_generous_budget_does_a_whole_burst_in_one_tick(tmp_path: Path) -> Non
     layout = Layout(config.root_path)
     layout.create()
     clock = Clock()
-    spool = Spool(layout)
-    intake = Intake(layout, config, spool, Board(layout, config, clock=clock), clock=clock)
+    jobs = jobs_on(layout, config, clock)
+    spool = jobs.spool
+    intake = Intake(layout, config, jobs, clock=clock)
     for i in range(8):
         make_image(layout.inbox / f"p{i}.jpg")
         write_sidecar(layout.inbox / f"p{i}.yaml")

@@ -113,7 +113,8 @@ def test_image_first_subfolder_and_jpeg_output(root: Path) -> None:
     with ServiceProcess(root) as service:
         service.wait_ready()
         image = make_image(inbox / "station-3" / "IMG_7.JPG", size=(80, 60))
-        time.sleep(0.5)
+        # The image first: the sidecar comes once the image has been there past its settle time.
+        wait_for(lambda: time.time() - image.stat().st_mtime > 0.5)
         write_sidecar(inbox / "station-3" / "IMG_7.yml", output={"format": "jpeg", "quality": 80})
         done = wait_for(lambda: has_status(root, "station-3/IMG_7", "completed", "failed"))
         assert service.stop() == 0
@@ -282,7 +283,7 @@ def test_second_signal_puts_the_job_back_at_the_head(root: Path) -> None:
         drop_pair(root / "inbox", "second")
         wait_for(lambda: has_status(root, "second", "queued"))
         service.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for(lambda: "finishing the jobs in flight" in service.log())
         service.signal(signal.SIGTERM)
         assert service.wait(timeout=30) == 0, service.log()
     first = status_of(root, "first")

@@ -49,7 +49,7 @@ def test_claim_requeue_puts_the_job_back_at_the_head(tmp_path: Path) -> None:
     for name in ("a", "b"):
         spool.admit(manifest_for(spool, layout, name))
     spool.admit(manifest_for(spool, layout, "h", "high"))
-    claimed = spool.claim()
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
     assert claimed is not None
     assert claimed.name == "h"
     assert files_under(layout.processing) == ["h.jpg"]
@@ -97,7 +97,7 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> No
     layout.create()
     spool = Spool(layout)
     spool.admit(manifest_for(spool, layout, "sub/x"))
-    claimed = spool.claim()
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
     assert claimed is not None
     seen: list[list[str]] = []
     done = claimed.model_copy(update={"state": JobState.completed})

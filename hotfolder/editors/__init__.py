@@ -12,12 +12,12 @@ from hotfolder.editors.base import Editor, EditRequest, EditResult, Interrupted,
 __all__ = ["EditRequest", "EditResult", "Editor", "Interrupted", "ProgressFn", "make_editor"]
 
 
-def make_editor(config: Config) -> Editor:
-    """The editor the configuration names, not yet loaded."""
+def make_editor(config: Config, device: str | None = None) -> Editor:
+    """The editor the configuration names, for `device` (default: the first), not yet loaded."""
     if config.editor.name == "identity":
         from hotfolder.editors.identity import IdentityEditor
 
         return IdentityEditor(delay_seconds=config.editor.delay_seconds)
     from hotfolder.editors.qwen import QwenEditor
 
-    return QwenEditor(config.editor, config.presets)
+    return QwenEditor(config.editor.on(device or config.editor.devices[0]))

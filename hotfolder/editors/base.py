@@ -51,5 +51,8 @@ class Editor(Protocol):
     def load(self) -> None:
         """Load weights once; raise HotfolderError with a message that says what is missing."""
 
+    def prepare(self, preset: Preset) -> None:
+        """Make `preset` the active one (scheduler, LoRA); loads what it needs the first time."""
+
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:
         """Edit one image. Call `progress` after each step and let Interrupted propagate."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from hotfolder.config import Preset
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
 
 # Fault injection for the reliability tests: with this variable set, an instruction that
@@ -32,6 +33,9 @@ class IdentityEditor:
         self.delay_seconds = delay_seconds
 
     def load(self) -> None:
+        return None
+
+    def prepare(self, preset: Preset) -> None:
         return None
 
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:

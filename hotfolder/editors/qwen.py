@@ -152,9 +152,10 @@ class QwenEditor:
 
     name = "qwen"
 
-    def __init__(self, editor: EditorConfig, presets: Mapping[str, Preset] | None = None) -> None:
+    def __init__(self, editor: EditorConfig) -> None:
         self.config = editor
-        self.presets = dict(presets or {})
+        # One editor, one device: a slot of its own for each entry of a device list.
+        self.device = editor.devices[0]
         self.base_loads = 0
         self._torch: Any = None
         self._pipe: Any = None
@@ -192,20 +193,20 @@ class QwenEditor:
         pipe.set_progress_bar_config(disable=True)  # progress goes to status files, not stderr
         try:
             if self.config.offload == "model":
-                pipe.enable_model_cpu_offload(device=self.config.device)
+                pipe.enable_model_cpu_offload(device=self.device)
             elif self.config.offload == "sequential":
-                pipe.enable_sequential_cpu_offload(device=self.config.device)
+                pipe.enable_sequential_cpu_offload(device=self.device)
             else:
-                pipe.to(self.config.device)
+                pipe.to(self.device)
         except _oom_errors(torch) as e:
             del pipe
             e.__traceback__ = None
             _free_memory(torch)
             raise EditorUnavailable(
-                f"{self.config.device} has too little free memory for {self.config.model} in "
+                f"{self.device} has too little free memory for {self.config.model} in "
                 f"{self.config.dtype} ({_first_line(e)}); try editor.offload: model (or sequential)"
             ) from e
-        if self.config.device == "cpu" and self.config.dtype != "float32":
+        if self.device == "cpu" and self.config.dtype != "float32":
             log.warning(
                 "editor.dtype %s on the CPU is very slow; float32 is faster there",
                 self.config.dtype,
@@ -213,9 +214,7 @@ class QwenEditor:
         self._torch = torch
         self._pipe = pipe
         self._default_scheduler = pipe.scheduler
-        log.info(
-            "loaded %s (%s) on %s", self.config.model, pipeline_class.__name__, self.config.device
-        )
+        log.info("loaded %s (%s) on %s", self.config.model, pipeline_class.__name__, self.device)
 
     def prepare(self, preset: Preset) -> None:
         """Make `preset`'s scheduler and LoRA the active ones; a LoRA loads the first time it is used.
@@ -258,7 +257,7 @@ class QwenEditor:
             "num_inference_steps": steps,
             "true_cfg_scale": request.true_cfg_scale,
             "negative_prompt": self._negative_prompt(request),
-            "generator": torch.Generator(device=self.config.device).manual_seed(request.seed),
+            "generator": torch.Generator(device=self.device).manual_seed(request.seed),
             "callback_on_step_end": on_step_end,
             "output_type": "pil",
         }
@@ -275,7 +274,7 @@ class QwenEditor:
         if out_of_memory is not None:
             _free_memory(torch)
             raise OutOfMemory(
-                f"{self.config.device} ran out of memory editing a {request.image.width}x"
+                f"{self.device} ran out of memory editing a {request.image.width}x"
                 f"{request.image.height} image with preset {request.preset_name}: "
                 f"{_first_line(out_of_memory)}"
             ) from out_of_memory
@@ -314,7 +313,7 @@ class QwenEditor:
         return torch, diffusers
 
     def _check_device(self, torch: Any) -> None:
-        device, offload = self.config.device, self.config.offload
+        device, offload = self.device, self.config.offload
         if not device.startswith("cuda"):
             if offload != "none":
                 raise ConfigError(

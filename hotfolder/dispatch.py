@@ -1,0 +1,410 @@
+"""From the queue to the slots and back: dispatch in queue order, collect outcomes.
+
+Three stages, each on its own thread, joined by queues (no stage holds another's lock):
+a decoder reads and decodes the next jobs' images ahead of time; the dispatcher hands
+the head of the queue to whichever slot's device is free; a finisher writes each
+outcome (result, archive, status) through `Jobs`. So a device never waits for the disk
+or an image codec. The dispatcher also watches for hung slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from hotfolder import images
+from hotfolder.config import Config
+from hotfolder.errors import Reason, Rejected
+from hotfolder.jobs import RESULT_SUFFIXES, Jobs
+from hotfolder.sidecar import JobSpec
+from hotfolder.slots.base import Outcome, Slot, Ticket
+from hotfolder.spool import JobState, Manifest
+
+log = logging.getLogger(__name__)
+
+# How long past its time limit a job may go without an outcome before its slot is killed
+# (an edit that still reports progress stops itself at its limit; one that hangs cannot).
+HUNG_GRACE_SECONDS = 5.0
+# busy_ratio in queue.json: the share of this window (or of the uptime, if shorter) spent editing.
+BUSY_WINDOW_SECONDS = 600.0
+
+
+def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
+    """Read and decode the job's image, wherever in the spool it is now."""
+    spec = JobSpec.model_validate(manifest.spec)
+    preset = config.presets.get(spec.preset)
+    if preset is None:
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"preset {spec.preset!r} is no longer configured",
+            "Choose one of: " + ", ".join(sorted(config.presets)),
+        )
+    layout, spool = jobs.layout, jobs.spool
+    path = spool.path_in(layout.processing, manifest, manifest.image)
+    if not path.exists():
+        path = spool.path_in(layout.pending, manifest, manifest.image)
+    source = images.load_for_edit(path, limits=config.limits)
+    return Ticket.with_image(
+        source.image,
+        job_id=manifest.job_id,
+        name=manifest.name,
+        icc_profile=source.icc_profile,
+        instruction=spec.instruction,
+        seed=manifest.seed,
+        preset_name=spec.preset,
+        preset=preset,
+        steps=spec.steps or preset.steps,
+        true_cfg_scale=(
+            spec.true_cfg_scale if spec.true_cfg_scale is not None else preset.true_cfg_scale
+        ),
+        negative_prompt=(
+            spec.negative_prompt if spec.negative_prompt is not None else preset.negative_prompt
+        ),
+        output_format=spec.output.format,
+        output_quality=spec.output.quality,
+        output_size=spec.output.size,
+        timeout_seconds=preset.timeout_seconds,
+        metadata={
+            "instruction": spec.instruction,
+            "preset": spec.preset,
+            "seed": str(manifest.seed),
+            "job_id": manifest.job_id,
+            "software": "hotfolder",
+        },
+    )
+
+
+class Prefetcher:
+    """Decodes the next jobs' images on a thread of its own, before a slot asks for them."""
+
+    def __init__(self, decode: Callable[[Manifest], Ticket]) -> None:
+        self._decode = decode
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hotfolder-decode")
+        self._ahead: dict[tuple[str, str], Future[Ticket]] = {}
+
+    def warm(self, upcoming: list[Manifest]) -> None:
+        keys = {(m.job_id, m.name): m for m in upcoming}
+        for key in list(self._ahead):
+            if key not in keys:
+                self._ahead.pop(key).cancel()
+        for key, manifest in keys.items():
+            if key not in self._ahead:
+                self._ahead[key] = self._pool.submit(self._decode, manifest)
+
+    def take(self, manifest: Manifest) -> Ticket:
+        """The job's ticket: decoded ahead if it was, else now. Raises what decoding raises."""
+        future = self._ahead.pop((manifest.job_id, manifest.name), None)
+        if future is not None:
+            try:
+                return future.result()
+            except (OSError, Rejected, images.IncompleteImage):
+                pass  # read while the claim moved the file, or changed since: read it again
+            except Exception:
+                log.debug("decoding %s ahead failed; decoding again", manifest.name)
+        return self._decode(manifest)
+
+    def close(self) -> None:
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=True)
+
+
+@dataclass
+class Flight:
+    """A job handed to a slot."""
+
+    name: str
+    slot: Slot
+    extension: str  # of the result file, from the job's output format
+    timeout_seconds: float
+    deadline: float  # monotonic; past it without an outcome, the slot is hung
+    editing: bool = True
+    hung: bool = False
+
+
+@dataclass
+class Busy:
+    """Editing intervals of one slot over the last BUSY_WINDOW_SECONDS."""
+
+    since: float
+    spans: deque[tuple[float, float]] = field(default_factory=deque)
+    editing_since: float | None = None
+
+    def ratio(self, now: float) -> float:
+        start = max(self.since, now - BUSY_WINDOW_SECONDS)
+        while self.spans and self.spans[0][1] < start:
+            self.spans.popleft()
+        spans = [*self.spans]
+        if self.editing_since is not None:
+            spans.append((self.editing_since, now))
+        busy = sum(max(0.0, end - max(begin, start)) for begin, end in spans)
+        return round(busy / (now - start), 3) if now > start else 0.0
+
+
+class Dispatcher:
+    """Hands queued jobs to free slots in queue order and brings the outcomes back."""
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        config: Config,
+        make_slots: Callable[[Dispatcher], list[Slot]],
+        *,
+        ready: Callable[[], bool] = lambda: True,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs = jobs
+        self.config = config
+        self.ready = ready  # False while paused
+        self.monotonic = monotonic
+        self.slots = make_slots(self)
+        self.prefetch = Prefetcher(lambda m: make_ticket(config, jobs, m))
+        self.wake = threading.Event()
+        self.stopping = threading.Event()  # take no more jobs; finish those in flight
+        self._lock = threading.Lock()
+        self._flights: dict[str, Flight] = {}  # by job id
+        self._busy = {slot.name: Busy(since=monotonic()) for slot in self.slots}
+        self._notes: dict[str, str | None] = {slot.name: "starting" for slot in self.slots}
+        self._outcomes: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        jobs.stop_running = self._cancel_running
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        for slot in self.slots:
+            slot.start()
+        for target, name in ((self._dispatch_loop, "dispatch"), (self._finish_loop, "finish")):
+            thread = threading.Thread(target=target, name=f"hotfolder-{name}")
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_loaded(self, timeout: float | None = None) -> dict[str, str | None]:
+        """Until every slot is ready or has said why it cannot be; the slots' notes."""
+        deadline = None if timeout is None else self.monotonic() + timeout
+        while any(note == "starting" for note in self.notes().values()):
+            if deadline is not None and self.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return self.notes()
+
+    def notes(self) -> dict[str, str | None]:
+        with self._lock:
+            return dict(self._notes)
+
+    def stop(self, abort: bool = False) -> None:
+        """Take no more jobs; with `abort`, the jobs in flight stop and go back to the queue."""
+        self.stopping.set()
+        if abort:
+            for slot in self.slots:
+                slot.abort()
+        self.wake.set()
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._flights
+
+    def finished(self) -> bool:
+        """Stopping and nothing left in flight (the service may exit)."""
+        return self.stopping.is_set() and self.idle()
+
+    def join(self) -> None:
+        """After `stop`: wait for the jobs in flight, then shut the slots and threads down."""
+        while not self.idle():
+            self.wake.wait(0.1)
+            self.wake.clear()
+        for slot in self.slots:
+            slot.stop()
+        for slot in self.slots:
+            slot.join()
+        self._outcomes.put(None)
+        for thread in self._threads:
+            thread.join()
+        self.prefetch.close()
+
+    # --- dispatching ---
+
+    def _dispatch_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.dispatch()
+            except Exception:
+                log.exception("dispatch failed; trying again")
+            self.wake.wait(timeout=0.5)
+            self.wake.clear()
+
+    def dispatch(self) -> int:
+        """Give the head of the queue to each free slot; return how many jobs were handed out."""
+        handed = 0
+        if self.ready() and not self.stopping.is_set():
+            for slot in self.slots:
+                if slot.ready() and not self._editing(slot) and self._hand(slot):
+                    handed += 1
+        self.prefetch.warm(self.jobs.queued()[: len(self.slots)])
+        return handed
+
+    def _editing(self, slot: Slot) -> bool:
+        with self._lock:
+            return any(f.slot is slot and f.editing for f in self._flights.values())
+
+    def _hand(self, slot: Slot) -> bool:
+        if not self.jobs.finish_unfinished():
+            return False
+        manifest = self.jobs.claim(slot.name, slot.device)
+        if manifest is None:
+            return False
+        try:
+            ticket = self.prefetch.take(manifest)
+        except (Rejected, images.IncompleteImage) as e:
+            reason = e if isinstance(e, Rejected) else Rejected(Reason.invalid_image, str(e))
+            self.jobs.fail(manifest.name, reason.code, reason.message, reason.details)
+            return False
+        except OSError as e:
+            self.jobs.fail(manifest.name, Reason.edit_failed, f"cannot read the image: {e}")
+            return False
+        with self._lock:
+            self._flights[manifest.job_id] = Flight(
+                name=manifest.name,
+                slot=slot,
+                extension=RESULT_SUFFIXES[ticket.output_format],
+                timeout_seconds=ticket.timeout_seconds,
+                deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
+            )
+            self._busy[slot.name].editing_since = self.monotonic()
+        slot.submit(ticket)
+        return True
+
+    def _cancel_running(self, manifest: Manifest) -> None:
+        for slot in self.slots:
+            if slot.name == manifest.worker:
+                slot.cancel(manifest.job_id)
+
+    def check(self) -> None:
+        """Kill the slot of a job past its time limit with no outcome (a hung editor)."""
+        now = self.monotonic()
+        with self._lock:
+            overdue = [f for f in self._flights.values() if not f.hung and now > f.deadline]
+            for flight in overdue:
+                flight.hung = True
+        for flight in overdue:
+            flight.slot.kill(f"{flight.name} hung past its time limit")
+
+    # --- the slot listener (called on the slots' threads; quick, no disk) ---
+
+    def progress(self, slot: Slot, job_id: str, step: int, steps: int) -> None:
+        flight = self._flight(job_id)
+        if flight is not None:
+            self.jobs.progress(flight.name, step, steps)
+
+    def edited(self, slot: Slot, job_id: str) -> None:
+        with self._lock:
+            flight = self._flights.get(job_id)
+            if flight is not None:
+                flight.editing = False
+            self._stop_busy(slot)
+        self.wake.set()
+
+    def outcome(self, slot: Slot, outcome: Outcome) -> None:
+        flight = self._flight(outcome.job_id)
+        if flight is not None:
+            self._outcomes.put(lambda: self._settle(flight, outcome))
+
+    def lost(self, slot: Slot, job_ids: list[str], why: str) -> None:
+        with self._lock:
+            self._stop_busy(slot)
+        for job_id in job_ids:
+            flight = self._flight(job_id)
+            if flight is not None:
+                self._outcomes.put(
+                    lambda flight=flight, job_id=job_id: self._lose(flight, job_id, why)  # type: ignore[misc]
+                )
+
+    def state(self, slot: Slot, note: str | None) -> None:
+        with self._lock:
+            self._notes[slot.name] = note
+        self.jobs.state.note(f"worker {slot.name}", note)
+        self.wake.set()
+
+    def _flight(self, job_id: str) -> Flight | None:
+        with self._lock:
+            return self._flights.get(job_id)
+
+    def _stop_busy(self, slot: Slot) -> None:
+        busy = self._busy[slot.name]
+        if busy.editing_since is not None:
+            busy.spans.append((busy.editing_since, self.monotonic()))
+            busy.editing_since = None
+
+    # --- finishing (the finisher thread: all disk work for outcomes) ---
+
+    def _finish_loop(self) -> None:
+        while (work := self._outcomes.get()) is not None:
+            try:
+                work()
+            except Exception:
+                log.exception("finishing a job failed")
+            self.wake.set()
+
+    def _done(self, job_id: str) -> None:
+        with self._lock:
+            self._flights.pop(job_id, None)
+
+    def _settle(self, flight: Flight, outcome: Outcome) -> None:
+        try:
+            if outcome.ok:
+                assert outcome.data is not None
+                self.jobs.complete(flight.name, outcome.data, flight.extension)
+            elif outcome.error_code == "stop":
+                log.info("stopping: %s goes back to the head of the queue", flight.name)
+                self.jobs.put_back(flight.name)
+            else:
+                code = outcome.error_code or Reason.edit_failed.value
+                state = JobState.cancelled if code == Reason.cancelled.value else JobState.failed
+                self.jobs.fail(flight.name, code, outcome.error or "", outcome.details, state=state)
+        finally:
+            self._done(outcome.job_id)
+
+    def _lose(self, flight: Flight, job_id: str, why: str) -> None:
+        try:
+            if flight.hung:
+                self.jobs.fail(
+                    flight.name,
+                    Reason.timeout,
+                    f"the edit hung past its time limit ({flight.timeout_seconds:g} s)",
+                    "Its slot was restarted; raise the preset's job_timeout_seconds if such "
+                    "jobs are expected to take this long.",
+                )
+            else:
+                self.jobs.put_back(flight.name, lost=why)
+        finally:
+            self._done(job_id)
+
+    # --- for queue.json ---
+
+    def workers(self) -> list[dict[str, Any]]:
+        now = self.monotonic()
+        with self._lock:
+            editing = {f.slot.name: f for f in self._flights.values() if f.editing}
+            rows = []
+            for slot in self.slots:
+                flight = editing.get(slot.name)
+                rows.append(
+                    {
+                        "worker": slot.name,
+                        "device": slot.device,
+                        "name": flight.name if flight is not None else None,
+                        "job_id": next((j for j, f in self._flights.items() if f is flight), None),
+                        "busy_ratio": self._busy[slot.name].ratio(now),
+                        "state": self._notes.get(slot.name) or ("editing" if flight else "ready"),
+                        **slot.info(),
+                    }
+                )
+        return rows

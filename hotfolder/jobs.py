@@ -1,0 +1,330 @@
+"""The one owner of job state: every change of a job's state happens here, and only here.
+
+Intake admits, the dispatcher claims and reports outcomes, the controls cancel and retry,
+start-up recovers; each asks `Jobs`, which checks the move against `TRANSITIONS`, writes
+the manifest (through the spool) and the status file (through the board), under one lock.
+Nothing else writes a manifest or a status file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hotfolder import fsops, rejection
+from hotfolder.config import Config
+from hotfolder.errors import HotfolderError, Reason
+from hotfolder.layout import Layout
+from hotfolder.notify import Notifier
+from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.state import ServiceState
+from hotfolder.status import Board, iso, status_from_manifest
+
+log = logging.getLogger(__name__)
+
+RESULT_SUFFIXES = {"png": ".png", "jpeg": ".jpeg", "webp": ".webp"}
+# After a result or an ending cannot be written (full disk, read-only share), wait this long.
+WRITE_BACKOFF_SECONDS = 10.0
+
+# The legal moves between states; anything else is a bug and raises IllegalTransition.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
+    JobState.processing: frozenset(
+        {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
+    ),
+    JobState.completed: frozenset(),
+    JobState.failed: frozenset({JobState.queued}),
+    JobState.cancelled: frozenset({JobState.queued}),
+}
+
+
+class IllegalTransition(HotfolderError):
+    """A job was asked to move between states the table does not allow."""
+
+
+def check_transition(manifest: Manifest, to: JobState) -> None:
+    if to not in TRANSITIONS[manifest.state]:
+        raise IllegalTransition(
+            f"{manifest.name}: {manifest.state.value} -> {to.value} is not a legal move"
+        )
+
+
+class Jobs:
+    def __init__(
+        self,
+        layout: Layout,
+        config: Config,
+        spool: Spool,
+        board: Board,
+        state: ServiceState,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.layout = layout
+        self.config = config
+        self.spool = spool
+        self.board = board
+        self.state = state
+        self.notifier = notifier
+        self.clock = clock
+        self.monotonic = monotonic
+        self.lock = spool.lock
+        # Asks the slot running a job to stop it (set by the dispatcher).
+        self.stop_running: Callable[[Manifest], None] = lambda manifest: None
+        self._blocked_until = 0.0
+
+    # --- queries ---
+
+    def find(self, name: str) -> Manifest | None:
+        return self.spool.find(name)
+
+    def queued(self) -> list[Manifest]:
+        return self.spool.queued()
+
+    def pending_count(self) -> int:
+        return self.spool.pending_count()
+
+    def in_flight(self) -> list[Manifest]:
+        return [m for m in self.spool.processing() if m.state == JobState.processing]
+
+    def can_dispatch(self) -> bool:
+        """False while a refusing disk makes the workers wait (see WRITE_BACKOFF_SECONDS)."""
+        return self.monotonic() >= self._blocked_until
+
+    # --- transitions ---
+
+    def admit(self, manifest: Manifest) -> None:
+        """A new job (state queued) joins the queue."""
+        with self.lock:
+            self.spool.admit(manifest)
+            self.board.queued(manifest)
+
+    def reject(self, drop: rejection.Rejection) -> None:
+        """A drop that never became a job goes to failed/ with its reason."""
+        rejection.reject(self.layout, self.board, drop)
+
+    def claim(self, worker: str, device: str) -> Manifest | None:
+        """The next job in queue order, taken by `worker` in one step (state processing)."""
+        with self.lock:
+            if not self.can_dispatch():
+                return None
+            manifest = self.spool.claim(
+                {
+                    "state": JobState.processing,
+                    "started_at": iso(self.clock()),
+                    "worker": worker,
+                    "device": device,
+                }
+            )
+            if manifest is not None:
+                self.board.processing(manifest)
+                log.info(
+                    "processing %s on %s (attempt %d)", manifest.name, worker, manifest.attempts
+                )
+            return manifest
+
+    def progress(self, name: str, step: int, steps: int) -> None:
+        """Progress of a running job: kept in memory; the publisher writes it (never blocks)."""
+        manifest = self.spool.find(name)
+        if manifest is not None:
+            self.board.progress(manifest.job_id, step, steps)
+
+    def complete(self, name: str, data: bytes, extension: str) -> bool:
+        """Write the result, then end the job as completed; False if the disk refused."""
+        manifest = self._running(name)
+        if manifest is None:
+            return False
+        result_path = self.layout.outbox / f"{manifest.name}{extension}"
+        try:
+            fsops.write_atomic(result_path, data)
+        except OSError as e:
+            # A full disk or a read-only share is not the job's fault: back to the queue, wait.
+            log.error("cannot write %s: %s; job goes back to the queue", result_path, e)
+            self.state.note("worker", f"cannot write results: {e}")
+            self._block()
+            self.put_back(name)
+            return False
+        self.state.note("worker", None)
+        ended = self._end(
+            manifest,
+            JobState.completed,
+            {"result_path": self.layout.relative(result_path)},
+        )
+        if ended:
+            log.info("completed %s -> %s", manifest.name, self.layout.relative(result_path))
+        return ended
+
+    def fail(
+        self,
+        name: str,
+        code: Reason | str,
+        message: str,
+        details: str = "",
+        *,
+        state: JobState = JobState.failed,
+    ) -> bool:
+        """End a queued or running job as failed (or cancelled) with its reason."""
+        with self.lock:
+            manifest = self.spool.find(name)
+            if manifest is None or manifest.state in FINAL_STATES:
+                return False
+            code_text = code.value if isinstance(code, Reason) else code
+            ended = self._end(
+                manifest,
+                state,
+                {"error_code": code_text, "error": message, "error_details": details or None},
+            )
+        if ended:
+            log.warning("%s %s: %s: %s", state.value, name, code_text, message)
+        return ended
+
+    def put_back(self, name: str, *, lost: str | None = None) -> None:
+        """A running job goes back to the head of the queue. With `lost` (the worker died
+        with it) that costs an attempt, and past `max_attempts` it fails as `crashed`."""
+        with self.lock:
+            manifest = self._running(name)
+            if manifest is None:
+                return
+            check_transition(manifest, JobState.queued)
+            if lost is not None:
+                tried = manifest.attempts
+                if tried >= self.config.max_attempts:
+                    self.fail(
+                        name,
+                        Reason.crashed,
+                        f"{lost} (attempt {tried} of {self.config.max_attempts})",
+                        "The input may crash the editor; check the service log around "
+                        f"{manifest.started_at}, then `hotfolder retry {manifest.name}`.",
+                    )
+                    return
+                manifest = manifest.model_copy(
+                    update={
+                        "attempts": tried + 1,
+                        "errors": [*manifest.errors, f"attempt {tried}: {lost}"],
+                    }
+                )
+                log.warning("%s goes back to the head of the queue (%s)", name, lost)
+            self.spool.requeue(manifest)
+            self.board.queued(self.spool.find(name) or manifest)
+
+    def cancel(self, name: str) -> tuple[bool, str]:
+        """Cancel a queued job now, or ask the slot running it to stop at its next step."""
+        name = name.strip("/")
+        with self.lock:
+            manifest = self.spool.find(name)
+            if manifest is not None and manifest.state == JobState.processing:
+                self.stop_running(manifest)
+                return True, f"{name} is being cancelled (it stops at its next step)"
+            if manifest is None or manifest.state != JobState.queued:
+                return False, f"no queued or processing job named {name}; nothing changed"
+            self.fail(name, Reason.cancelled, "cancelled while queued", state=JobState.cancelled)
+        return True, f"{name} cancelled; its files are in failed/"
+
+    def retry(self, manifest: Manifest, failed_folder: Path) -> None:
+        """A failed or cancelled job's files, already checked, go back into the queue."""
+        with self.lock:
+            self.spool.admit(manifest)
+            fsops.remove(self.layout.reason_path(manifest.name))
+            fsops.prune_empty_dirs(failed_folder, self.layout.failed)
+            self.board.queued(manifest)
+
+    # --- start-up ---
+
+    def recover(self) -> None:
+        """Finish or requeue what the last run left in processing/ and pending/."""
+        self.spool.load()
+        self.board.load_finished()
+        replayed = rejection.replay(self.layout, self.board)
+        if replayed:
+            log.info("finished %d rejection(s) a crash had interrupted", replayed)
+        for manifest in self.spool.unfinished():
+            log.info("finishing %s, interrupted while it ended", manifest.name)
+            try:
+                self._finish(manifest)
+            except OSError as e:
+                log.error("cannot finish %s yet (%s); tried again later", manifest.name, e)
+        # Oldest first, so that jobs that were in flight together keep their order at the head.
+        in_flight = [m for m in self.spool.processing() if m.state not in FINAL_STATES]
+        for found in sorted(in_flight, key=lambda m: (m.priority != "high", m.seq)):
+            # A queued one here was being put back when the crash came: it was running too.
+            self.put_back_after_crash(found.model_copy(update={"state": JobState.processing}))
+        for manifest in self.spool.queued():
+            self.board.queued(manifest)
+
+    def put_back_after_crash(self, manifest: Manifest) -> None:
+        with self.lock:
+            self.spool.update(manifest)
+            self.put_back(manifest.name, lost="the service stopped during this job")
+
+    def finish_unfinished(self) -> bool:
+        """Finish jobs whose ending a refusing disk cut short; True if none are left."""
+        for manifest in self.spool.unfinished():
+            try:
+                self._finish(manifest)
+            except OSError as e:
+                self._ending_failed(manifest, e)
+                return False
+        return True
+
+    # --- endings ---
+
+    def _running(self, name: str) -> Manifest | None:
+        manifest = self.spool.find(name)
+        if manifest is None or manifest.state != JobState.processing:
+            log.warning("%s is no longer running; its outcome is dropped", name)
+            return None
+        return manifest
+
+    def _block(self) -> None:
+        self._blocked_until = self.monotonic() + WRITE_BACKOFF_SECONDS
+
+    def _end(self, manifest: Manifest, state: JobState, fields: dict[str, object]) -> bool:
+        """Record the final state, then move the files; False if the disk refused."""
+        with self.lock:
+            check_transition(manifest, state)
+            manifest = manifest.model_copy(
+                update={"state": state, "completed_at": iso(self.clock()), **fields}
+            )
+            self.spool.update(manifest)
+            try:
+                self._finish(manifest)
+            except OSError as e:
+                self._ending_failed(manifest, e)
+                return False
+            return True
+
+    def _ending_failed(self, manifest: Manifest, error: OSError) -> None:
+        # The job keeps its final state in its manifest; it is finished once the disk lets us.
+        log.error(
+            "cannot finish %s (%s): %s; retrying in %g s",
+            manifest.name,
+            manifest.state.value,
+            error,
+            WRITE_BACKOFF_SECONDS,
+        )
+        self.state.note("worker", f"cannot finish {manifest.name}: {error.strerror or error}")
+        self._block()
+
+    def _finish(self, manifest: Manifest) -> None:
+        """Move the inputs where they belong and publish the final status (idempotent)."""
+        assert manifest.state in FINAL_STATES
+        if manifest.state == JobState.completed:
+            destination: Path | None = self.layout.archive if self.config.keep_inputs else None
+        else:
+            destination = self.layout.failed
+            rejection.write_reason(
+                self.layout.reason_path(manifest.name),
+                manifest.error_code or Reason.edit_failed.value,
+                manifest.error or "",
+                manifest.error_details or "",
+                manifest.files(),
+            )
+        status = status_from_manifest(manifest)
+        self.spool.finish(manifest, destination, announce=lambda: self.board.finished(status))
+        url = manifest.spec.get("notify_url")
+        if url and self.notifier is not None:
+            self.notifier.send(url, status.to_json())

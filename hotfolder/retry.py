@@ -1,0 +1,86 @@
+"""`hotfolder retry NAME`: a failed or cancelled job's files in failed/ become a job again.
+
+The files are checked as a new drop would be (the sidecar may have been fixed in failed/
+meanwhile); the job keeps its id, attempts and earlier errors. `Jobs.retry` makes the move.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hotfolder.config import Config
+from hotfolder.errors import Rejected
+from hotfolder.intake import kind_of, split_name
+from hotfolder.jobs import Jobs
+from hotfolder.layout import new_job_id
+from hotfolder.sidecar import read_layer, resolve
+from hotfolder.spool import Manifest
+from hotfolder.status import iso, read_status
+
+Layers = Callable[[Path], "list[tuple[str, dict[str, Any]]] | Rejected"]
+
+
+def retry(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[bool, str]:
+    """Put a failed or cancelled job back into the queue; say what happened."""
+    name = name.strip("/")
+    layout = jobs.layout
+    with jobs.lock:
+        if jobs.find(name) is not None:
+            return False, f"{name} is already queued or processing"
+        base = name.rpartition("/")[2]
+        folder = (layout.failed / name).parent
+        found = []
+        if folder.is_dir():
+            found = [p for p in folder.iterdir() if split_name(p.name)[0] == base]
+        image_files = [p for p in found if kind_of(p.name) == "image"]
+        side_files = [p for p in found if kind_of(p.name) == "sidecar"]
+        if len(image_files) != 1 or len(side_files) > 1:
+            what = "no image" if not image_files else "more than one image or sidecar"
+            return False, f"failed/ holds {what} for {name}; nothing to retry"
+        if jobs.pending_count() >= config.max_pending:
+            return False, f"the queue is full ({config.max_pending}); retry {name} later"
+        image, side = image_files[0], side_files[0] if side_files else None
+        try:
+            spec_layers = layers((layout.inbox / name).parent / image.name)
+            if isinstance(spec_layers, Rejected):
+                raise spec_layers
+            if side is not None:
+                limit = config.limits.max_sidecar_bytes
+                spec_layers = [
+                    *spec_layers,
+                    (layout.relative(side), read_layer(side, max_bytes=limit)),
+                ]
+            spec = resolve(spec_layers, config=config)
+        except Rejected as e:
+            return False, f"{name} cannot be retried: {e.message} (fix it in failed/, then retry)"
+        previous = read_status(layout.status_path(name))
+        errors = list(previous.errors) if previous else []
+        if previous is not None and previous.error_code:
+            errors.append(f"attempt {previous.attempts}: {previous.error_code}: {previous.error}")
+        seed = spec.seed
+        if seed is None:
+            known = previous.result_seed if previous is not None else None
+            seed = known if known is not None else secrets.randbits(32)
+        now = time.time()
+        manifest = Manifest(
+            job_id=previous.job_id if previous else new_job_id(now),
+            name=name,
+            seq=jobs.spool.next_seq(),
+            priority=spec.priority,
+            created_at=(previous.created_at if previous else None) or iso(now) or "",
+            source=(previous.source if previous else None) or layout.relative(image),
+            image=image.name,
+            sidecar=side.name if side else None,
+            inbox_image=layout.relative(image),
+            inbox_sidecar=layout.relative(side) if side else None,
+            spec=spec.model_dump(mode="json"),
+            seed=seed,
+            attempts=(previous.attempts if previous else 0) + 1,
+            errors=errors,
+        )
+        jobs.retry(manifest, folder)
+    return True, f"{name} is back in the queue (attempt {manifest.attempts})"

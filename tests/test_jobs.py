@@ -1,0 +1,162 @@
+"""The one owner of job state: legal moves only, an atomic claim, put-backs in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import files_under, read_json
+from test_spool import manifest_for
+
+from hotfolder.config import Config
+from hotfolder.jobs import WRITE_BACKOFF_SECONDS, IllegalTransition, Jobs, check_transition
+from hotfolder.layout import Layout
+from hotfolder.spool import JobState, Spool
+from hotfolder.state import ServiceState
+from hotfolder.status import Board
+
+
+def make_jobs(root: Path, **config: object) -> Jobs:
+    layout = Layout(root)
+    layout.create()
+    settings = Config(root=root, **config)  # type: ignore[arg-type]
+    state = ServiceState()
+    board = Board(layout, settings, state=state)
+    return Jobs(layout, settings, Spool(layout), board, state)
+
+
+def admit(jobs: Jobs, *names: str) -> None:
+    for name in names:
+        jobs.admit(manifest_for(jobs.spool, jobs.layout, name))
+
+
+def test_claim_records_the_worker_and_the_start_in_one_step(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a", "b")
+    claimed = jobs.claim("cuda:1", "cuda:1")
+    assert claimed is not None
+    assert (claimed.name, claimed.state, claimed.worker, claimed.device) == (
+        "a",
+        JobState.processing,
+        "cuda:1",
+        "cuda:1",
+    )
+    assert claimed.started_at is not None
+    on_disk = read_json(jobs.layout.manifests(jobs.layout.processing) / "a.job.json")
+    assert on_disk is not None
+    assert (on_disk["state"], on_disk["worker"]) == ("processing", "cuda:1")
+    assert files_under(jobs.layout.processing) == ["a.jpg"]
+
+
+def test_a_claim_cut_short_is_finished_on_load(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a")
+    manifest = jobs.spool.queued()[0]
+    # The claim's first step (the manifest rewritten in pending/) and a crash before the move.
+    claimed = manifest.model_copy(update={"state": JobState.processing, "worker": "cpu"})
+    jobs.spool.update(claimed)
+    again = make_jobs(tmp_path)
+    again.spool.load()
+    assert [m.name for m in again.spool.processing()] == ["a"]
+    assert again.spool.queued() == []
+
+
+def test_cancel_between_claim_and_edit_asks_the_slot_and_never_raises(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    asked: list[str] = []
+    jobs.stop_running = lambda manifest: asked.append(manifest.name)
+    admit(jobs, "a")
+    assert jobs.claim("cpu", "cpu") is not None
+    ok, message = jobs.cancel("a")
+    assert ok and "being cancelled" in message
+    assert asked == ["a"]
+    assert jobs.fail("a", "cancelled", "cancelled while processing", state=JobState.cancelled)
+    assert jobs.find("a") is None
+    assert (tmp_path / "failed" / "a.reason.txt").read_text().startswith("cancelled: ")
+
+
+def test_illegal_moves_are_refused(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a")
+    queued = jobs.spool.queued()[0]
+    with pytest.raises(IllegalTransition):
+        check_transition(queued, JobState.completed)  # never edited
+    with pytest.raises(IllegalTransition):
+        check_transition(queued.model_copy(update={"state": JobState.completed}), JobState.queued)
+    # complete() of a job that is not running changes nothing.
+    assert not jobs.complete("a", b"data", ".png")
+    assert [m.name for m in jobs.queued()] == ["a"]
+
+
+def test_lost_jobs_go_back_to_the_head_in_order_then_crash(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path, max_attempts=2)
+    admit(jobs, "a", "b", "c", "d")
+    first, second = jobs.claim("cpu#1", "cpu"), jobs.claim("cpu#2", "cpu")
+    assert first is not None and second is not None
+    # Lost in the opposite order: the queue keeps their original order at its head.
+    jobs.put_back("b", lost="the slot died")
+    jobs.put_back("a", lost="the slot died")
+    assert [m.name for m in jobs.queued()] == ["a", "b", "c", "d"]
+    assert [m.attempts for m in jobs.queued()[:2]] == [2, 2]
+    assert jobs.queued()[0].errors == ["attempt 1: the slot died"]
+    again = jobs.claim("cpu#1", "cpu")
+    assert again is not None and again.name == "a"
+    jobs.put_back("a", lost="the slot died again")
+    status = read_json(tmp_path / "outbox" / "a.status.json")
+    assert status is not None
+    assert (status["status"], status["error_code"], status["attempts"]) == ("failed", "crashed", 2)
+    assert "attempt 2 of 2" in status["error"]
+
+
+def test_recovery_puts_every_job_in_flight_back_in_order(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a", "b", "c")
+    for worker in ("s1", "s2"):
+        assert jobs.claim(worker, "cpu") is not None
+    restarted = make_jobs(tmp_path)
+    restarted.recover()
+    queued = restarted.queued()
+    assert [m.name for m in queued] == ["a", "b", "c"]
+    assert [m.attempts for m in queued] == [2, 2, 1]
+    assert files_under(tmp_path / "processing") == []
+
+
+def test_a_result_the_disk_refuses_puts_the_job_back_and_pauses_dispatch(tmp_path: Path) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "sub/a")
+    assert jobs.claim("cpu", "cpu") is not None
+    (tmp_path / "outbox" / "sub").write_text("a file where the folder should be")
+    assert not jobs.complete("sub/a", b"png", ".png")
+    assert [m.name for m in jobs.queued()] == ["sub/a"]
+    assert jobs.queued()[0].attempts == 1  # not the job's fault
+    assert not jobs.can_dispatch()
+    assert "cannot write results" in (jobs.state.get("worker") or "")
+
+
+def test_the_write_back_off_ends_on_the_injected_clock_without_waiting(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.create()
+    config = Config(root=tmp_path)
+    now = [500.0]
+    state = ServiceState()
+    jobs = Jobs(
+        layout,
+        config,
+        Spool(layout),
+        Board(layout, config, state=state),
+        state,
+        monotonic=lambda: now[0],
+    )
+    admit(jobs, "sub/a")
+    assert jobs.claim("cpu", "cpu") is not None
+    (tmp_path / "outbox" / "sub").write_text("in the way")
+    assert not jobs.complete("sub/a", b"png", ".png")
+    assert jobs.claim("cpu", "cpu") is None  # backing off
+    now[0] += WRITE_BACKOFF_SECONDS - 0.1
+    assert not jobs.can_dispatch()
+    now[0] += 0.2
+    (tmp_path / "outbox" / "sub").unlink()
+    claimed = jobs.claim("cpu", "cpu")
+    assert claimed is not None and claimed.name == "sub/a"
+    assert jobs.complete("sub/a", b"png", ".png")
+    assert jobs.state.get("worker") is None  # the note clears when its cause ends
