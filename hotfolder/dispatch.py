@@ -280,6 +280,13 @@ class Dispatcher:
             )
             self._busy[slot.name].editing_since = self.monotonic()
         slot.submit(ticket)
+        try:
+            # The claim reaches the disk while the device already edits.
+            self.jobs.record_claim(manifest.name)
+        except OSError as e:
+            log.error(
+                "cannot record that %s started (%s); tried again when it ends", manifest.name, e
+            )
         return True
 
     def _cancel_running(self, manifest: Manifest) -> None:

@@ -108,11 +108,14 @@ class Jobs:
         rejection.reject(self.layout, self.board, drop)
 
     def claim(self, worker: str, device: str) -> Manifest | None:
-        """The next job in queue order, taken by `worker` in one step (state processing)."""
+        """The next job in queue order, taken by `worker` in one step (state processing).
+
+        In memory only, so a slot waits for nothing: the caller hands the job over, then
+        calls `record_claim` to put the claim on disk and show it."""
         with self.lock:
             if not self.can_dispatch():
                 return None
-            manifest = self.spool.claim(
+            return self.spool.claim(
                 {
                     "state": JobState.processing,
                     "started_at": iso(self.clock()),
@@ -120,12 +123,15 @@ class Jobs:
                     "device": device,
                 }
             )
-            if manifest is not None:
-                self.board.processing(manifest)
-                log.info(
-                    "processing %s on %s (attempt %d)", manifest.name, worker, manifest.attempts
-                )
-            return manifest
+
+    def record_claim(self, name: str) -> None:
+        with self.lock:
+            manifest = self.spool.find(name)
+            if manifest is None or manifest.state != JobState.processing:
+                return  # already ended (an instant edit): its ending recorded the claim
+            self.spool.record_claim(name)
+            self.board.processing(manifest)
+        log.info("processing %s on %s (attempt %d)", name, manifest.worker, manifest.attempts)
 
     def progress(self, name: str, step: int, steps: int) -> None:
         """Progress of a running job: kept in memory; the publisher writes it (never blocks)."""

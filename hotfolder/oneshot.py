@@ -79,7 +79,6 @@ def edit_one(
     if preset_name not in config.presets:
         known = ", ".join(sorted(config.presets))
         raise ConfigError(f"preset {preset_name!r} is not configured; use one of: {known}")
-    chosen = config.presets[preset_name]
     instruction = instruction.strip()
     limit = config.limits.max_instruction_chars
     if not 1 <= len(instruction) <= limit:
@@ -94,30 +93,7 @@ def edit_one(
         )
     used_seed = seed if seed is not None else secrets.randbits(32)
 
-    source = images.load_for_edit(image, limits=config.limits)
-    ticket = Ticket.with_image(
-        source.image,
-        job_id="",
-        name=image.stem,
-        icc_profile=source.icc_profile,
-        instruction=instruction,
-        seed=used_seed,
-        preset_name=preset_name,
-        preset=chosen,
-        steps=chosen.steps,
-        true_cfg_scale=chosen.true_cfg_scale,
-        negative_prompt=chosen.negative_prompt,
-        output_format=fmt,
-        output_quality=JPEG_WEBP_QUALITY,
-        output_size="input",
-        timeout_seconds=chosen.timeout_seconds,
-        metadata={
-            "instruction": instruction,
-            "preset": preset_name,
-            "seed": str(used_seed),
-            "software": "hotfolder",
-        },
-    )
+    ticket = _ticket(config, image, instruction, seed=used_seed, preset_name=preset_name, fmt=fmt)
     if editor is None:
         editor = make_editor(config)
     err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
@@ -133,3 +109,34 @@ def edit_one(
     err.write(f"wrote {target}\n")
     err.flush()
     return target
+
+
+def _ticket(
+    config: Config, image: Path, instruction: str, *, seed: int, preset_name: str, fmt: str
+) -> Ticket:
+    """The job as a slot would get it: the decoded image and the edit's parameters."""
+    preset = config.presets[preset_name]
+    source = images.load_for_edit(image, limits=config.limits)
+    return Ticket.with_image(
+        source.image,
+        job_id="",
+        name=image.stem,
+        icc_profile=source.icc_profile,
+        instruction=instruction,
+        seed=seed,
+        preset_name=preset_name,
+        preset=preset,
+        steps=preset.steps,
+        true_cfg_scale=preset.true_cfg_scale,
+        negative_prompt=preset.negative_prompt,
+        output_format=fmt,
+        output_quality=JPEG_WEBP_QUALITY,
+        output_size="input",
+        timeout_seconds=preset.timeout_seconds,
+        metadata={
+            "instruction": instruction,
+            "preset": preset_name,
+            "seed": str(seed),
+            "software": "hotfolder",
+        },
+    )

@@ -100,34 +100,9 @@ class Service:
         self._editor = editor
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
         self.state = ServiceState()
-        fsops.ensure_dir(self.layout.private)
-        self.history = History(
-            self.layout.private / "history.db",
-            network=is_network_fs(filesystem_type(self.layout.root)),
-        )
-        self.board = Board(
-            self.layout,
-            config,
-            state=self.state,
-            observer=lambda: self.observer_kind,
-            workers=lambda: self.dispatcher.workers(),  # noqa: PLW0108 (made below)
-            slots=lambda: len(self.dispatcher.slots),
-            clock=clock,
-            monotonic=monotonic,
-            history=self.history,
-        )
-        self.notifier = Notifier()
-        self.spool = Spool(self.layout)
-        self.jobs = Jobs(
-            self.layout,
-            config,
-            self.spool,
-            self.board,
-            self.state,
-            notifier=self.notifier,
-            clock=clock,
-            monotonic=monotonic,
-        )
+        self.jobs = self._jobs(clock, monotonic)
+        self.board = self.jobs.board
+        self.spool = self.jobs.spool
         self.dispatcher = Dispatcher(
             self.jobs,
             config,
@@ -156,6 +131,36 @@ class Service:
         self._signals = 0
         self._next_replay = 0.0
         self._wake = threading.Event()
+
+    def _jobs(self, clock: Callable[[], float], monotonic: Callable[[], float]) -> Jobs:
+        """The owner of job state with its disk (spool) and its view (board, history)."""
+        fsops.ensure_dir(self.layout.private)
+        self.history = History(
+            self.layout.private / "history.db",
+            network=is_network_fs(filesystem_type(self.layout.root)),
+        )
+        board = Board(
+            self.layout,
+            self.config,
+            state=self.state,
+            observer=lambda: self.observer_kind,
+            workers=lambda: self.dispatcher.workers(),  # noqa: PLW0108 (made below)
+            slots=lambda: len(self.dispatcher.slots),
+            clock=clock,
+            monotonic=monotonic,
+            history=self.history,
+        )
+        self.notifier = Notifier()
+        return Jobs(
+            self.layout,
+            self.config,
+            Spool(self.layout),
+            board,
+            self.state,
+            notifier=self.notifier,
+            clock=clock,
+            monotonic=monotonic,
+        )
 
     def _make_slots(self, dispatcher: Dispatcher) -> list[Slot]:
         devices = self.config.editor.devices

@@ -90,6 +90,7 @@ class Spool:
         self._lock: threading.RLock = threading.RLock()
         self._pending: dict[str, Manifest] = {}
         self._processing: dict[str, Manifest] = {}
+        self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
         self._next_seq = 1
 
     # --- reading the disk ---
@@ -221,27 +222,40 @@ class Spool:
         )
 
     def claim(self, claim: dict[str, Any]) -> Manifest | None:
-        """Take the first queued job: record `claim` (state processing, worker, start) in its
-        manifest with one atomic write, then move it to processing/ and return it.
-
-        A crash between the two leaves a claimed manifest in pending/, which `load` moves on.
-        """
+        """Take the first queued job: `claim` (state processing, worker, start) goes into its
+        manifest at once in memory, so nothing else can take or change it; the disk follows
+        with `record_claim` (the caller's next step, off the device's path)."""
         with self._lock:
             queue = self.queued()
             if not queue:
                 return None
             manifest = queue[0].model_copy(update={**claim, "head": False})
-            self._write(self.layout.pending, manifest)
-            self._move_manifest(manifest, self.layout.pending, self.layout.processing)
             del self._pending[manifest.name]
             self._processing[manifest.name] = manifest
+            self._unrecorded.add(manifest.name)
+            return manifest
+
+    def record_claim(self, name: str) -> None:
+        """Write a claim to disk: the manifest rewritten in pending/ in one atomic write, then
+        moved to processing/ with the job's files (idempotent; every later step does it first).
+
+        A crash between the two leaves a claimed manifest in pending/, which `load` moves on;
+        a crash before the first leaves the job queued, as if never taken.
+        """
+        with self._lock:
+            if name not in self._unrecorded:
+                return
+            manifest = self._processing[name]
+            self._write(self.layout.pending, manifest)
+            self._move_manifest(manifest, self.layout.pending, self.layout.processing)
             self.gather(manifest, self.layout.processing)
             self._prune(self.layout.pending, manifest)
-            return manifest
+            self._unrecorded.discard(name)
 
     def update(self, manifest: Manifest) -> None:
         """Rewrite a job's manifest where it is."""
         with self._lock:
+            self.record_claim(manifest.name)
             if manifest.name in self._processing:
                 self._write(self.layout.processing, manifest)
                 self._processing[manifest.name] = manifest
@@ -254,6 +268,7 @@ class Spool:
     def requeue(self, manifest: Manifest) -> None:
         """Put a job from processing/ back at the head of pending/ (state queued)."""
         with self._lock:
+            self.record_claim(manifest.name)
             manifest = manifest.model_copy(
                 update={"head": True, "state": JobState.queued, "worker": None, "device": None}
             )
@@ -277,6 +292,7 @@ class Spool:
         finished by replaying `finish` on the next start.
         """
         with self._lock:
+            self.record_claim(manifest.name)
             folder = (
                 self.layout.processing if manifest.name in self._processing else self.layout.pending
             )

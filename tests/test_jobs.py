@@ -11,7 +11,7 @@ from test_spool import manifest_for
 from hotfolder.config import Config
 from hotfolder.jobs import WRITE_BACKOFF_SECONDS, IllegalTransition, Jobs, check_transition
 from hotfolder.layout import Layout
-from hotfolder.spool import JobState, Spool
+from hotfolder.spool import JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
 
@@ -30,10 +30,18 @@ def admit(jobs: Jobs, *names: str) -> None:
         jobs.admit(manifest_for(jobs.spool, jobs.layout, name))
 
 
+def take(jobs: Jobs, worker: str, device: str = "cpu") -> Manifest | None:
+    """A claim as the dispatcher makes it: in memory, then (after the hand-over) on disk."""
+    claimed = jobs.claim(worker, device)
+    if claimed is not None:
+        jobs.record_claim(claimed.name)
+    return claimed
+
+
 def test_claim_records_the_worker_and_the_start_in_one_step(tmp_path: Path) -> None:
     jobs = make_jobs(tmp_path)
     admit(jobs, "a", "b")
-    claimed = jobs.claim("cuda:1", "cuda:1")
+    claimed = take(jobs, "cuda:1", "cuda:1")
     assert claimed is not None
     assert (claimed.name, claimed.state, claimed.worker, claimed.device) == (
         "a",
@@ -45,6 +53,23 @@ def test_claim_records_the_worker_and_the_start_in_one_step(tmp_path: Path) -> N
     on_disk = read_json(jobs.layout.manifests(jobs.layout.processing) / "a.job.json")
     assert on_disk is not None
     assert (on_disk["state"], on_disk["worker"]) == ("processing", "cuda:1")
+    assert files_under(jobs.layout.processing) == ["a.jpg"]
+
+
+def test_a_claim_is_in_memory_until_recorded_so_a_crash_before_leaves_it_queued(
+    tmp_path: Path,
+) -> None:
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a", "b")
+    claimed = jobs.claim("cpu", "cpu")
+    assert claimed is not None and claimed.name == "a"
+    assert [m.name for m in jobs.queued()] == ["b"]  # nobody else can take it
+    assert files_under(jobs.layout.processing) == []
+    after_crash = make_jobs(tmp_path)
+    after_crash.spool.load()
+    assert [m.name for m in after_crash.queued()] == ["a", "b"]
+    jobs.record_claim("a")
+    jobs.record_claim("a")  # idempotent
     assert files_under(jobs.layout.processing) == ["a.jpg"]
 
 
@@ -66,7 +91,7 @@ def test_cancel_between_claim_and_edit_asks_the_slot_and_never_raises(tmp_path: 
     asked: list[str] = []
     jobs.stop_running = lambda manifest: asked.append(manifest.name)
     admit(jobs, "a")
-    assert jobs.claim("cpu", "cpu") is not None
+    assert take(jobs, "cpu", "cpu") is not None
     ok, message = jobs.cancel("a")
     assert ok and "being cancelled" in message
     assert asked == ["a"]
@@ -91,7 +116,7 @@ def test_illegal_moves_are_refused(tmp_path: Path) -> None:
 def test_lost_jobs_go_back_to_the_head_in_order_then_crash(tmp_path: Path) -> None:
     jobs = make_jobs(tmp_path, max_attempts=2)
     admit(jobs, "a", "b", "c", "d")
-    first, second = jobs.claim("cpu#1", "cpu"), jobs.claim("cpu#2", "cpu")
+    first, second = take(jobs, "cpu#1", "cpu"), take(jobs, "cpu#2", "cpu")
     assert first is not None and second is not None
     # Lost in the opposite order: the queue keeps their original order at its head.
     jobs.put_back("b", lost="the slot died")
@@ -99,7 +124,7 @@ def test_lost_jobs_go_back_to_the_head_in_order_then_crash(tmp_path: Path) -> No
     assert [m.name for m in jobs.queued()] == ["a", "b", "c", "d"]
     assert [m.attempts for m in jobs.queued()[:2]] == [2, 2]
     assert jobs.queued()[0].errors == ["attempt 1: the slot died"]
-    again = jobs.claim("cpu#1", "cpu")
+    again = take(jobs, "cpu#1", "cpu")
     assert again is not None and again.name == "a"
     jobs.put_back("a", lost="the slot died again")
     status = read_json(tmp_path / "outbox" / "a.status.json")
@@ -112,7 +137,7 @@ def test_recovery_puts_every_job_in_flight_back_in_order(tmp_path: Path) -> None
     jobs = make_jobs(tmp_path)
     admit(jobs, "a", "b", "c")
     for worker in ("s1", "s2"):
-        assert jobs.claim(worker, "cpu") is not None
+        assert take(jobs, worker, "cpu") is not None
     restarted = make_jobs(tmp_path)
     restarted.recover()
     queued = restarted.queued()
@@ -124,7 +149,7 @@ def test_recovery_puts_every_job_in_flight_back_in_order(tmp_path: Path) -> None
 def test_a_result_the_disk_refuses_puts_the_job_back_and_pauses_dispatch(tmp_path: Path) -> None:
     jobs = make_jobs(tmp_path)
     admit(jobs, "sub/a")
-    assert jobs.claim("cpu", "cpu") is not None
+    assert take(jobs, "cpu", "cpu") is not None
     (tmp_path / "outbox" / "sub").write_text("a file where the folder should be")
     assert not jobs.complete("sub/a", b"png", ".png")
     assert [m.name for m in jobs.queued()] == ["sub/a"]
@@ -148,15 +173,15 @@ def test_the_write_back_off_ends_on_the_injected_clock_without_waiting(tmp_path:
         monotonic=lambda: now[0],
     )
     admit(jobs, "sub/a")
-    assert jobs.claim("cpu", "cpu") is not None
+    assert take(jobs, "cpu", "cpu") is not None
     (tmp_path / "outbox" / "sub").write_text("in the way")
     assert not jobs.complete("sub/a", b"png", ".png")
-    assert jobs.claim("cpu", "cpu") is None  # backing off
+    assert take(jobs, "cpu", "cpu") is None  # backing off
     now[0] += WRITE_BACKOFF_SECONDS - 0.1
     assert not jobs.can_dispatch()
     now[0] += 0.2
     (tmp_path / "outbox" / "sub").unlink()
-    claimed = jobs.claim("cpu", "cpu")
+    claimed = take(jobs, "cpu", "cpu")
     assert claimed is not None and claimed.name == "sub/a"
     assert jobs.complete("sub/a", b"png", ".png")
     assert jobs.state.get("worker") is None  # the note clears when its cause ends

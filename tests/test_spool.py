@@ -51,6 +51,8 @@ def test_claim_requeue_puts_the_job_back_at_the_head(tmp_path: Path) -> None:
     spool.admit(manifest_for(spool, layout, "h", "high"))
     claimed = spool.claim({"state": JobState.processing, "worker": "w"})
     assert claimed is not None
+    spool.record_claim(claimed.name)
+    assert claimed is not None
     assert claimed.name == "h"
     assert files_under(layout.processing) == ["h.jpg"]
     assert files_under(layout.manifests(layout.processing)) == ["h.job.json"]
@@ -98,6 +100,8 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> No
     spool = Spool(layout)
     spool.admit(manifest_for(spool, layout, "sub/x"))
     claimed = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert claimed is not None
+    spool.record_claim(claimed.name)
     assert claimed is not None
     seen: list[list[str]] = []
     done = claimed.model_copy(update={"state": JobState.completed})
