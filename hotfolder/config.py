@@ -124,6 +124,38 @@ class EditorConfig(_Strict):
         return self.model_copy(update={"device": device})
 
 
+ADDRESS_PATTERN = re.compile(r"(?P<host>[^\s:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+
+
+class RayConfig(_Strict):
+    """`executor: ray`: the workers are Ray actors, here or on other machines."""
+
+    # null: start a private Ray on this machine; auto: the cluster `ray start` runs on this
+    # machine; HOST:PORT: the head of a running cluster (its GCS port, 6379 by default).
+    address: str | None = None
+    workers: int = Field(1, ge=1)  # actors; each loads the editor once and keeps it
+    num_gpus_per_worker: float = Field(1.0, ge=0)  # 0 on CPU-only clusters
+    num_cpus_per_worker: float = Field(1.0, ge=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        match = ADDRESS_PATTERN.fullmatch(value)
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ValueError(
+                "use null (a private Ray on this machine), auto (the cluster running here) "
+                "or HOST:PORT of a running cluster's head, e.g. 10.0.0.5:6379"
+            )
+        return value
+
+    @property
+    def device(self) -> str:
+        """What an actor edits on: the GPU Ray gives it, or the CPU."""
+        return "cuda" if self.num_gpus_per_worker > 0 else "cpu"
+
+
 class Config(_Strict):
     root: Path = Path()
     max_pending: int = Field(10, ge=1)
@@ -143,6 +175,9 @@ class Config(_Strict):
     limits: Limits = Limits()
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
+    # local: a worker per editor.device entry on this machine; ray: ray.workers Ray actors.
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))
 
     @model_validator(mode="after")
@@ -155,7 +190,9 @@ class Config(_Strict):
             raise ValueError(
                 f"default_preset {self.default_preset!r} is not a configured preset; use one of: {known}"
             )
-        if self.editor.offload != "none" and not all(
+        if self.executor == "ray":
+            self._check_ray()
+        elif self.editor.offload != "none" and not all(
             device.startswith("cuda") for device in self.editor.devices
         ):
             raise ValueError(
@@ -163,6 +200,18 @@ class Config(_Strict):
                 "set editor.offload: none for editor.device: cpu"
             )
         return self
+
+    def _check_ray(self) -> None:
+        if len(self.editor.devices) > 1:
+            raise ValueError(
+                "editor.device lists several devices, which is for executor: local; "
+                "with executor: ray set ray.workers (and ray.num_gpus_per_worker) instead"
+            )
+        if self.editor.offload != "none" and self.ray.device != "cuda":
+            raise ValueError(
+                f"editor.offload {self.editor.offload!r} needs a GPU; with executor: ray "
+                "set ray.num_gpus_per_worker above 0 or editor.offload: none"
+            )
 
     @property
     def root_path(self) -> Path:

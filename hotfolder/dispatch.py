@@ -370,7 +370,8 @@ class Dispatcher:
                 assert outcome.data is not None
                 self.jobs.complete(flight.name, outcome.data, flight.extension)
             elif outcome.error_code == "stop":
-                log.info("stopping: %s goes back to the head of the queue", flight.name)
+                # The service is stopping, or the slot's executor went away: no attempt lost.
+                log.info("%s goes back to the head of the queue: %s", flight.name, outcome.error)
                 self.jobs.put_back(flight.name)
             else:
                 code = outcome.error_code or Reason.edit_failed.value

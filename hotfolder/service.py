@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import logging
 import os
 import signal
@@ -163,6 +164,8 @@ class Service:
         )
 
     def _make_slots(self, dispatcher: Dispatcher) -> list[Slot]:
+        if self._editor is None and self.config.executor == "ray":
+            return self._ray_slots(dispatcher)
         devices = self.config.editor.devices
         warm = self.config.preset(None)
         slots: list[Slot] = []
@@ -172,6 +175,20 @@ class Service:
             else:
                 slots.append(ProcessSlot(name, device, self.config, dispatcher))
         return slots
+
+    def _ray_slots(self, dispatcher: Dispatcher) -> list[Slot]:
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(
+                "executor: ray needs Ray on this machine: pip install 'hotfolder[ray]' "
+                "(or set executor: local)"
+            )
+        from hotfolder.slots.ray import make_ray_slots
+
+        def note(text: str | None) -> None:
+            if self.state.note("executor", text):
+                self.board.changed.set()
+
+        return list(make_ray_slots(self.config, dispatcher, note))
 
     # --- housekeeping (the main loop, every tick) ---
 
@@ -246,7 +263,8 @@ class Service:
         notes = self.dispatcher.wait_loaded()
         self.state.note("editor", None)
         broken = {name: note for name, note in notes.items() if note is not None}
-        if broken and len(broken) == len(notes):
+        # A Ray cluster that is away or full is waited for (executor note), not a bad setup.
+        if broken and len(broken) == len(notes) and self.state.get("executor") is None:
             raise EditorsUnavailable(next(iter(broken.values())))
         for name, note in broken.items():
             log.error("slot %s is not available: %s; the others go on", name, note)

@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,24 @@ def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hotfolder.editors.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-qwen"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Ray cluster on 127.0.0.1 for the whole session (skips without Ray).
+
+    Started only when a test asks for it; its actors run this checkout's code with the
+    identity editor's fault hooks on; stopped by its own pids, even when tests fail."""
+    pytest.importorskip("ray")
+    from raycluster import LocalCluster
+
+    # The service's Ray bridge reads this too: no token, whatever ~/.ray holds.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("ray"), num_cpus=8, env={"HOTFOLDER_FAULTS": "1"}
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,5 +1,7 @@
-"""One suite every slot kind passes (thread and process): progress, the device freed
-before the encode, cancel, stop, a bad edit, and the process slot's own faults."""
+"""One suite every slot kind passes (thread, process, Ray actor): progress, the device
+freed before the encode, cancel, stop, a bad edit, and the process slot's own faults.
+The Ray kind runs on the session's local cluster (`ray_cluster`) and skips without Ray;
+its own faults are in tests/test_ray.py."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hotfolder.editors.identity import FAULTS_ENV, IdentityEditor
 from hotfolder.images import read_metadata
 from hotfolder.slots.base import Outcome, Slot, Ticket, slot_names
 from hotfolder.slots.process import ProcessSlot
+from hotfolder.slots.ray import make_ray_slots
 from hotfolder.slots.thread import ThreadSlot
 
 PRESET = Preset(steps=4, true_cfg_scale=1.0, nominal_seconds=1, job_timeout_seconds=30)
@@ -99,14 +102,26 @@ def identity_config(tmp_path: Path, delay: float) -> Config:
     )
 
 
-@pytest.fixture(params=["thread", "process"])
+def ray_config(tmp_path: Path, address: str, delay: float, workers: int = 1) -> Config:
+    return Config(
+        root=tmp_path,
+        editor={"name": "identity", "delay_seconds": delay, "device": "cpu"},  # type: ignore[arg-type]
+        executor="ray",
+        ray={"address": address, "workers": workers, "num_gpus_per_worker": 0},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(params=["thread", "process", "ray"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def make_slot(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def make_slot(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     monkeypatch.setenv(FAULTS_ENV, "1")
+    cluster = request.getfixturevalue("ray_cluster") if kind == "ray" else None
     made: list[Slot] = []
 
     def make(delay: float = 0.0) -> tuple[Slot, Recorder]:
@@ -114,8 +129,12 @@ def make_slot(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         slot: Slot
         if kind == "thread":
             slot = ThreadSlot("cpu", "cpu", IdentityEditor(delay), recorder, warm_preset=PRESET)
-        else:
+        elif kind == "process":
             slot = ProcessSlot("cpu", "cpu", identity_config(tmp_path, delay), recorder)
+        else:
+            assert cluster is not None
+            config = ray_config(tmp_path, cluster.address, delay)
+            slot = make_ray_slots(config, recorder, lambda note: None)[0]
         slot.start()
         assert recorder.next("state", timeout=60) == ("state", None)
         assert slot.ready()

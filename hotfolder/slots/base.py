@@ -178,6 +178,18 @@ class SlotCore:
         if jobs:
             self.listener.lost(self.slot, jobs, why)
 
+    def returned(self, why: str) -> None:
+        """The editor is out of reach through no fault of its jobs (a Ray cluster that went
+        away): they go back to the queue as if stopped, without costing an attempt."""
+        with self._lock:
+            jobs, self.in_flight = self.in_flight, []
+            editing, self.editing = self.editing, None
+            self.loaded = False
+        if editing is not None:
+            self.listener.edited(self.slot, editing)
+        for job_id in jobs:
+            self.listener.outcome(self.slot, Outcome(job_id=job_id, error_code="stop", error=why))
+
 
 def slot_names(devices: list[str]) -> list[str]:
     """`[cuda:0, cuda:1]` -> the same; `[cpu, cpu, cpu]` -> `cpu#1, cpu#2, cpu#3`."""
