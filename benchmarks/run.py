@@ -57,9 +57,11 @@ KEYS = (
     "duty_cycle_jpeg",
     "duty_cycle_webp",
     "scaling_4_slots",
+    "ray_scaling_3_workers",
+    "ray_dispatch_overhead_ms",
 )
 
-PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling")
+PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "ray")
 
 # How often this script looks for a file the service writes (its measuring resolution).
 LOOK_INTERVAL_SECONDS = 0.002
@@ -367,6 +369,7 @@ STREAM_IMAGE_SIZE = (1152, 864)  # 0.995 megapixels
 DUTY_DELAY_SECONDS = 0.5
 SCALING_DELAY_SECONDS = 2.0
 SCALING_SLOTS = 4
+RAY_WORKERS = 3
 # queue.json is read this often while a stream runs: the figures come from the service's own
 # timestamps, so the script needs no finer resolution and stays off the 2 cores.
 STREAM_LOOK_SECONDS = 0.1
@@ -396,8 +399,17 @@ def parse_time(text: str | None) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def stream_run(base: Path, tag: str, jobs: int, editor: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """JOBS 1-megapixel JPEGs through the real service, all admitted before the first starts.
+def stream_run(
+    base: Path,
+    tag: str,
+    jobs: int,
+    editor: dict[str, Any],
+    fmt: str,
+    *,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """JOBS 1-megapixel JPEGs through the real service, all admitted before the first starts
+    (`settings`: more configuration keys, e.g. `executor` and `ray`).
 
     The service is paused (`hotfolder pause`) while the pairs are dropped, until queue.json
     shows every job queued; then `hotfolder resume`. The wall is the service's own: from the
@@ -411,6 +423,7 @@ def stream_run(base: Path, tag: str, jobs: int, editor: dict[str, Any], fmt: str
         settle_seconds=STREAM_SETTLE_SECONDS,
         max_pending=max(jobs, 20),
         editor=editor,
+        **(settings or {}),
     )
     image = jpeg_bytes(STREAM_IMAGE_SIZE, seed=3)
     sidecar = f"instruction: stream\nseed: 1\noutput: {{format: {fmt}}}\n"
@@ -549,6 +562,43 @@ def scaling_figures(base: Path, sizes: Sizes) -> dict[str, Any]:
         results[f"slots_{slots}"] = found
     one, four = results["slots_1"], results[f"slots_{SCALING_SLOTS}"]
     results["ratio"] = four["jobs_per_s"] / one["jobs_per_s"] / SCALING_SLOTS
+    return results
+
+
+def ray_figures(base: Path, sizes: Sizes) -> dict[str, Any]:
+    """3 Ray actors versus 1 (the same jobs per worker, as for slots), and what Ray adds to a
+    job's span (service -> actor -> result written) next to a local slot, on a local cluster."""
+    try:
+        import ray  # noqa: F401  (only to know it is there; the service's bridge imports it)
+    except ImportError:
+        return {"ratio": None, "unavailable": "Ray is not installed: pip install -e '.[ray]'"}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from raycluster import LocalCluster
+
+    per = sizes.scaling_jobs_per_slot
+    delay = SCALING_DELAY_SECONDS
+    editor = {"name": "identity", "delay_seconds": delay, "device": "cpu"}
+    results: dict[str, Any] = {"jobs_per_worker": per, "delay_seconds": delay}
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the cluster below runs without a token
+    # A short folder: Ray's socket paths under it must stay below 107 bytes.
+    with LocalCluster(Path(tempfile.mkdtemp(prefix="ray-")), num_cpus=RAY_WORKERS) as cluster:
+        say(f"  ray: a local cluster at {cluster.address}; {per} jobs of {delay:g} s per worker")
+        results["local_1"] = stream_run(base, "local-1", per, editor, "jpeg")
+        for workers in (1, RAY_WORKERS):
+            settings = {
+                "executor": "ray",
+                "ray": {"address": cluster.address, "workers": workers, "num_gpus_per_worker": 0},
+            }
+            tag = f"ray-{workers}"
+            found = stream_run(base, tag, per * workers, editor, "jpeg", settings=settings)
+            say(f"    {workers} actor(s): {found['jobs_per_s']:.3f} jobs/s")
+            results[f"ray_{workers}"] = found
+    shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+    one, many = results["ray_1"], results[f"ray_{RAY_WORKERS}"]
+    results["ratio"] = many["jobs_per_s"] / one["jobs_per_s"] / RAY_WORKERS
+    # A job's span (started_at .. completed_at) less its edit: hand-over, encode, write, archive.
+    results["ray_overhead_ms"] = (one["job_seconds_median"] - delay) * 1000
+    results["local_overhead_ms"] = (results["local_1"]["job_seconds_median"] - delay) * 1000
     return results
 
 
@@ -812,6 +862,37 @@ def rounded(value: Any) -> Any:
     return value
 
 
+def service_parts(
+    base: Path, sizes: Sizes, parts: set[str], figures: dict[str, Any], details: dict[str, Any]
+) -> None:
+    """The parts that run the service on their own, one after another."""
+    if "burst" in parts:
+        found = burst_run(base, sizes)
+        figures["burst_admit_per_s"] = round(found["admit_per_s"], 1)
+        figures["burst_jobs_per_s"] = round(found["jobs_per_s"], 1)
+        figures["burst_peak_rss_mb"] = round(found["peak_rss_mb"], 1)
+        details["burst"] = {k: round(v, 2) for k, v in found.items()}
+    if "duty" in parts:
+        say("duty cycle: 1-megapixel jobs through one worker, per output format")
+        duty = duty_figures(base, sizes)
+        for fmt, found in duty.items():
+            figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
+        details["duty"] = rounded(duty)
+    if "scaling" in parts:
+        say(f"scaling: 1 slot versus {SCALING_SLOTS}")
+        scaling = scaling_figures(base, sizes)
+        ratio = scaling["ratio"]
+        figures["scaling_4_slots"] = None if ratio is None else round(ratio, 3)
+        details["scaling"] = rounded(scaling)
+    if "ray" in parts:
+        say(f"ray: 1 actor versus {RAY_WORKERS}, and a local slot")
+        found = ray_figures(base, sizes)
+        if found["ratio"] is not None:
+            figures["ray_scaling_3_workers"] = round(found["ratio"], 3)
+            figures["ray_dispatch_overhead_ms"] = round(found["ray_overhead_ms"], 1)
+        details["ray"] = rounded(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -867,24 +948,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures[f"pickup_ms_p50_{observer}"] = round(percentile(added, 0.50), 1)
                 figures[f"pickup_ms_p95_{observer}"] = round(percentile(added, 0.95), 1)
                 details[f"pickup_ms_{observer}"] = [round(v, 1) for v in sorted(added)]
-        if "burst" in parts:
-            found = burst_run(base, sizes)
-            figures["burst_admit_per_s"] = round(found["admit_per_s"], 1)
-            figures["burst_jobs_per_s"] = round(found["jobs_per_s"], 1)
-            figures["burst_peak_rss_mb"] = round(found["peak_rss_mb"], 1)
-            details["burst"] = {k: round(v, 2) for k, v in found.items()}
-        if "duty" in parts:
-            say("duty cycle: 1-megapixel jobs through one worker, per output format")
-            duty = duty_figures(base, sizes)
-            for fmt, found in duty.items():
-                figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
-            details["duty"] = rounded(duty)
-        if "scaling" in parts:
-            say(f"scaling: 1 slot versus {SCALING_SLOTS}")
-            scaling = scaling_figures(base, sizes)
-            ratio = scaling["ratio"]
-            figures["scaling_4_slots"] = None if ratio is None else round(ratio, 3)
-            details["scaling"] = rounded(scaling)
+        service_parts(base, sizes, parts, figures, details)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     details["seconds"] = round(time.monotonic() - started, 1)

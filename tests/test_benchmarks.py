@@ -23,3 +23,4 @@ def test_the_benchmark_script_prints_its_figures_as_json() -> None:
     assert figures["job_overhead_ratio"] > 0
     assert figures["pickup_ms_p95_native"] is None  # parts not asked for stay null
     assert "burst_peak_rss_mb" in figures
+    assert figures["ray_scaling_3_workers"] is None  # and the Ray figures are there too

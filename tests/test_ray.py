@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
-from raycluster import LocalCluster
+from raycluster import LocalCluster, free_port
 from support import (
     ServiceProcess,
     drop_pair,
@@ -271,6 +271,24 @@ def test_a_stopped_cluster_pauses_dispatch_until_it_is_back(
             assert service.stop() == 0, service.log()
     finally:
         cluster.stop()
+
+
+@pytest.mark.slow
+def test_a_service_started_while_the_cluster_is_away_runs_and_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    nowhere = f"127.0.0.1:{free_port()}"
+    ray_service_config(tmp_path, nowhere, workers=2)
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready(timeout=60)
+        note = wait_for(lambda: queue_of(tmp_path).get("notes", {}).get("executor"))
+        assert f"no Ray cluster answers at {nowhere}" in note
+        drop_pair(tmp_path / "inbox", "early")
+        queued = wait_for(lambda: has_status(tmp_path, "early", "queued"), what="a queued job")
+        assert queued["position"] == 1
+        assert service.stop() == 0, service.log()
 
 
 @pytest.mark.slow

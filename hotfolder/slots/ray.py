@@ -56,6 +56,7 @@ class RaySlot:
         self.restarts = 0
         self.stopping = False
         self.stopped = threading.Event()
+        self.waiting: str | None = None  # Ray's "no room" for this slot's actor
 
     # --- the Slot interface ---
 
@@ -105,8 +106,13 @@ class RaySlot:
     def placed(self, where: dict[str, Any]) -> None:
         self.where = where
         self.device = f"{where.get('host')}/{where.get('device')}"
-        if self.core.note not in (None, "starting"):
+        if self.waiting is not None and self.core.note == self.waiting:
             self.core.failed(f"loading the editor on {node_label(where)}")
+        self.waiting = None
+
+    def no_room(self, note: str) -> None:
+        self.waiting = note
+        self.core.failed(note)
 
     def lost(self, why: str) -> None:
         self.restarts += 1
@@ -115,9 +121,9 @@ class RaySlot:
 
     def cut_off(self, why: str) -> None:
         """The bridge is gone: jobs back to the queue (no attempt lost), wait for the cluster."""
-        self.where = {}
         self.core.returned(why)
         if not self.stopping:
+            self.where = {}
             self.core.failed(f"waiting for the Ray cluster ({why})")
 
 
@@ -129,6 +135,8 @@ class RayExecutor:
         self.note = note  # queue.json `notes["executor"]`: why dispatch waits, or None
         self.slots: dict[str, RaySlot] = {}
         address = config.ray.address
+        # A cluster to join is probed before a bridge starts; a private Ray starts with it.
+        self.joins = address is not None
         self.gcs_address: str | None = address if address not in (None, "auto") else None
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -179,7 +187,7 @@ class RayExecutor:
     def _supervise(self) -> None:
         failures = 0
         while not self._done.is_set():
-            if self.gcs_address is not None and not reachable(self.gcs_address):
+            if self.joins and self.gcs_address is not None and not reachable(self.gcs_address):
                 self._away(f"no Ray cluster answers at {self.gcs_address}")
                 self._done.wait(PROBE_SECONDS)
                 continue
@@ -203,7 +211,7 @@ class RayExecutor:
                 break
             self._away(why)
             failures = 0 if joined else failures + 1
-            if failures and self.gcs_address is None:
+            if failures and not (self.joins and self.gcs_address is not None):
                 delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS)) - 1]
                 self._done.wait(delay)
         self.note(None)
@@ -288,7 +296,7 @@ class RayExecutor:
             self._waiting.pop(slot.name, None)
             self._show()
         elif kind == "waiting":
-            slot.core.failed(message[2])
+            slot.no_room(message[2])
             self._waiting[slot.name] = message[2]
             self._show()
         elif kind == "lost":

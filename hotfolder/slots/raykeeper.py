@@ -40,11 +40,25 @@ def first_line(error: BaseException) -> str:
 def why_dead(error: BaseException) -> str:
     """A short reason from Ray's long actor-death message."""
     text = str(error)
+    if "creation task" in text:
+        # The constructor raised (hotfolder missing on that node, ...): the traceback's end.
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1] if lines else first_line(error)
     for marker in ("Worker exit detail:", "The actor is dead because"):
         if marker in text:
             detail = text.split(marker, 1)[1].strip().split(". ")[0]
             return detail.rstrip(".")
     return first_line(error)
+
+
+def kill_actor(actor: Any) -> None:
+    """End an actor for good; one that is already gone (or a cluster that is) is fine."""
+    import ray
+
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception as e:  # Ray raises several kinds here; none changes what comes next
+        log.debug("ending an actor: %s", e)
 
 
 class Keeper:
@@ -104,12 +118,10 @@ class Keeper:
                 getattr(self._actor, method).remote(*args)
 
     def kill(self, why: str) -> None:
-        import ray
-
         with self._lock:
             if self._actor is not None:
                 self._kill_reason = why
-                ray.kill(self._actor, no_restart=True)
+                kill_actor(self._actor)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -162,7 +174,7 @@ class Keeper:
         if info is None:
             with self._lock:
                 self._actor = None
-            ray.kill(actor, no_restart=True)
+            kill_actor(actor)
             return None
         log.info("%s: actor %s on %s", self.name, info["actor_id"][:8], node_label(info))
         self.info = info
@@ -214,8 +226,6 @@ class Keeper:
 
     def _retire(self, actor: Any, ended: bool, why: str) -> bool:
         """After its engine ended or it died; True if its editor had loaded."""
-        import ray
-
         with self._lock:
             became_ready = self._live
             kill_reason = self._kill_reason
@@ -231,7 +241,7 @@ class Keeper:
                     else f"its Ray actor on {where} died: {why}"
                 )
                 self.bridge.send(("lost", self.name, lost))
-        ray.kill(actor, no_restart=True)  # ended: it has nothing left to do; died: make sure
+        kill_actor(actor)  # ended: it has nothing left to do; died: make sure
         return became_ready
 
     def _cluster_alive(self) -> bool:
