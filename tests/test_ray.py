@@ -346,10 +346,13 @@ def test_an_actor_that_cannot_load_names_its_node_and_the_other_goes_on(
 
 
 @pytest.mark.slow
-def test_run_once_on_a_private_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_once_on_a_private_ray(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`address: null`: the service starts a Ray of its own on this machine, and ends it."""
     pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))  # not /tmp/ray
     monkeypatch.setenv("RAY_enable_worker_prestart", "0")
     ray_service_config(tmp_path, None, workers=2, delay=0.5)
     for name in ("p1", "p2", "p3"):

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from hotfolder.config import Config
 from hotfolder.slots.child import _die_with_parent
-from hotfolder.slots.raykeeper import Keeper
+from hotfolder.slots.raykeeper import Keeper, first_line
 
 log = logging.getLogger("hotfolder.raybridge")
 
@@ -108,8 +108,9 @@ class Bridge:
         started = time.monotonic()
         try:
             ray.init(address=address, **self._init_options())
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            self.unreachable(f"cannot join the Ray cluster at {address or 'this machine'}: {e}")
+        except Exception as e:  # whatever Ray raises, this bridge is done; the service retries
+            where = address or "this machine"
+            self.unreachable(f"cannot join the Ray cluster at {where}: {first_line(e)}")
         self.gcs_address = ray.get_runtime_context().gcs_address
         log.info("joined Ray at %s in %.1f s", self.gcs_address, time.monotonic() - started)
         self.send(("connected", self.gcs_address))

@@ -152,7 +152,7 @@ class Keeper:
         """A new actor, placed and loading its editor; None if it could not start or the
         slot was stopped meanwhile."""
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, RayError
 
         actor = self.remote.remote(self.config_json, self.device)
         with self._lock:
@@ -167,7 +167,7 @@ class Keeper:
                 waited += POLL_SECONDS
                 if waited == PLACEMENT_NOTE_SECONDS:
                     self.bridge.send(("waiting", self.name, self._no_room_note()))
-            except RayActorError as e:
+            except RayError as e:
                 # Its constructor failed: hotfolder[ray] missing on that node, a bad config...
                 self._send_event(("load_failed", f"a Ray worker could not start: {why_dead(e)}"))
                 break
@@ -192,7 +192,7 @@ class Keeper:
     def _watch(self, actor: Any) -> tuple[bool, str]:
         """Forward the actor's events until its engine ends (True) or it dies (False, why)."""
         import ray
-        from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+        from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayError
 
         unavailable_since: float | None = None
         while True:
@@ -205,7 +205,7 @@ class Keeper:
                     return False, why_dead(e)
                 time.sleep(0.2)
                 continue
-            except RayActorError as e:
+            except RayError as e:  # RayActorError (it died), or the task itself failed
                 return False, why_dead(e)
             unavailable_since = None
             for event in events:
@@ -231,9 +231,13 @@ class Keeper:
             kill_reason = self._kill_reason
         if not ended and not kill_reason and not self._cluster_alive():
             self.bridge.unreachable(f"the Ray cluster at {self.bridge.gcs_address} went away")
+        # An engine that ends by itself after loading (not stopped) lost what it held too.
+        lost_jobs = not ended or (became_ready and not self._stopping.is_set())
+        if ended and lost_jobs:
+            why = "its editor thread ended"
         with self._lock:
             self._live, self._actor = False, None
-            if not ended:
+            if lost_jobs:
                 where = node_label(self.info)
                 lost = (
                     f"{kill_reason} (its Ray actor on {where} was killed)"
