@@ -406,10 +406,9 @@ def stream_run(
     editor: dict[str, Any],
     fmt: str,
     *,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,  # more configuration keys (executor, ray, ...)
 ) -> dict[str, Any]:
-    """JOBS 1-megapixel JPEGs through the real service, all admitted before the first starts
-    (`settings`: more configuration keys, e.g. `executor` and `ray`).
+    """JOBS 1-megapixel JPEGs through the real service, all admitted before the first starts.
 
     The service is paused (`hotfolder pause`) while the pairs are dropped, until queue.json
     shows every job queued; then `hotfolder resume`. The wall is the service's own: from the
@@ -470,6 +469,14 @@ def stream_run(
             60 + 4 * jobs * delay,
             f"{jobs} jobs completed",
         )
+    return stream_summary(root, tag, names, delay, workers)
+
+
+def stream_summary(
+    root: Path, tag: str, names: list[str], delay: float, workers: Any
+) -> dict[str, Any]:
+    """The figures of one stream, from its jobs' status files."""
+    jobs = len(names)
     starts, ends, devices = [], [], []
     for name in names:
         status = read_json(root / "outbox" / f"{name}.status.json") or {}
