@@ -431,10 +431,9 @@ def stream_run(
     for name in names:
         (stage / f"{name}.jpg").write_bytes(image)
         (stage / f"{name}.yaml").write_text(sidecar)
-    queue_json = root / "outbox" / "queue.json"
 
     def queue() -> dict[str, Any]:
-        return read_json(queue_json) or {}
+        return read_json(root / "outbox" / "queue.json") or {}
 
     def look(
         predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
