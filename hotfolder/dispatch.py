@@ -191,7 +191,7 @@ class Dispatcher:
         """Until every slot is ready or has said why it cannot be; the slots' notes."""
         deadline = None if timeout is None else self.monotonic() + timeout
         while any(note == "starting" for note in self.notes().values()):
-            if deadline is not None and self.monotonic() > deadline:
+            if self.stopping.is_set() or (deadline is not None and self.monotonic() > deadline):
                 break
             time.sleep(0.02)
         return self.notes()
@@ -219,6 +219,7 @@ class Dispatcher:
     def join(self) -> None:
         """After `stop`: wait for the jobs in flight, then shut the slots and threads down."""
         while not self.idle():
+            self.check()  # a slot that hangs now must not hold the service up for good
             self.wake.wait(0.1)
             self.wake.clear()
         for slot in self.slots:
