@@ -214,10 +214,16 @@ class Dispatcher:
 
     def finished(self) -> bool:
         """Stopping and nothing left in flight (the service may exit)."""
-        return self.stopping.is_set() and self.idle()
+        return self.stopping.is_set() and not self._dispatching() and self.idle()
+
+    def _dispatching(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
 
     def join(self) -> None:
         """After `stop`: wait for the jobs in flight, then shut the slots and threads down."""
+        # The dispatch thread ends first: a hand-over it had begun is then in flight.
+        if self._threads:
+            self._threads[0].join()
         while not self.idle():
             self.check()  # a slot that hangs now must not hold the service up for good
             self.wake.wait(0.1)

@@ -191,13 +191,13 @@ class Service:
                     f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
                 )
                 break
-        if self.state.note("disk", note):
+        if note != self.state.get("disk"):
+            self.state.accepting = note is None  # before the note, which wakes the publisher
+            self.state.note("disk", note)
             if note is None:
                 log.info("disk space is back; admitting again")
             else:
                 log.warning("%s", note)
-            self.state.accepting = note is None
-            self.board.changed.set()
         return note
 
     def _housekeeping(self) -> None:
@@ -237,7 +237,7 @@ class Service:
                 log.info("removed %d temporary file(s) left in %s", removed, folder)
         self.jobs.recover()
         self.state.paused = is_paused(self.layout)
-        self.board.publish()
+        self.board.publish(positions=True)
 
     def _start_slots(self) -> None:
         """Start every slot and wait for its editor (minutes for the real model) while the
@@ -288,7 +288,7 @@ class Service:
                 if self.watcher is not None:
                     self.watcher.stop()
                 self.publisher.stop()
-                self.board.publish()
+                self.board.publish(positions=True)
                 self.history.close()
                 self.notifier.stop()
         log.info("stopped")
@@ -300,10 +300,11 @@ class Service:
             self.intake.tick()
             self._housekeeping()
             self.dispatcher.wake.set()
-            idle = not self.intake.busy() and self.dispatcher.idle()
-            if idle and (
-                not self.jobs.queued() or self.state.paused or not self.jobs.can_dispatch()
-            ):
+            with self.jobs.lock:  # one look at the queue: a claim cannot slip between
+                queued, running = self.jobs.queued(), self.jobs.in_flight()
+            stuck = self.state.paused or not self.jobs.can_dispatch()
+            idle = not self.intake.busy() and not running and self.dispatcher.idle()
+            if idle and (not queued or stuck):
                 break
             self._wake.wait(timeout=0.05)
             self._wake.clear()

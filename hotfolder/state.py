@@ -5,12 +5,15 @@ clears it when the cause ends; readers get a copy."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 
 class ServiceState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._notes: dict[str, str] = {}
+        # Called after a note changes (the board's publisher wakes), outside the lock.
+        self.watchers: list[Callable[[], object]] = []
         self.paused = False
         self.accepting = True  # False while admission waits (e.g. for disk space)
 
@@ -23,7 +26,9 @@ class ServiceState:
                 self._notes.pop(source, None)
             else:
                 self._notes[source] = text
-            return True
+        for watcher in self.watchers:
+            watcher()
+        return True
 
     def get(self, source: str) -> str | None:
         with self._lock:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 HEARTBEAT_SECONDS = 5.0
 # The publisher rewrites changed status files (progress, positions) at most this often.
-PUBLISH_MIN_SECONDS = 0.25
+PUBLISH_MIN_SECONDS = 0.1
 # Positions and estimated waits of queued jobs are refreshed in their files at most this often.
 POSITION_REFRESH_SECONDS = 1.0
 
@@ -210,6 +210,7 @@ class Board:
         self._positions_at = -POSITION_REFRESH_SECONDS
         self._positions_every = POSITION_REFRESH_SECONDS
         self.changed = threading.Event()  # set on every change; the publisher waits on it
+        self.state.watchers.append(self.changed.set)
 
     @property
     def notes(self) -> dict[str, str]:
@@ -319,9 +320,15 @@ class Board:
         if self.state.note("outbox", note):
             log.error("%s; status files are stale until it is writable again", note)
 
-    def publish(self) -> None:
-        """Recompute positions and waits, rewrite what changed, and write queue.json."""
+    def publish(self, *, positions: bool = False) -> None:
+        """Recompute positions and waits, rewrite what changed, and write queue.json.
+
+        `positions`: rewrite every queued job's position now (at start and at the last
+        publish before the service stops), not at most once a second."""
         self.changed.clear()
+        if positions:
+            with self._lock:
+                self._positions_at = -self._positions_every
         writes, queue, refresh = self._snapshot()
         started = time.monotonic()
         for status in writes:
