@@ -103,6 +103,14 @@ class EditorConfig(_Strict):
     # memory (the tests run the tiny pipeline this way); the worker resizes the result back.
     max_pixels: int | None = Field(None, ge=32 * 32)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _identity_on_cpu(cls, data: Any) -> Any:
+        # The identity editor needs no GPU: unless a device list is given, it says "cpu".
+        if isinstance(data, dict) and data.get("name") == "identity" and "device" not in data:
+            return {**data, "device": "cpu"}
+        return data
+
     @field_validator("device")
     @classmethod
     def _devices(cls, value: str | list[str]) -> str | list[str]:

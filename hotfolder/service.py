@@ -245,6 +245,8 @@ class Service:
         self.dispatcher.start()
         notes = self.dispatcher.wait_loaded()
         self.state.note("editor", None)
+        if self.dispatcher.stopping.is_set():
+            return  # told to stop while the editors loaded: a clean stop, not a failure
         broken = {name: note for name, note in notes.items() if note is not None}
         if broken and len(broken) == len(notes):
             raise EditorsUnavailable(next(iter(broken.values())))

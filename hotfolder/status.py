@@ -496,5 +496,7 @@ class Publisher:
                 self.board.publish()
             except Exception:
                 log.exception("publishing the queue failed; trying again")
-            self.board.changed.wait(timeout=max(0.0, next_beat - time.monotonic()))
+            # At most one publish per PUBLISH_MIN_SECONDS; a change after a quiet spell goes
+            # out at once.
             self._stop.wait(PUBLISH_MIN_SECONDS)
+            self.board.changed.wait(timeout=max(0.0, next_beat - time.monotonic()))
