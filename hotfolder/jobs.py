@@ -107,6 +107,10 @@ class Jobs:
         """A drop that never became a job goes to failed/ with its reason."""
         rejection.reject(self.layout, self.board, drop)
 
+    def replay_rejections(self) -> int:
+        """Finish rejections a crash or a refusing disk cut short; how many there were."""
+        return rejection.replay(self.layout, self.board)
+
     def claim(self, worker: str, device: str) -> Manifest | None:
         """The next job in queue order, taken by `worker` in one step (state processing).
 
@@ -244,7 +248,7 @@ class Jobs:
         """Finish or requeue what the last run left in processing/ and pending/."""
         self.spool.load()
         self.board.load_finished()
-        replayed = rejection.replay(self.layout, self.board)
+        replayed = self.replay_rejections()
         if replayed:
             log.info("finished %d rejection(s) a crash had interrupted", replayed)
         for manifest in self.spool.unfinished():

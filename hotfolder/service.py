@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import fsops, rejection
+from hotfolder import fsops
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
@@ -209,7 +209,7 @@ class Service:
             # Rejections cut short by a refusing disk are finished once it takes files again.
             self._next_replay = now + HEARTBEAT_SECONDS
             try:
-                rejection.replay(self.layout, self.board)
+                self.jobs.replay_rejections()
             except OSError as e:
                 log.warning("cannot finish an interrupted rejection yet: %s", e)
         self.controls.poll()
