@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import fsops, rejection
+from hotfolder import __version__, fsops, rejection
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
@@ -24,14 +24,17 @@ from hotfolder.history import History
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
+from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
+from hotfolder.page import Page
+from hotfolder.publisher import Publisher, Renderer
 from hotfolder.retry import retry
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
 from hotfolder.slots.thread import ThreadSlot
 from hotfolder.spool import Spool
-from hotfolder.state import ServiceState
-from hotfolder.status import HEARTBEAT_SECONDS, Board, Publisher
+from hotfolder.state import Phase, ServiceState
+from hotfolder.status import HEARTBEAT_SECONDS, Board
 from hotfolder.watch import Watcher, choose_observer, filesystem_type, is_network_fs
 
 log = logging.getLogger(__name__)
@@ -92,14 +95,18 @@ class Service:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        config_file: Path | None = None,
     ) -> None:
         """`editor`: run this editor object in a thread (tests); else a process per device.
-        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs."""
+        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs.
+        `config_file`: where `config` came from, for the start-up banner."""
         self.config = config
+        self.config_file = config_file
         self.layout = Layout(config.root_path)
         self._editor = editor
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
-        self.state = ServiceState()
+        # Stopped until `run` starts: a command that only publishes says so (see cli._control).
+        self.state = ServiceState(phase=Phase.stopped)
         self.jobs = self._jobs(clock, monotonic)
         self.board = self.jobs.board
         self.spool = self.jobs.spool
@@ -126,7 +133,7 @@ class Service:
                 "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
             },
         )
-        self.publisher = Publisher(self.board, beat=self.board.sweep)
+        self.publisher = self._publisher()
         self.watcher: Watcher | None = None
         self._signals = 0
         self._next_replay = 0.0
@@ -161,6 +168,16 @@ class Service:
             clock=clock,
             monotonic=monotonic,
         )
+
+    def _publisher(self) -> Publisher:
+        """Status files and queue.json, then the page and (if configured) the metrics."""
+        wanted = self.config.metrics
+        self.metrics = Metrics(self.config) if wanted.textfile or wanted.port else None
+        renderers: list[Renderer] = [Page(self.layout)]
+        if self.metrics is not None:
+            renderers = [Page(self.layout, timed=self.metrics.page_write.observe), self.metrics]
+            self.board.listeners.append(self.metrics.ended)
+        return Publisher(self.board, beat=self.board.sweep, renderers=renderers)
 
     def _make_slots(self, dispatcher: Dispatcher) -> list[Slot]:
         devices = self.config.editor.devices
@@ -255,6 +272,8 @@ class Service:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
+        self.state.phase = Phase.stopping
+        self.board.changed.set()
         if self._signals == 1:
             log.info("signal %d: finishing the jobs in flight, then stopping", signum)
             self.dispatcher.stop()
@@ -263,36 +282,78 @@ class Service:
             self.dispatcher.stop(abort=True)
         self._wake.set()
 
+    def banner(self, once: bool) -> str:
+        """The start-up line of the log: what runs, where, from which configuration."""
+        config = self.config
+        devices = ", ".join(config.editor.devices)
+        observer = f"{self.observer_kind} (unused: --once)" if once else self.observer_kind
+        metrics = []
+        if config.metrics_textfile is not None:
+            metrics.append(f"textfile {config.metrics_textfile}")
+        if config.metrics.port is not None:
+            metrics.append(f"http://{config.metrics.host}:{config.metrics.port}/metrics")
+        return (
+            f"hotfolder {__version__} starting: root {self.layout.root}, "
+            f"config {self.config_file or 'built-in defaults'}, "
+            f"editor {config.editor.name} on {devices}, max_pending {config.max_pending}, "
+            f"observer {observer}, metrics {', '.join(metrics) or 'off'}, "
+            f"page {self.layout.page_path}"
+        )
+
     def run(self, once: bool = False) -> int:
         self.layout.create()
         check_one_filesystem(self.layout)
         with root_lock(self.layout):
+            self.state.phase = Phase.starting
+            log.info("%s", self.banner(once))
+            if self.metrics is not None:
+                self.metrics.start()  # a bad textfile folder or a taken port: exit 2, now
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
             self.state.note("editor", "loading model")
             self.notifier.start()
             self.publisher.start()
+            failure: BaseException | None = None
             try:
                 self.recover()
                 self._start_slots()
+                if self.state.phase == Phase.starting:
+                    self.state.phase = Phase.running
+                    self.board.changed.set()
                 if once:
                     self._drain()
                 else:
                     self._serve()
+            except BaseException as e:
+                failure = e
+                raise
             finally:
+                self.state.phase = Phase.stopping
                 self.dispatcher.stop()
                 self.dispatcher.join()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
                 if self.watcher is not None:
                     self.watcher.stop()
-                self.publisher.stop()
-                self.board.publish()
-                self.history.close()
-                self.notifier.stop()
+                self._stopped(failure)
         log.info("stopped")
         return 0
+
+    def _stopped(self, failure: BaseException | None) -> None:
+        """The last word in queue.json and on the page: stopped, and why if it failed."""
+        self.publisher.stop()
+        self.state.phase = Phase.stopped
+        self.state.clear_notes()
+        if failure is not None and not isinstance(failure, KeyboardInterrupt | SystemExit):
+            self.state.note("service", f"stopped: {failure}")
+        try:
+            self.publisher.publish(final=True)
+        finally:
+            if self.metrics is not None:
+                self.metrics.stop()
+            self.history.close()
+            self.notifier.stop()
 
     def _drain(self) -> None:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
