@@ -91,4 +91,3 @@ class Arrivals:
             self._leftovers = self.jobs.board.take_leftovers()
         for stem in [s for s in self._leftovers if s not in stems]:
             self.jobs.unwaiting(self._leftovers.pop(stem))
-

@@ -57,6 +57,7 @@ def stamp(iso_text: str | None, *, relative: bool = False) -> str:
 
 def _state(view: View) -> str:
     title, words = STATE_WORDS.get(view.state, (view.state.title(), ""))
+    since = f"Since {stamp(_iso(view.at))}. " if view.state == "stopped" else ""
     busy = len(view.running)
     parts = [
         wording.plural(busy, "editing", "editing"),
@@ -70,9 +71,9 @@ def _state(view: View) -> str:
         parts.append(f'<span class="bad">{wording.plural(failed, "failed", "failed")}</span>')
     return (
         f'<div class="state"><span id="pill" class="pill {esc(view.state)}">{esc(title)}</span>'
-        f'<span id="words">{esc(words)}</span></div>'
+        f'<span id="words">{since}{esc(words)}</span></div>'
         f'<p id="stale" class="banner bad" hidden>Not responding since '
-        f'{stamp(_iso(view.at))}. What you see below may be out of date: tell the operator.</p>'
+        f"{stamp(_iso(view.at))}. What you see below may be out of date: tell the operator.</p>"
         f'<p class="summary">{" · ".join(parts)}</p>'
     )
 
@@ -104,7 +105,9 @@ def _bar(progress: Any) -> str:
 
 
 def _worker(row: dict[str, Any], jobs: dict[str, JobStatus]) -> str:
-    head = f'<h3>{esc(row.get("worker"))}<span class="muted"> · {esc(row.get("device"))}</span></h3>'
+    head = (
+        f'<h3>{esc(row.get("worker"))}<span class="muted"> · {esc(row.get("device"))}</span></h3>'
+    )
     busy = f'<p class="muted small">busy {round(100 * float(row.get("busy_ratio") or 0))}% of the last 10 min</p>'
     status = jobs.get(str(row.get("job_id")))
     if status is None:
@@ -116,11 +119,13 @@ def _worker(row: dict[str, Any], jobs: dict[str, JobStatus]) -> str:
     return (
         f'<article class="card worker busy">{head}<p class="job">{esc(status.name)}</p>'
         f'<p class="instruction">{esc(status.instruction or "")}</p>'
-        f"{_bar(progress)}<p class=\"muted small\">started {stamp(status.started_at)}</p>{busy}</article>"
+        f'{_bar(progress)}<p class="muted small">started {stamp(status.started_at)}</p>{busy}</article>'
     )
 
 
 def _now(view: View) -> str:
+    if view.state == "stopped":
+        return ""  # no worker runs; the state line says so
     jobs = {s.job_id: s for s in view.running}
     cards = [_worker(row, jobs) for row in view.workers]
     shown = {str(row.get("job_id")) for row in view.workers}
@@ -156,7 +161,7 @@ def _queue(view: View) -> str:
         f'<section><h2>Queue <span class="count">{len(view.queued)}</span></h2>{hold}'
         f'<ol class="queue"><li class="head"><span class="pos">#</span><span class="name">Job</span>'
         f'<span class="instruction">Instruction</span><span class="when">Starts in</span></li>'
-        f'{"".join(rows)}</ol>{tail}</section>'
+        f"{''.join(rows)}</ol>{tail}</section>"
     )
 
 
@@ -184,11 +189,13 @@ def _thumb(finished: Finished, which: str) -> str:
 
 def _failure(finished: Finished) -> str:
     status = finished.status
-    fix = wording.fix_for(status.error_code, finished.details)
+    fix, more = wording.advice(status.error_code, finished.details)
+    folded = f"<details><summary>Details</summary><pre>{esc(more)}</pre></details>" if more else ""
+    picture = f'<div class="pics">{_thumb(finished, "before")}</div>' if finished.thumbs[0] else ""
     return (
-        f'<article class="card failure"><div class="pics">{_thumb(finished, "before")}</div>'
-        f'<div><h3>{esc(status.name)} <span class="code">{esc(status.error_code or "failed")}</span></h3>'
-        f'<p>{esc(status.error or "")}</p><p class="fix"><b>What to do:</b> {esc(fix)}</p>'
+        f'<article class="card failure">{picture}'
+        f'<div class="text"><h3>{esc(status.name)} <span class="code">{esc(status.error_code or "failed")}</span></h3>'
+        f'<p>{esc(status.error or "")}</p><p class="fix"><b>What to do:</b> {esc(fix)}</p>{folded}'
         f'<p class="muted small">{stamp(status.completed_at)} · files in failed/{esc(status.name)}.*</p></div></article>'
     )
 
@@ -202,8 +209,13 @@ def _failures(view: View) -> str:
 
 def _done_card(finished: Finished) -> str:
     status = finished.status
-    took = f" · took {wording.seconds(finished.seconds)}" if finished.seconds is not None else ""
-    badge = "" if status.status == JobState.completed else f'<span class="code">{esc(status.status.value)}</span>'
+    ran = status.status == JobState.completed and finished.seconds is not None
+    took = f" · took {wording.seconds(finished.seconds or 0)}" if ran else ""
+    badge = (
+        ""
+        if status.status == JobState.completed
+        else f'<span class="code">{esc(status.status.value)}</span>'
+    )
     return (
         f'<article class="card done"><div class="pics">{_thumb(finished, "before")}'
         f'<span class="arrow">→</span>{_thumb(finished, "after")}</div>'
@@ -216,14 +228,27 @@ def _done(view: View) -> str:
     if not view.recent:
         return ""
     cards = "".join(_done_card(f) for f in view.recent)
-    return f'<section><h2>Finished</h2><p class="muted small">The last {len(view.recent)}, newest first. Results are in outbox/.</p><div class="cards grid">{cards}</div></section>'
+    return (
+        f'<section><h2>Done</h2><p class="muted small">Newest first; click a picture for the '
+        f'result (in outbox/).</p><div class="cards grid">{cards}</div></section>'
+    )
 
 
 def render(view: View, *, root: str = "") -> str:
     """The whole page for one view."""
-    title = f"hotfolder · {STATE_WORDS.get(view.state, (view.state,))[0]} · {len(view.queued)} queued"
+    title = (
+        f"hotfolder · {STATE_WORDS.get(view.state, (view.state,))[0]} · {len(view.queued)} queued"
+    )
     body = "".join(
-        (_state(view), _notes(view), _now(view), _queue(view), _waiting(view), _failures(view), _done(view))
+        (
+            _state(view),
+            _notes(view),
+            _now(view),
+            _queue(view),
+            _waiting(view),
+            _failures(view),
+            _done(view),
+        )
     )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -299,16 +324,20 @@ padding:8px 12px;border-top:1px solid var(--line)}
 .queue .head{font-size:.8rem;color:var(--muted)}.pos{color:var(--muted)}.when{text-align:right}
 .name{font-weight:600;overflow-wrap:anywhere}.count{font-weight:400;color:var(--muted)}
 .pics{display:flex;align-items:center;gap:6px;margin-bottom:8px}.arrow{color:var(--muted)}
-.thumb{width:96px;height:96px;object-fit:cover;border-radius:6px;background:var(--line)}
-.thumb.none{display:flex;align-items:center;justify-content:center;font-size:.7rem;color:var(--muted)}
-.done .pics .thumb{width:100%;max-width:120px;height:auto;aspect-ratio:1}
+.thumb{display:flex;width:96px;height:96px;object-fit:cover;border-radius:6px;background:var(--line)}
+.thumb.none{align-items:center;justify-content:center;font-size:.7rem;color:var(--muted)}
+.done .pics{display:grid;grid-template-columns:1fr auto 1fr}.done .pics a{display:block}
+.done .pics .thumb{width:100%;height:auto;aspect-ratio:1}
+.failure .text{min-width:0}details{margin-top:6px}summary{cursor:pointer;color:var(--muted)}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.75rem;max-height:16em;overflow:auto}
 .code{font-size:.75rem;font-weight:600;padding:1px 6px;border-radius:4px;background:#fdecec;
 color:var(--bad);white-space:nowrap}.fix{margin-top:6px}
 footer{margin:32px 0 8px}
 @media (max-width:640px){body{padding:10px}.updated{margin-left:0;width:100%}
 .queue li{grid-template-columns:2em 1fr auto}.queue .instruction{grid-column:2/4;
 color:var(--muted);font-size:.85rem}.queue .head .instruction{display:none}
-.queue .when{grid-row:1;grid-column:3}.failure{flex-direction:column}
+.queue .when{grid-row:1;grid-column:3}.failure .thumb{width:64px;height:64px}
+.plain li{grid-template-columns:1fr}
 .cards.grid{grid-template-columns:1fr 1fr}.thumb{width:72px;height:72px}}
 """
 

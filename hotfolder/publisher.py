@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from hotfolder.metrics import Metrics
+from hotfolder.page import Page
 from hotfolder.status import HEARTBEAT_SECONDS, Board
 from hotfolder.view import View
 
@@ -115,3 +117,13 @@ class Publisher:
             wake = min([next_beat, *(d for p in self.paced if (d := p.due()) is not None)])
             self.board.changed.wait(timeout=max(0.0, wake - self.monotonic()))
             self._stop.wait(PUBLISH_MIN_SECONDS)
+
+
+def publisher_for(board: Board, metrics: Metrics | None) -> Publisher:
+    """The service's publisher: the board, then the page and (if configured) the metrics,
+    which also count every ending and time every page write."""
+    renderers: list[Renderer] = [Page(board.layout)]
+    if metrics is not None:
+        renderers = [Page(board.layout, timed=metrics.page_write.observe), metrics]
+        board.listeners.append(metrics.ended)
+    return Publisher(board, beat=board.sweep, renderers=renderers)

@@ -76,12 +76,13 @@ class Recent:
         return reversed(self._finished.values())
 
     def latest(self, limit: int = SHOWN) -> list[Finished]:
-        """The newest finished jobs first (completed, failed and cancelled)."""
+        """The newest completed or cancelled jobs first (failures: see `failures`)."""
         found: list[Finished] = []
         for finished in self._newest():
             if len(found) == limit:
                 break
-            found.append(finished)
+            if finished.status.status != JobState.failed:
+                found.append(finished)
         return found
 
     def failures(self, limit: int = SHOWN) -> list[Finished]:

@@ -26,8 +26,7 @@ from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
-from hotfolder.page import Page
-from hotfolder.publisher import Publisher, Renderer
+from hotfolder.publisher import publisher_for
 from hotfolder.retry import retry
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
@@ -41,6 +40,40 @@ log = logging.getLogger(__name__)
 
 # Temporary files whose writer is gone are removed at start-up; any older than this too.
 STALE_TEMP_SECONDS = 3600.0
+
+
+def banner(config: Config, config_file: Path | None, observer: str, *, once: bool) -> str:
+    """The start-up line of the log: what runs, where, from which configuration."""
+    layout = Layout(config.root_path)
+    metrics = []
+    if config.metrics_textfile is not None:
+        metrics.append(f"textfile {config.metrics_textfile}")
+    if config.metrics.port is not None:
+        metrics.append(f"http://{config.metrics.host}:{config.metrics.port}/metrics")
+    return (
+        f"hotfolder {__version__} starting: root {layout.root}, "
+        f"config {config_file or 'built-in defaults'}, "
+        f"editor {config.editor.name} on {', '.join(config.editor.devices)}, "
+        f"max_pending {config.max_pending}, "
+        f"observer {observer}{' (unused: --once)' if once else ''}, "
+        f"metrics {', '.join(metrics) or 'off'}, page {layout.page_path}"
+    )
+
+
+def low_disk(layout: Layout, floor: int) -> str | None:
+    """Why admission must wait for disk space (below `min_free_bytes`), or None."""
+    for folder in (layout.root, layout.outbox):
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        free = info.f_bavail * info.f_frsize
+        if free < floor:
+            return (
+                f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
+                f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
+            )
+    return None
 
 
 class EditorsUnavailable(HotfolderError):
@@ -133,7 +166,8 @@ class Service:
                 "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
             },
         )
-        self.publisher = self._publisher()
+        self.metrics = Metrics(config) if config.metrics.textfile or config.metrics.port else None
+        self.publisher = publisher_for(self.board, self.metrics)
         self.watcher: Watcher | None = None
         self._signals = 0
         self._next_replay = 0.0
@@ -169,16 +203,6 @@ class Service:
             monotonic=monotonic,
         )
 
-    def _publisher(self) -> Publisher:
-        """Status files and queue.json, then the page and (if configured) the metrics."""
-        wanted = self.config.metrics
-        self.metrics = Metrics(self.config) if wanted.textfile or wanted.port else None
-        renderers: list[Renderer] = [Page(self.layout)]
-        if self.metrics is not None:
-            renderers = [Page(self.layout, timed=self.metrics.page_write.observe), self.metrics]
-            self.board.listeners.append(self.metrics.ended)
-        return Publisher(self.board, beat=self.board.sweep, renderers=renderers)
-
     def _make_slots(self, dispatcher: Dispatcher) -> list[Slot]:
         devices = self.config.editor.devices
         warm = self.config.preset(None)
@@ -194,20 +218,7 @@ class Service:
 
     def _low_disk(self) -> str | None:
         """Why admission must wait for disk space, or None."""
-        floor = self.config.min_free_bytes
-        note = None
-        for folder in (self.layout.root, self.layout.outbox):
-            try:
-                info = os.statvfs(folder)
-            except OSError:
-                continue
-            free = info.f_bavail * info.f_frsize
-            if free < floor:
-                note = (
-                    f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
-                    f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
-                )
-                break
+        note = low_disk(self.layout, self.config.min_free_bytes)
         if self.state.note("disk", note):
             if note is None:
                 log.info("disk space is back; admitting again")
@@ -282,30 +293,12 @@ class Service:
             self.dispatcher.stop(abort=True)
         self._wake.set()
 
-    def banner(self, once: bool) -> str:
-        """The start-up line of the log: what runs, where, from which configuration."""
-        config = self.config
-        devices = ", ".join(config.editor.devices)
-        observer = f"{self.observer_kind} (unused: --once)" if once else self.observer_kind
-        metrics = []
-        if config.metrics_textfile is not None:
-            metrics.append(f"textfile {config.metrics_textfile}")
-        if config.metrics.port is not None:
-            metrics.append(f"http://{config.metrics.host}:{config.metrics.port}/metrics")
-        return (
-            f"hotfolder {__version__} starting: root {self.layout.root}, "
-            f"config {self.config_file or 'built-in defaults'}, "
-            f"editor {config.editor.name} on {devices}, max_pending {config.max_pending}, "
-            f"observer {observer}, metrics {', '.join(metrics) or 'off'}, "
-            f"page {self.layout.page_path}"
-        )
-
     def run(self, once: bool = False) -> int:
         self.layout.create()
         check_one_filesystem(self.layout)
         with root_lock(self.layout):
             self.state.phase = Phase.starting
-            log.info("%s", self.banner(once))
+            log.info("%s", banner(self.config, self.config_file, self.observer_kind, once=once))
             if self.metrics is not None:
                 self.metrics.start()  # a bad textfile folder or a taken port: exit 2, now
             previous = {

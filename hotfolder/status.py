@@ -77,6 +77,34 @@ class Estimator:
         return known.nominal_seconds if known else 60.0
 
 
+def remove_status(layout: Layout, name: str, job_id: str) -> bool:
+    """Remove `name`'s status file if it is still job `job_id`'s; whether it was."""
+    path = layout.status_path(name)
+    current = read_status(path)
+    if current is None or current.job_id != job_id:
+        return False
+    fsops.remove(path)
+    fsops.prune_empty_dirs(path.parent, layout.outbox)
+    return True
+
+
+def play_out(
+    estimator: Estimator, queued: list[_Entry], running: list[_Entry], slots: int, now: float
+) -> list[float]:
+    """Estimated seconds until each queued job starts: its turn on the first free slot."""
+    free_at = [max(0.0, estimator.seconds(e.preset) - (now - (e.started or now))) for e in running][
+        :slots
+    ]
+    free_at += [0.0] * (slots - len(free_at))
+    heapq.heapify(free_at)
+    waits: list[float] = []
+    for entry in queued:
+        start = heapq.heappop(free_at)
+        waits.append(round(start, 1))
+        heapq.heappush(free_at, start + estimator.seconds(entry.preset))
+    return waits
+
+
 class _Entry:
     """A queued or processing job as the board shows it."""
 
@@ -170,11 +198,7 @@ class Board:
                 self._waiting.pop(status.job_id, None)
                 self._closed.add(status.job_id)
                 self._written.pop(status.job_id, None)
-            path = self.layout.status_path(status.name)
-            current = read_status(path)
-            if current is not None and current.job_id == status.job_id:
-                fsops.remove(path)
-                fsops.prune_empty_dirs(path.parent, self.layout.outbox)
+            remove_status(self.layout, status.name, status.job_id)
         self.changed.set()
 
     def queued(self, manifest: Manifest, detail: str | None = None) -> None:
@@ -320,7 +344,8 @@ class Board:
                 )
                 writes.append(entry.status)
             waiting = list(self._waiting.values())
-            writes += [s for s in waiting if self._shown_detail(s) != s.detail]
+            shown = {s.job_id: (self._written.get(s.job_id) or {}).get("detail") for s in waiting}
+            writes += [s for s in waiting if shown[s.job_id] != s.detail]
             view = View(
                 at=self._clock(),
                 state=self.state.shown,
@@ -339,16 +364,14 @@ class Board:
             )
         return writes, view, refresh
 
-    def _shown_detail(self, status: JobStatus) -> str | None:
-        written = self._written.get(status.job_id)
-        return None if written is None else written.get("detail")
-
     def _place(
         self, queued: list[_Entry], running: list[_Entry], now: float, refresh: bool
     ) -> list[JobStatus]:
         """Give each queued job its position and wait; the ones whose file needs writing."""
         writes: list[JobStatus] = []
-        waits = self._waits(queued, running, now)
+        waits: list[float | None] = [None] * len(queued)
+        if self.state.starts_jobs:  # else no job will start: paused, stopping, stopped
+            waits = list(play_out(self.estimator, queued, running, max(1, self._slots()), now))
         for position, (entry, wait) in enumerate(zip(queued, waits, strict=True), start=1):
             entry.status = entry.status.model_copy(
                 update={"position": position, "estimated_wait_seconds": wait}
@@ -359,24 +382,6 @@ class Board:
             else:
                 self.changed.set()  # a position is stale: come back within a second
         return writes
-
-    def _waits(self, queued: list[_Entry], running: list[_Entry], now: float) -> list[float | None]:
-        """Estimated seconds until each queued job starts: its turn on the first free slot.
-        None while no job will start (paused, stopping, stopped)."""
-        if not self.state.starts_jobs:
-            return [None] * len(queued)
-        slots = max(1, self._slots())
-        free_at = [
-            max(0.0, self.estimator.seconds(e.preset) - (now - (e.started or now))) for e in running
-        ][:slots]
-        free_at += [0.0] * (slots - len(free_at))
-        heapq.heapify(free_at)
-        waits: list[float | None] = []
-        for entry in queued:
-            start = heapq.heappop(free_at)
-            waits.append(round(start, 1))
-            heapq.heappush(free_at, start + self.estimator.seconds(entry.preset))
-        return waits
 
     def _workers_now(self) -> list[dict[str, Any]]:
         """The dispatcher's workers, each with its job's progress (the SPEC's `progress`)."""
@@ -402,14 +407,10 @@ class Board:
         removed = 0
         for finished in expired:
             name = finished.status.name
-            path = self.layout.status_path(name)
             with self._io:
-                current = read_status(path)
-                # Only remove the files if they are still this job's (a retry rewrites them).
-                if current is not None and current.job_id == finished.job_id:
-                    fsops.remove(path)
+                # Only if they are still this job's files (a retry rewrites them).
+                if remove_status(self.layout, name, finished.job_id):
                     if not finished.rejected:
                         thumbs.remove(self.layout, name)
-                    fsops.prune_empty_dirs(path.parent, self.layout.outbox)
                     removed += 1
         return removed

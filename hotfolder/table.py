@@ -50,8 +50,13 @@ def _service_line(report: dict[str, Any], queue: dict[str, Any]) -> list[str]:
         last = queue.get("state")
         line = "stopped"
         if last and last != "stopped":
-            line += f" (it did not stop cleanly: last heartbeat at {clock(queue.get('heartbeat_at'))})"
-        return [f"Service   {line}", "          jobs wait in inbox/ and pending/ until `hotfolder run`"]
+            line += (
+                f" (it did not stop cleanly: last heartbeat at {clock(queue.get('heartbeat_at'))})"
+            )
+        return [
+            f"Service   {line}",
+            "          jobs wait in inbox/ and pending/ until `hotfolder run`",
+        ]
     where = report["service"].removeprefix("running ")
     lines = [f"Service   {state} {where}, observer {report.get('observer', '?')}, {beat}"]
     if state == "not responding":
@@ -80,7 +85,9 @@ def _workers(queue: dict[str, Any]) -> list[str]:
         progress = row.get("progress") or {}
         step = f"{progress['step']}/{progress['steps']}" if progress else "-"
         busy = f"{round(100 * float(row.get('busy_ratio') or 0))}%"
-        rows.append((row["worker"], row["device"], row["state"], row.get("name") or "-", step, busy))
+        rows.append(
+            (row["worker"], row["device"], row["state"], row.get("name") or "-", step, busy)
+        )
     if not rows:
         return []
     return ["", "Workers", *grid(("WORKER", "DEVICE", "STATE", "JOB", "STEP", "BUSY"), rows)]

@@ -27,11 +27,25 @@ FIXES: Final[dict[str, str]] = {
 }
 
 
+# Reason-file details longer than this are a reference (the sidecar keys) or a traceback:
+# shown folded away on the page, with the short advice above them.
+SHORT_ADVICE_CHARS = 240
+DETAILS_CHARS = 2000
+
+
+def advice(code: str | None, details: str | None) -> tuple[str, str | None]:
+    """What to do, in a sentence or two, and the longer details (or None) to fold away."""
+    text = (details or "").strip()
+    short = len(text) <= SHORT_ADVICE_CHARS and text.count("\n") < 3
+    if text and short and not text.startswith("Traceback"):
+        return " ".join(text.split()), None
+    more = text[:DETAILS_CHARS] + ("…" if len(text) > DETAILS_CHARS else "") if text else None
+    return FIXES.get(code or "", "Tell the operator."), more
+
+
 def fix_for(code: str | None, details: str | None) -> str:
-    """What to do: the reason file's own advice, unless it is a traceback for the operator."""
-    if details and not details.lstrip().startswith("Traceback"):
-        return " ".join(details.split())
-    return FIXES.get(code or "", "Tell the operator.")
+    """What to do, in a sentence or two."""
+    return advice(code, details)[0]
 
 
 def seconds(value: float) -> str:
