@@ -45,6 +45,10 @@ def link(path: str) -> str:
     return esc(quote(path))
 
 
+def _iso(moment: float) -> str:
+    return iso(moment) or ""
+
+
 def stamp(iso_text: str | None, *, relative: bool = False) -> str:
     """A <time> the script shows in the reader's local time (UTC until it runs)."""
     moment = parse_iso(iso_text)
@@ -78,12 +82,9 @@ def _state(view: View) -> str:
     )
 
 
-def _iso(moment: float) -> str:
-    return iso(moment) or ""
-
-
 def _notes(view: View) -> str:
-    items = [esc(text) for text in view.notes.values()]
+    # "loading model" is the state line's news (Starting), not a problem for the operator.
+    items = [esc(text) for source, text in view.notes.items() if source != "editor"]
     if not view.accepting and not view.notes:
         items.append("Not taking new drops right now.")
     if not items:

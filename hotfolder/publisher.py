@@ -42,6 +42,7 @@ class Paced:
         self.monotonic = monotonic
         self.written_at = -RENDER_MIN_SECONDS
         self.pending: View | None = None
+        self.problem: str | None = None  # the last failure, logged once until it changes
 
     def offer(self, view: View, *, beat: bool) -> None:
         self.pending = view
@@ -59,9 +60,16 @@ class Paced:
         self.written_at = self.monotonic()
         try:
             self.renderer.write(view)
-        except Exception:
+        except Exception as e:
             # A full share or a bad row never stops the status files; the next view tries again.
-            log.warning("could not write the %s", self.renderer.name, exc_info=True)
+            problem = f"{type(e).__name__}: {e}"
+            if problem != self.problem:
+                log.warning("could not write the %s", self.renderer.name, exc_info=True)
+            self.problem = problem
+            return
+        if self.problem is not None:
+            log.info("the %s is written again", self.renderer.name)
+            self.problem = None
 
 
 class Publisher:
