@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from hotfolder.config import load_config
 from hotfolder.editors.base import EditRequest, EditResult, ProgressFn
 from hotfolder.service import Service
+from hotfolder.table import queue_table
 
 HERE = Path(__file__).resolve().parent
 STEP_SECONDS = 6.0
@@ -106,6 +107,7 @@ def scene(root: Path, service: Service, shots: list[tuple[Path, str]]) -> None:
         time.sleep(STEP_SECONDS + 2)
         for path, size in shots:
             chromium_screenshot(root / "outbox" / "index.html", path, size)
+        print(queue_table(service.config))  # `hotfolder status` at the same moment
     finally:
         service._on_signal(15, None)
         service._on_signal(15, None)

@@ -188,6 +188,9 @@ class Dispatcher:
         self.stopping = threading.Event()  # take no more jobs; finish those in flight
         self._lock = threading.Lock()
         self._flights: dict[str, Flight] = {}  # by job id
+        # Hand-overs under way: a job claimed (no longer queued) but not yet a flight. While
+        # one is, the dispatcher is not idle, so `run --once` cannot stop in between.
+        self._handing = 0
         self._busy = {slot.name: Busy(since=monotonic()) for slot in self.slots}
         self._notes: dict[str, str | None] = {slot.name: "starting" for slot in self.slots}
         self._outcomes: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -226,8 +229,9 @@ class Dispatcher:
         self.wake.set()
 
     def idle(self) -> bool:
+        """No job in flight, and none being handed over (ask after looking at the queue)."""
         with self._lock:
-            return not self._flights
+            return not self._flights and not self._handing
 
     def finished(self) -> bool:
         """Stopping and nothing left in flight (the service may exit)."""
@@ -273,6 +277,15 @@ class Dispatcher:
             return any(f.slot is slot and f.editing for f in self._flights.values())
 
     def _hand(self, slot: Slot) -> bool:
+        with self._lock:
+            self._handing += 1
+        try:
+            return self._hand_over(slot)
+        finally:
+            with self._lock:
+                self._handing -= 1
+
+    def _hand_over(self, slot: Slot) -> bool:
         if not self.jobs.finish_unfinished():
             return False
         manifest = self.jobs.claim(slot.name, slot.device)

@@ -319,7 +319,7 @@ border:1px solid var(--warn);color:#5c4300}
 .bar span{display:block;height:100%;background:var(--accent)}
 .queue,.plain{list-style:none;margin:0;padding:0;background:var(--card);border:1px solid var(--line);
 border-radius:10px}
-.queue li,.plain li{display:grid;grid-template-columns:3em minmax(8em,1fr) 2fr 8em;gap:8px;
+.queue li,.plain li{display:grid;grid-template-columns:3rem minmax(8rem,1fr) 2fr 8rem;gap:8px;
 padding:8px 12px;border-top:1px solid var(--line)}
 .plain li{grid-template-columns:1fr 1fr}.queue li:first-child,.plain li:first-child{border-top:0}
 .queue .head{font-size:.8rem;color:var(--muted)}.pos{color:var(--muted)}.when{text-align:right}
@@ -335,7 +335,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.75rem;max-height:16em
 color:var(--bad);white-space:nowrap}.fix{margin-top:6px}
 footer{margin:32px 0 8px}
 @media (max-width:640px){body{padding:10px}.updated{margin-left:0;width:100%}
-.queue li{grid-template-columns:2em 1fr auto}.queue .instruction{grid-column:2/4;
+.queue li{grid-template-columns:2rem 1fr auto}.queue .instruction{grid-column:2/4;
 color:var(--muted);font-size:.85rem}.queue .head .instruction{display:none}
 .queue .when{grid-row:1;grid-column:3}.failure .thumb{width:64px;height:64px}
 .plain li{grid-template-columns:1fr}

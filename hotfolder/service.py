@@ -354,10 +354,11 @@ class Service:
             self.intake.tick()
             self._housekeeping()
             self.dispatcher.wake.set()
+            # The queue first, then idle: a job claimed in between is being handed over,
+            # and the dispatcher counts that as busy.
+            queued = self.jobs.queued()
             idle = not self.intake.busy() and self.dispatcher.idle()
-            if idle and (
-                not self.jobs.queued() or self.state.paused or not self.jobs.can_dispatch()
-            ):
+            if idle and (not queued or self.state.paused or not self.jobs.can_dispatch()):
                 break
             self._wake.wait(timeout=0.05)
             self._wake.clear()
