@@ -10,7 +10,9 @@ the real service: intake, two workers, the publisher and the page. Needs `chromi
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -109,8 +111,10 @@ def scene(root: Path, service: Service, shots: list[tuple[Path, str]]) -> None:
             chromium_screenshot(root / "outbox" / "index.html", path, size)
         print(queue_table(service.config))  # `hotfolder status` at the same moment
     finally:
-        service._on_signal(15, None)
-        service._on_signal(15, None)
+        # Stop as an operator would: SIGTERM, then again (jobs in flight go back to the queue).
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
 
 
 def chromium_screenshot(page: Path, out: Path, size: str) -> None:
