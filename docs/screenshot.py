@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -65,13 +65,18 @@ def photo(path: Path, seed: int, size: tuple[int, int] = (900, 600)) -> None:
     low = (rng.randint(200, 250), rng.randint(170, 220), rng.randint(120, 190))
     for y in range(height):
         t = y / height
-        draw.line([(0, y), (width, y)], fill=tuple(round(a * (1 - t) + b * t) for a, b in zip(top, low, strict=True)))
+        draw.line(
+            [(0, y), (width, y)],
+            fill=tuple(round(a * (1 - t) + b * t) for a, b in zip(top, low, strict=True)),
+        )
     sun = rng.randint(100, width - 100)
     draw.ellipse([sun - 50, 80, sun + 50, 180], fill=(255, 236, 170))
     for _ in range(4):
         x, r = rng.randint(0, width), rng.randint(120, 260)
         shade = (rng.randint(30, 80), rng.randint(90, 140), rng.randint(40, 80))
-        draw.ellipse([x - r, int(height * 0.62) - r // 2, x + r, int(height * 0.62) + r], fill=shade)
+        draw.ellipse(
+            [x - r, int(height * 0.62) - r // 2, x + r, int(height * 0.62) + r], fill=shade
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     image.filter(ImageFilter.GaussianBlur(1.2)).save(path, "JPEG", quality=88)
 
@@ -95,8 +100,15 @@ def scene(root: Path, service: Service, shots: list[tuple[Path, str]]) -> None:
         time.sleep(2)
         drop(root, "station-1/xss-test", 5, instruction="<img src=x onerror=alert(1)> as text")
         for index, words in enumerate(
-            ("Brighten the faces", "Turn the grass greener", "Make it look like winter",
-             "Add soft morning fog", "Warm up the skin tones", "Straighten the horizon"), start=10
+            (
+                "Brighten the faces",
+                "Turn the grass greener",
+                "Make it look like winter",
+                "Add soft morning fog",
+                "Warm up the skin tones",
+                "Straighten the horizon",
+            ),
+            start=10,
         ):
             drop(root, f"station-3/IMG_00{index}", index, instruction=words)
         photo(root / "inbox" / "station-2" / "no-sidecar-yet.jpg", 99)
@@ -122,12 +134,23 @@ def chromium_screenshot(page: Path, out: Path, size: str) -> None:
         subprocess.run(
             [
                 shutil.which("chromium") or "chromium",
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--hide-scrollbars", f"--window-size={size}",
-                f"--screenshot={out}", page.as_uri(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                f"--window-size={size}",
+                f"--screenshot={out}",
+                page.as_uri(),
             ],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     print(f"wrote {out} ({size})")
 
@@ -140,10 +163,16 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="hotfolder-demo-"))
     (root / "config").mkdir(parents=True, exist_ok=True)
-    (root / "config" / "hotfolder.yaml").write_text(yaml.safe_dump({
-        "settle_seconds": 0.3, "sidecar_wait_seconds": 3600, "observer": "native",
-        "editor": {"name": "identity", "device": ["cpu", "cpu"]},
-    }))
+    (root / "config" / "hotfolder.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "settle_seconds": 0.3,
+                "sidecar_wait_seconds": 3600,
+                "observer": "native",
+                "editor": {"name": "identity", "device": ["cpu", "cpu"]},
+            }
+        )
+    )
     for folder in ("inbox", "outbox", "failed", "stage"):
         (root / folder).mkdir(exist_ok=True)
     config = load_config(root=root)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from html import escape
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -184,7 +183,7 @@ def _thumb(finished: Finished, which: str) -> str:
     picture = f'<img class="thumb" src="{src}" alt="{which}" loading="lazy">'
     result = finished.status.result_path
     if which == "after" and result:
-        return f'<a href="{link(str(PurePosixPath(result).relative_to("outbox")))}">{picture}</a>'
+        return f'<a href="{link(result.removeprefix("outbox/"))}">{picture}</a>'
     return picture
 
 
