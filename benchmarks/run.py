@@ -51,6 +51,7 @@ KEYS = (
     "burst_admit_per_s",
     "burst_jobs_per_s",
     "burst_peak_rss_mb",
+    "page_write_ms_p95",
     "idle_cpu_percent_native",
     "idle_cpu_percent_polling",
     "duty_cycle_png",
@@ -301,11 +302,119 @@ def peak_rss_mb(process: psutil.Process) -> float:
     return process.memory_info().rss / 1024**2
 
 
+def histogram_quantile(text: str, name: str, fraction: float) -> tuple[float, int]:
+    """Prometheus' histogram_quantile over one unlabelled histogram in a textfile: the value
+    below which `fraction` of the observations lie (linear within a bucket), and the count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            buckets = sorted(
+                (float(s.labels["le"]), s.value)
+                for s in family.samples
+                if s.name == name + "_bucket"
+            )
+    if not buckets or buckets[-1][1] == 0:
+        raise RuntimeError(f"no {name} observations in the metrics textfile")
+    total = buckets[-1][1]
+    rank = fraction * total
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower, int(total)
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9), int(total)
+        lower, below = bound, count
+    return lower, int(total)
+
+
+def page_writes_in_process(base: Path, writes: int = 200) -> list[float]:
+    """Milliseconds per outbox/index.html write (render + atomic write) with exactly 1,000
+    jobs queued, 50 done, 50 failed and two workers editing: the page at its largest."""
+    from hotfolder.jobstatus import JobStatus, iso
+    from hotfolder.layout import Layout
+    from hotfolder.page import Page
+    from hotfolder.recent import Finished
+    from hotfolder.spool import JobState
+    from hotfolder.view import View
+
+    now = time.time()
+
+    def job(index: int, state: JobState, **fields: Any) -> JobStatus:
+        return JobStatus(
+            job_id=f"{index:026d}",
+            name=f"station-{index % 7}/IMG_{index:05d}",
+            status=state,
+            instruction=f"Make the sky over picture {index} a deep sunset orange",
+            created_at=iso(now),
+            **fields,
+        )
+
+    queued = [
+        job(i, JobState.queued, position=i, estimated_wait_seconds=20.0 * i) for i in range(1, 1001)
+    ]
+    done = [
+        Finished(
+            job(2000 + i, JobState.completed, completed_at=iso(now)),
+            now,
+            thumbs=(True, True),
+            seconds=21.0,
+        )
+        for i in range(50)
+    ]
+    failed = [
+        Finished(
+            job(
+                3000 + i,
+                JobState.failed,
+                error_code="invalid_sidecar",
+                error="bad key",
+                completed_at=iso(now),
+            ),
+            now,
+            details="Fix the key.",
+        )
+        for i in range(50)
+    ]
+    running = [
+        job(4000 + i, JobState.processing, started_at=iso(now), device=f"cuda:{i}")
+        for i in range(2)
+    ]
+    workers = [
+        {"worker": s.device, "device": s.device, "name": s.name, "job_id": s.job_id, "busy_ratio": 0.98,
+         "state": "editing", "progress": {"step": 2, "steps": 4}}
+        for s in running
+    ]  # fmt: skip
+    view = View(
+        at=now, state="running", paused=False, accepting=True, observer="native",
+        max_queue_size=1000, workers=workers, running=running, queued=queued,
+        recent=done, failures=failed, counts={JobState.completed: 50, JobState.failed: 50},
+    )  # fmt: skip
+    root = base / "page"
+    root.mkdir()
+    page = Page(Layout(root))
+    times = []
+    for _ in range(writes):
+        started = time.perf_counter()
+        page.write(view)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
+    """1,000 pairs at once; also every write of outbox/index.html meanwhile, from the
+    service's own `hotfolder_page_write_seconds` histogram (metrics textfile)."""
     root = base / "burst"
     root.mkdir()
     pairs = sizes.burst_pairs
-    write_config(root, observer="native", settle_seconds=sizes.settle_seconds, max_pending=pairs)
+    write_config(
+        root,
+        observer="native",
+        settle_seconds=sizes.settle_seconds,
+        max_pending=pairs,
+        metrics={"textfile": "metrics.prom"},
+    )
     image = jpeg_bytes((64, 48))
     stage = root / "stage"
     for index in range(pairs):
@@ -348,7 +457,16 @@ def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
         finished = time.monotonic()
         peak = peak_rss_mb(process)
     admit_seconds = admitted - dropped - sizes.settle_seconds
+    # Read after the stop: the service's last write holds every observation.
+    page_p95, page_writes = histogram_quantile(
+        (root / "metrics.prom").read_text(), "hotfolder_page_write_seconds", 0.95
+    )
+    in_process = page_writes_in_process(base)
     return {
+        "page_write_ms_p95": page_p95 * 1000,
+        "page_writes": page_writes,
+        "page_1000_queued_ms_p50": percentile(in_process, 0.50),
+        "page_1000_queued_ms_p95": percentile(in_process, 0.95),
         "admit_per_s": pairs / admit_seconds,
         "admit_seconds": admit_seconds,
         "jobs_per_s": (completed - completed_at_admit) / (finished - admitted),
@@ -872,6 +990,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["burst_admit_per_s"] = round(found["admit_per_s"], 1)
             figures["burst_jobs_per_s"] = round(found["jobs_per_s"], 1)
             figures["burst_peak_rss_mb"] = round(found["peak_rss_mb"], 1)
+            figures["page_write_ms_p95"] = round(found["page_write_ms_p95"], 1)
             details["burst"] = {k: round(v, 2) for k, v in found.items()}
         if "duty" in parts:
             say("duty cycle: 1-megapixel jobs through one worker, per output format")

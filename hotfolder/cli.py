@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="queue summary, or one job (service up or down)")
     _common(status)
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
-    status.add_argument("--json", action="store_true", help="print JSON (the default)")
+    status.add_argument(
+        "--json", action="store_true", help="print JSON (the queue report, or the job's status)"
+    )
 
     for action, text in (
         ("cancel", "cancel a queued or running job (also: drop NAME.cancel into inbox/)"),
@@ -147,10 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
+    from hotfolder.config import config_file
     from hotfolder.editors.qwen import EditorUnavailable
 
     try:
-        service = Service(config)
+        service = Service(config, config_file=config_file(args.config, args.root))
         return service.run(once=args.once)
     except (ServiceLocked, EditorUnavailable, EditorsUnavailable) as e:
         print(f"hotfolder: {e}", file=sys.stderr)
@@ -159,17 +162,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from hotfolder.report import job_report, queue_report
+    from hotfolder.table import is_tree, job_block, queue_table
 
     config = _config(args)
+    if not is_tree(config.root_path):
+        raise ConfigError(
+            f"{config.root_path} is not a hotfolder folder (it has no .hotfolder/); "
+            "pass --root with the folder the service runs on"
+        )
     if args.name:
-        data = job_report(config, args.name)
-        if data is None:
+        found = job_report(config, args.name) if args.json else job_block(config, args.name)
+        if found is None:
             print(f"hotfolder: no job named {args.name!r}", file=sys.stderr)
             return EXIT_FAILED
+        text = json.dumps(found, indent=2, ensure_ascii=False) if args.json else str(found)
+    elif args.json:
+        text = json.dumps(queue_report(config), indent=2, ensure_ascii=False)
     else:
-        data = queue_report(config)
-    # JSON either way: a person reads it as easily as a script does.
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+        text = queue_table(config)
+    print(text)
     return EXIT_OK
 
 
@@ -218,7 +229,7 @@ def _control(args: argparse.Namespace) -> int:
                 service.spool.load()
                 service.board.load_finished()
                 ok, message = service.controls.handlers[args.command](args.name)
-                service.board.publish()
+                service.publisher.publish(final=True)  # queue.json and the page, as stopped
                 service.history.close()
         except ServiceLocked:
             pass  # a service started meanwhile: ask it

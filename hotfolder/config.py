@@ -132,6 +132,23 @@ class EditorConfig(_Strict):
         return self.model_copy(update={"device": device})
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics: a textfile for node_exporter, an HTTP /metrics endpoint, or both."""
+
+    # Rewritten atomically at most once a second and with every heartbeat; relative to the root.
+    textfile: Path | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    host: str = Field("127.0.0.1", min_length=1)
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        # node_exporter's textfile collector reads only *.prom files.
+        if value is not None and value.suffix != ".prom":
+            raise ValueError(f"{value} must end in .prom (node_exporter reads only those)")
+        return value
+
+
 class Config(_Strict):
     root: Path = Path()
     max_pending: int = Field(10, ge=1)
@@ -152,6 +169,7 @@ class Config(_Strict):
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -175,6 +193,12 @@ class Config(_Strict):
     @property
     def root_path(self) -> Path:
         return self.root.resolve()
+
+    @property
+    def metrics_textfile(self) -> Path | None:
+        """metrics.textfile, a relative path taken from the root."""
+        textfile = self.metrics.textfile
+        return None if textfile is None else self.root_path / textfile
 
     def preset(self, name: str | None) -> Preset:
         return self.presets[name or self.default_preset]
@@ -202,6 +226,15 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def config_file(path: Path | None, root: Path | None) -> Path | None:
+    """The file `load_config` reads: `path`, else `<root or cwd>/config/hotfolder.yaml` if it
+    exists, else None (built-in defaults)."""
+    if path is not None:
+        return path
+    candidate = (root or Path()) / DEFAULT_CONFIG_PATH
+    return candidate if candidate.is_file() else None
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -215,10 +248,7 @@ def load_config(
     """
     data: dict[str, Any] = {}
     source = "built-in defaults"
-    if path is None:
-        candidate = (root or Path()) / DEFAULT_CONFIG_PATH
-        if candidate.is_file():
-            path = candidate
+    path = config_file(path, root)
     if path is not None:
         data = _read_yaml_file(path)
         source = str(path)

@@ -7,8 +7,9 @@ drive it step by step. A periodic full rescan catches whatever events were lost.
 The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
 `probes` (is the image whole), `defaults` (`_defaults.yaml` layers), `pairing` (what
 a group of files comes to), `records` (the manifest or rejection it becomes) and
-`budget`. Intake wires them and is the only one that acts: `_admit`, `_reject` and
-`_set_unreachable` are where job state changes.
+`budget`, and `arrivals` (the `waiting` statuses of drops not decided yet). Intake wires
+them and is the only one that acts: `_admit`, `_reject` and `_set_unreachable` are where
+job state changes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder import fsops
+from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
@@ -30,7 +32,7 @@ from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
-from hotfolder.pairing import Group, Pairing, Ready, Refusal
+from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.probes import ImageProbes
 from hotfolder.records import manifest_for, rejection_for
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
@@ -80,6 +82,7 @@ class Intake:
         )
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
+        self.arrivals = Arrivals(jobs)
         self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self._dirty: set[Path] = set()
         self._dirty_lock = threading.Lock()
@@ -132,6 +135,8 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
+        stems = {"inbox/" + self._relative(folder / stem) for folder, stem in groups}
+        self.arrivals.sweep(set(groups), stems)
 
     def _inbox_reachable(self) -> bool:
         inbox = self.layout.inbox
@@ -236,12 +241,17 @@ class Intake:
             try:
                 for outcome in self.pairing.decide(key[1], group, now):
                     if isinstance(outcome, Refusal):
-                        self._reject(outcome)
+                        self._reject(outcome, key=key)
+                        continue
+                    if isinstance(outcome, Waiting):
+                        self._waiting(key, outcome.files, outcome.detail, now)
                         continue
                     if held is None:
                         held = self.hold() is not None
-                    if not held:
-                        self._place(outcome, now)
+                    if held:
+                        self._waiting(key, outcome.files, FOR_DISK, now)
+                    else:
+                        self._place(outcome, now, key)
                         admitted = True
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
@@ -258,7 +268,12 @@ class Intake:
             if len(self._errors) > 1000:
                 self._errors.clear()
 
-    def _place(self, item: Ready, now: float) -> None:
+    def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
+        """Show a drop that is not decided yet as `waiting`, with what for."""
+        relative = self._relative(key[0] / key[1])
+        self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
+
+    def _place(self, item: Ready, now: float, key: GroupKey) -> None:
         """Admit a ready pair, or refuse it as `queue_full` when pending/ is at the cap."""
         if self.jobs.pending_count() >= self.config.max_pending:
             full = Refusal(
@@ -267,11 +282,19 @@ class Intake:
                 f"the queue is full ({self.config.max_pending} jobs waiting)",
                 "Drop the files again once the queue has room, or raise max_pending.",
             )
-            self._reject(full, spec=item.spec)
+            self._reject(full, spec=item.spec, key=key)
             return
         relative = self._relative(item.image)
         seq = self.jobs.spool.next_seq()
-        manifest = manifest_for(item, layout=self.layout, relative=relative, seq=seq, now=now)
+        manifest = manifest_for(
+            item,
+            layout=self.layout,
+            relative=relative,
+            seq=seq,
+            now=now,
+            seen=self.arrivals.take(key, split_name(relative)[0]),
+            reserved=self.arrivals.reserved,
+        )
         self._admit(manifest, item.files)
 
     # --- the only places where intake asks for a change of job state ---
@@ -283,11 +306,21 @@ class Intake:
             self._forget(path)
         log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)
 
-    def _reject(self, refusal: Refusal, *, spec: JobSpec | None = None) -> None:
+    def _reject(
+        self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None
+    ) -> None:
         """Move a drop to failed/ with its reason file and a failed status; never loses a file."""
         relative = self._relative(refusal.files[0])
         now = self.clock()
-        record = rejection_for(refusal, layout=self.layout, relative=relative, spec=spec, now=now)
+        record = rejection_for(
+            refusal,
+            layout=self.layout,
+            relative=relative,
+            spec=spec,
+            now=now,
+            seen=None if key is None else self.arrivals.take(key, split_name(relative)[0]),
+            reserved=self.arrivals.reserved,
+        )
         self.jobs.reject(record)
         for path in refusal.files:
             self._forget(path)

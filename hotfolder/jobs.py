@@ -16,11 +16,12 @@ from pathlib import Path
 from hotfolder import fsops, rejection
 from hotfolder.config import Config
 from hotfolder.errors import HotfolderError, Reason
+from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
-from hotfolder.status import Board, iso, status_from_manifest
+from hotfolder.status import Board
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ WRITE_BACKOFF_SECONDS = 10.0
 
 # The legal moves between states; anything else is a bug and raises IllegalTransition.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # Intake's, before a job exists: a waiting drop is admitted or refused.
+    JobState.waiting: frozenset({JobState.queued, JobState.failed}),
     JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
     JobState.processing: frozenset(
         {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
@@ -96,6 +99,14 @@ class Jobs:
         return self.monotonic() >= self._blocked_until
 
     # --- transitions ---
+
+    def waiting(self, status: JobStatus) -> None:
+        """A drop seen in inbox/ but not admitted yet (no job yet: its status only)."""
+        self.board.waiting(status)
+
+    def unwaiting(self, status: JobStatus) -> None:
+        """A waiting drop left inbox/ before it was decided."""
+        self.board.unwaiting(status)
 
     def admit(self, manifest: Manifest) -> None:
         """A new job (state queued) joins the queue."""
@@ -278,6 +289,7 @@ class Jobs:
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
+            self.state.note("worker", None)  # the disk takes files again
         return True
 
     # --- endings ---
@@ -305,6 +317,7 @@ class Jobs:
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
+            self.state.note("worker", None)  # whatever the disk refused before, it took this
             return True
 
     def _ending_failed(self, manifest: Manifest, error: OSError) -> None:
@@ -334,7 +347,12 @@ class Jobs:
                 manifest.files(),
             )
         status = status_from_manifest(manifest)
-        self.spool.finish(manifest, destination, announce=lambda: self.board.finished(status))
+        details = manifest.error_details
+
+        def announce() -> None:
+            self.board.finished(status, details=details)
+
+        self.spool.finish(manifest, destination, announce=announce)
         url = manifest.spec.get("notify_url")
         if url and self.notifier is not None:
             self.notifier.send(url, status.to_json())

@@ -87,6 +87,19 @@ class Layout:
     def status_path(self, name: str) -> Path:
         return self.outbox / f"{name}.status.json"
 
+    @property
+    def thumbs(self) -> Path:
+        """Before/after thumbnails for outbox/index.html (hidden from Finder and Explorer)."""
+        return self.outbox / ".thumbs"
+
+    def thumb_path(self, name: str, which: str) -> Path:
+        """`which`: before | after."""
+        return self.thumbs / f"{name}.{which}.jpg"
+
+    @property
+    def page_path(self) -> Path:
+        return self.outbox / "index.html"
+
     def reason_path(self, name: str) -> Path:
         return self.failed / f"{name}.reason.txt"
 

@@ -1,33 +1,60 @@
 """What a drop is written down as: the manifest of an admitted job, the record of a refused one.
 
 Pure builders: they choose the job's name (the smallest free `NAME`, `NAME~2`, …) and fill
-in the fields; whoever admits or rejects the drop hands the record on.
+in the fields; whoever admits or rejects the drop hands the record on. A drop that was shown
+as `waiting` keeps the name, job id and creation time it was shown with (`Seen`).
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
+from hotfolder.jobstatus import JobStatus, iso
 from hotfolder.layout import Layout, new_job_id
 from hotfolder.names import split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
 from hotfolder.sidecar import JobSpec
 from hotfolder.spool import JobState, Manifest
-from hotfolder.status import JobStatus, iso
 
 
-def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: float) -> Manifest:
+@dataclass(frozen=True)
+class Seen:
+    """What a waiting drop was shown as: the job it becomes keeps these."""
+
+    name: str
+    job_id: str
+    created_at: str
+
+
+def seen_as(layout: Layout, relative: str, now: float, reserved: set[str]) -> Seen:
+    """A new waiting drop at `relative` (to inbox/, without extension): its name and id."""
+    name = layout.unique_name(relative, reserved)
+    return Seen(name=name, job_id=new_job_id(now), created_at=iso(now) or "")
+
+
+def manifest_for(
+    item: Ready,
+    *,
+    layout: Layout,
+    relative: str,
+    seq: int,
+    now: float,
+    seen: Seen | None = None,
+    reserved: set[str] | None = None,
+) -> Manifest:
     """The manifest of a ready pair whose image is at `relative` (to inbox/); draws the seed."""
-    name = layout.unique_name(split_name(relative)[0])
-    base = name.rpartition("/")[2]
+    if seen is None:
+        seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
+    base = seen.name.rpartition("/")[2]
     seed = item.spec.seed if item.spec.seed is not None else secrets.randbits(32)
     return Manifest(
-        job_id=new_job_id(now),
-        name=name,
+        job_id=seen.job_id,
+        name=seen.name,
         seq=seq,
         priority=item.spec.priority,
-        created_at=iso(now) or "",
+        created_at=seen.created_at,
         source=f"inbox/{relative}",
         image=base + split_name(item.image.name)[1],
         sidecar=base + split_name(item.sidecar.name)[1] if item.sidecar else None,
@@ -39,20 +66,29 @@ def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: f
 
 
 def rejection_for(
-    refusal: Refusal, *, layout: Layout, relative: str, spec: JobSpec | None, now: float
+    refusal: Refusal,
+    *,
+    layout: Layout,
+    relative: str,
+    spec: JobSpec | None,
+    now: float,
+    seen: Seen | None = None,
+    reserved: set[str] | None = None,
 ) -> Rejection:
     """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
 
     Its files move to failed/ under the job's name, each keeping its extension. `spec` is the
     request, when the drop got as far as having one (`queue_full`).
     """
-    name = layout.unique_name(split_name(relative)[0])
+    if seen is None:
+        seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
+    name = seen.name
     target = layout.failed / name
     status = JobStatus(
-        job_id=new_job_id(now),
+        job_id=seen.job_id,
         name=name,
         status=JobState.failed,
-        created_at=iso(now),
+        created_at=seen.created_at,
         completed_at=iso(now),
         source=f"inbox/{relative}",
         instruction=spec.instruction if spec else None,

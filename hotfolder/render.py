@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from hotfolder import images
+from hotfolder import images, thumbs
 from hotfolder.editors.base import Editor, EditRequest, EditResult, Interrupted, OutOfMemory
 from hotfolder.errors import Reason, Rejected
 from hotfolder.slots.base import Outcome, Ticket
@@ -143,9 +143,16 @@ def attempt(
 
 
 def finish(ticket: Ticket, result: EditResult, edit_seconds: float) -> Outcome:
-    """The encode half for a slot: the encoded outcome, or the failure outcome."""
+    """The encode half for a slot: the encoded outcome (with the page's 'after' thumbnail),
+    or the failure outcome."""
     try:
         data = encode(ticket, result)
     except Exception as e:
         return failure(ticket, e, edit_seconds)
-    return Outcome(job_id=ticket.job_id, data=data, model=result.model, edit_seconds=edit_seconds)
+    return Outcome(
+        job_id=ticket.job_id,
+        data=data,
+        model=result.model,
+        edit_seconds=edit_seconds,
+        thumbnail=thumbs.make(result.image, ticket.icc_profile),
+    )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import fsops
+from hotfolder import __version__, fsops
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
@@ -24,20 +24,56 @@ from hotfolder.history import History
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
+from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
+from hotfolder.publisher import publisher_for
 from hotfolder.retry import retry
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
 from hotfolder.slots.thread import ThreadSlot
 from hotfolder.spool import Spool
-from hotfolder.state import ServiceState
-from hotfolder.status import HEARTBEAT_SECONDS, Board, Publisher
+from hotfolder.state import Phase, ServiceState
+from hotfolder.status import HEARTBEAT_SECONDS, Board
 from hotfolder.watch import Watcher, choose_observer, filesystem_type, is_network_fs
 
 log = logging.getLogger(__name__)
 
 # Temporary files whose writer is gone are removed at start-up; any older than this too.
 STALE_TEMP_SECONDS = 3600.0
+
+
+def banner(config: Config, config_file: Path | None, observer: str, *, once: bool) -> str:
+    """The start-up line of the log: what runs, where, from which configuration."""
+    layout = Layout(config.root_path)
+    metrics = []
+    if config.metrics_textfile is not None:
+        metrics.append(f"textfile {config.metrics_textfile}")
+    if config.metrics.port is not None:
+        metrics.append(f"http://{config.metrics.host}:{config.metrics.port}/metrics")
+    return (
+        f"hotfolder {__version__} starting: root {layout.root}, "
+        f"config {config_file or 'built-in defaults'}, "
+        f"editor {config.editor.name} on {', '.join(config.editor.devices)}, "
+        f"max_pending {config.max_pending}, "
+        f"observer {observer}{' (unused: --once)' if once else ''}, "
+        f"metrics {', '.join(metrics) or 'off'}, page {layout.page_path}"
+    )
+
+
+def low_disk(layout: Layout, floor: int) -> str | None:
+    """Why admission must wait for disk space (below `min_free_bytes`), or None."""
+    for folder in (layout.root, layout.outbox):
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        free = info.f_bavail * info.f_frsize
+        if free < floor:
+            return (
+                f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
+                f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
+            )
+    return None
 
 
 class EditorsUnavailable(HotfolderError):
@@ -92,14 +128,18 @@ class Service:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        config_file: Path | None = None,
     ) -> None:
         """`editor`: run this editor object in a thread (tests); else a process per device.
-        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs."""
+        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs.
+        `config_file`: where `config` came from, for the start-up banner."""
         self.config = config
+        self.config_file = config_file
         self.layout = Layout(config.root_path)
         self._editor = editor
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
-        self.state = ServiceState()
+        # Stopped until `run` starts: a command that only publishes says so (see cli._control).
+        self.state = ServiceState(phase=Phase.stopped)
         self.jobs = self._jobs(clock, monotonic)
         self.board = self.jobs.board
         self.spool = self.jobs.spool
@@ -126,7 +166,8 @@ class Service:
                 "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
             },
         )
-        self.publisher = Publisher(self.board, beat=self.board.sweep)
+        self.metrics = Metrics(config) if config.metrics.textfile or config.metrics.port else None
+        self.publisher = publisher_for(self.board, self.metrics)
         self.watcher: Watcher | None = None
         self._signals = 0
         self._next_replay = 0.0
@@ -177,20 +218,7 @@ class Service:
 
     def _low_disk(self) -> str | None:
         """Why admission must wait for disk space, or None."""
-        floor = self.config.min_free_bytes
-        note = None
-        for folder in (self.layout.root, self.layout.outbox):
-            try:
-                info = os.statvfs(folder)
-            except OSError:
-                continue
-            free = info.f_bavail * info.f_frsize
-            if free < floor:
-                note = (
-                    f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
-                    f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
-                )
-                break
+        note = low_disk(self.layout, self.config.min_free_bytes)
         if note != self.state.get("disk"):
             self.state.accepting = note is None  # before the note, which wakes the publisher
             self.state.note("disk", note)
@@ -237,7 +265,7 @@ class Service:
                 log.info("removed %d temporary file(s) left in %s", removed, folder)
         self.jobs.recover()
         self.state.paused = is_paused(self.layout)
-        self.board.publish(positions=True)
+        self.board.publish(refresh=True)
 
     def _start_slots(self) -> None:
         """Start every slot and wait for its editor (minutes for the real model) while the
@@ -257,6 +285,8 @@ class Service:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
+        self.state.phase = Phase.stopping
+        self.board.changed.set()
         if self._signals == 1:
             log.info("signal %d: finishing the jobs in flight, then stopping", signum)
             self.dispatcher.stop()
@@ -269,32 +299,56 @@ class Service:
         self.layout.create()
         check_one_filesystem(self.layout)
         with root_lock(self.layout):
+            self.state.phase = Phase.starting
+            log.info("%s", banner(self.config, self.config_file, self.observer_kind, once=once))
+            if self.metrics is not None:
+                self.metrics.start()  # a bad textfile folder or a taken port: exit 2, now
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
             self.state.note("editor", "loading model")
             self.notifier.start()
             self.publisher.start()
+            failure: BaseException | None = None
             try:
                 self.recover()
                 self._start_slots()
+                if self.state.phase == Phase.starting:
+                    self.state.phase = Phase.running
+                    self.board.changed.set()
                 if once:
                     self._drain()
                 else:
                     self._serve()
+            except BaseException as e:
+                failure = e
+                raise
             finally:
+                self.state.phase = Phase.stopping
                 self.dispatcher.stop()
                 self.dispatcher.join()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
                 if self.watcher is not None:
                     self.watcher.stop()
-                self.publisher.stop()
-                self.board.publish(positions=True)
-                self.history.close()
-                self.notifier.stop()
+                self._stopped(failure)
         log.info("stopped")
         return 0
+
+    def _stopped(self, failure: BaseException | None) -> None:
+        """The last word in queue.json and on the page: stopped, and why if it failed."""
+        self.publisher.stop()
+        self.state.phase = Phase.stopped
+        self.state.clear_notes()
+        if failure is not None and not isinstance(failure, KeyboardInterrupt | SystemExit):
+            self.state.note("service", f"stopped: {failure}")
+        try:
+            self.publisher.publish(final=True)
+        finally:
+            if self.metrics is not None:
+                self.metrics.stop()
+            self.history.close()
+            self.notifier.stop()
 
     def _drain(self) -> None:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
@@ -302,7 +356,8 @@ class Service:
             self.intake.tick()
             self._housekeeping()
             self.dispatcher.wake.set()
-            with self.jobs.lock:  # one look at the queue: a claim cannot slip between
+            # One look at the queue under its lock: a claim cannot slip between the two.
+            with self.jobs.lock:
                 queued, running = self.jobs.queued(), self.jobs.in_flight()
             stuck = self.state.paused or not self.jobs.can_dispatch()
             idle = not self.intake.busy() and not running and self.dispatcher.idle()

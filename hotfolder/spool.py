@@ -29,6 +29,8 @@ MANIFEST_SUFFIX = ".job.json"
 
 
 class JobState(StrEnum):
+    # A drop seen in inbox/ but not admitted yet (status files only; a manifest never has it).
+    waiting = "waiting"
     queued = "queued"
     processing = "processing"
     completed = "completed"

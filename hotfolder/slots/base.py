@@ -61,6 +61,7 @@ class Outcome:
     error: str | None = None
     details: str = ""
     edit_seconds: float = 0.0
+    thumbnail: bytes | None = None  # the result at most 256 px, made on the encode thread
 
     @property
     def ok(self) -> bool:
