@@ -33,6 +33,11 @@ class Limits(_Strict):
     max_dimension: int = Field(2048, gt=0)
     max_instruction_chars: int = Field(500, gt=0)
     max_sidecar_bytes: int = Field(65_536, gt=0)
+    # Camera RAW files (.dng .cr2 .nef ...) may be this big; every other image max_file_bytes.
+    max_raw_bytes: int = Field(150_000_000, gt=0)
+    # An image over max_dimension: reject (too_large) or fit (scaled down for the edit, the
+    # result scaled back to the original size with output.size: input).
+    oversize: Literal["reject", "fit"] = "reject"
 
 
 class LoraConfig(_Strict):

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotfolder import images, thumbs
+from hotfolder import exifdata, images, thumbs
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import RESULT_SUFFIXES, Jobs
@@ -67,10 +67,12 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
         negative_prompt=(
             spec.negative_prompt if spec.negative_prompt is not None else preset.negative_prompt
         ),
-        output_format=spec.output.format,
+        output_format=images.result_format(spec.output.format, source.format),
         output_quality=spec.output.quality,
         output_size=spec.output.size,
         timeout_seconds=preset.timeout_seconds,
+        original_size=source.original_size,
+        exif=source.exif if spec.output.keep_gps else exifdata.without_gps(source.exif),
         metadata={
             "instruction": spec.instruction,
             "preset": spec.preset,

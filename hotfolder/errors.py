@@ -41,6 +41,10 @@ class Rejected(HotfolderError):
         self.details = details
 
 
+class IncompleteImage(HotfolderError):
+    """The file looks like an image but does not decode completely: probably still being copied."""
+
+
 class ServiceLocked(HotfolderError):
     """Another `hotfolder run` holds this root."""
 

@@ -13,7 +13,13 @@ from hotfolder import fsops
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # Suffixes that mark a file as belonging to the job named by what precedes them.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+# Camera RAW files (SPEC "Photographers' files"), developed with LibRaw.
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
+IMAGE_SUFFIXES = (
+    *(".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"),
+    *(".heic", ".heif", ".avif"),
+    *RAW_SUFFIXES,
+)
 JOB_FILE_SUFFIXES = (
     *IMAGE_SUFFIXES,
     ".yaml",

@@ -80,13 +80,14 @@ def encode(ticket: Ticket, result: EditResult) -> bytes:
     """The result as the job asked for it: resized back (unless `size: model`), encoded."""
     output = result.image
     if ticket.output_size == "input":
-        output = images.resize_to(output, ticket.size)
+        output = images.resize_to(output, ticket.original_size or ticket.size)
     return images.encode_result(
         output,
         fmt=ticket.output_format,
         quality=ticket.output_quality,
         icc_profile=ticket.icc_profile,
         metadata={**ticket.metadata, "model": result.model},
+        camera_exif=ticket.exif,
     )
 
 

@@ -43,9 +43,10 @@ Sidecar keys (all optional except instruction, which may come from a _defaults.y
   steps: 8                            # whole number 1..1000
   priority: normal                    # normal | high
   output:
-    format: png                       # png | jpeg | webp
+    format: png                       # png | jpeg | webp | same (the input's: jpeg, png, webp; else png)
     quality: 92                       # 1..100, for jpeg and webp
     size: input                       # input | model
+    keep_gps: false                   # true: the result keeps the camera's GPS position
   notify_url: https://host/hook       # optional: the final status JSON is POSTed here"""
 
 
@@ -63,7 +64,7 @@ PresetName = Annotated[str, Field(min_length=1)]
 CfgScale = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Steps = Annotated[int, Field(ge=1, le=1000)]
 Priority = Literal["normal", "high"]
-OutputFormat = Literal["png", "jpeg", "webp"]
+OutputFormat = Literal["png", "jpeg", "webp", "same"]
 Quality = Annotated[int, Field(ge=1, le=100)]
 OutputSize = Literal["input", "model"]
 # Where the final status JSON is POSTed when the job ends (optional, per job or per folder).
@@ -81,6 +82,7 @@ class OutputOptions(_Model):
     format: OutputFormat = "png"
     quality: Quality = 92
     size: OutputSize = "input"
+    keep_gps: bool = False
 
 
 class JobSpec(_Model):
@@ -101,6 +103,7 @@ class _OutputLayer(_Model):
     format: OutputFormat | None = None
     quality: Quality | None = None
     size: OutputSize | None = None
+    keep_gps: bool | None = None
 
 
 class _Layer(_Model):

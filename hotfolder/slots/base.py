@@ -40,6 +40,10 @@ class Ticket:
     output_size: str  # input (resize back to `size`) | model
     timeout_seconds: float
     metadata: dict[str, str] = field(default_factory=dict)
+    # limits.oversize: fit: the upright size before the image was scaled down to `size`;
+    # output.size: input scales the result back to it.
+    original_size: tuple[int, int] | None = None
+    exif: bytes | None = None  # the camera EXIF the result keeps (hotfolder.exifdata.kept)
 
     @classmethod
     def with_image(cls, image: Image.Image, **fields: Any) -> Ticket:
