@@ -204,3 +204,30 @@ def test_gps_is_kept_when_asked(tmp_path: Path) -> None:
 def test_output_format_same(source: str, expected: str) -> None:
     assert images.result_format("same", source) == expected
     assert images.result_format("webp", source) == "webp"
+
+
+# --- end to end through the edit path (hotfolder edit, identity editor) -------------------------
+
+
+@pytest.mark.parametrize("name", ["a.heic", "a.avif", "a.dng", "a.jpg"])
+def test_photographers_file_is_edited_with_its_exif(tmp_path: Path, name: str) -> None:
+    from hotfolder.config import Config, EditorConfig
+    from hotfolder.oneshot import edit_one
+
+    make = {"a.jpg": lambda: samples.camera_jpeg((200, 100), gps=True)}.get(
+        name, KINDS.get(name, (None,))[0]
+    )
+    assert make is not None
+    image = write(tmp_path, name, make())
+    config = Config(editor=EditorConfig(name="identity"), limits=FIT)
+    out = edit_one(
+        config, image, "x", seed=1, preset=None, out=tmp_path / "out.jpg", stream=io.StringIO()
+    )
+    with Image.open(out) as result:
+        # Fitted images come back at their original size; a RAW at its developed, fitted size.
+        expected = {"a.jpg": (200, 100), "a.dng": (64, 43)}.get(name, (96, 64))
+        assert result.size == expected
+        exif = result.getexif()
+    if name in ("a.jpg", "a.dng"):
+        assert exif[samples.MODEL] == "Test Body 1"
+        assert not exif.get_ifd(exifdata.GPS_IFD)
