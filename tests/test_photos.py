@@ -231,3 +231,13 @@ def test_photographers_file_is_edited_with_its_exif(tmp_path: Path, name: str) -
     if name in ("a.jpg", "a.dng"):
         assert exif[samples.MODEL] == "Test Body 1"
         assert not exif.get_ifd(exifdata.GPS_IFD)
+
+
+def test_photographers_profile_is_a_valid_configuration() -> None:
+    import yaml
+
+    from hotfolder.config import Config
+
+    text = (Path(__file__).parents[1] / "config" / "photographers.yaml").read_text()
+    config = Config.model_validate(yaml.safe_load(text))
+    assert (config.limits.oversize, config.keep_inputs) == ("fit", True)
