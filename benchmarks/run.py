@@ -58,9 +58,12 @@ KEYS = (
     "duty_cycle_jpeg",
     "duty_cycle_webp",
     "scaling_4_slots",
+    "decode_ratio_jpeg",
+    "decode_ratio_heic",
+    "decode_ratio_raw",
 )
 
-PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling")
+PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "decode")
 
 # How often this script looks for a file the service writes (its measuring resolution).
 LOOK_INTERVAL_SECONDS = 0.002
@@ -1004,6 +1007,14 @@ def main(argv: list[str] | None = None) -> int:
             ratio = scaling["ratio"]
             figures["scaling_4_slots"] = None if ratio is None else round(ratio, 3)
             details["scaling"] = rounded(scaling)
+        if "decode" in parts:
+            say("decode: 24-megapixel JPEG, HEIC and RAW with oversize: fit, against the libraries")
+            from benchmarks.decode import decode_figures
+
+            decoded = decode_figures(base / "decode", quick=args.quick)
+            for kind, found in decoded.items():
+                figures[f"decode_ratio_{kind}"] = round(found["ratio"], 3)
+            details["decode"] = rounded(decoded)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     details["seconds"] = round(time.monotonic() - started, 1)
