@@ -292,10 +292,11 @@ class Intake:
             relative=relative,
             seq=seq,
             now=now,
-            seen=self.arrivals.take(key, split_name(relative)[0]),
+            seen=self.arrivals.peek(key, split_name(relative)[0]),
             reserved=self.arrivals.reserved,
         )
         self._admit(manifest, item.files)
+        self.arrivals.done(key, split_name(relative)[0])
 
     # --- the only places where intake asks for a change of job state ---
 
@@ -318,10 +319,12 @@ class Intake:
             relative=relative,
             spec=spec,
             now=now,
-            seen=None if key is None else self.arrivals.take(key, split_name(relative)[0]),
+            seen=None if key is None else self.arrivals.peek(key, split_name(relative)[0]),
             reserved=self.arrivals.reserved,
         )
         self.jobs.reject(record)
+        if key is not None:
+            self.arrivals.done(key, split_name(relative)[0])
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
