@@ -13,13 +13,15 @@ import gc
 import importlib.util
 import logging
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from PIL import Image
 
 from hotfolder.config import EditorConfig, LoraConfig, Preset
+from hotfolder.editors import speed
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
 from hotfolder.errors import ConfigError, HotfolderError
 
@@ -51,6 +53,14 @@ LIGHTNING_SCHEDULER_CONFIG: Final[Mapping[str, Any]] = {
 }
 
 _DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
+
+# The warm-up's edits: (input width, height) and instruction. With compile on, the second
+# has another number of image tokens and a longer prompt, so torch.compile makes its graphs
+# shape-generic now (its automatic dynamic shapes) instead of at the first jobs.
+WARMUP_EDITS: Final = (
+    ((1024, 768), "make the sky blue"),
+    ((768, 768), "replace the background with a plain light grey studio wall, keep the rest"),
+)
 
 
 class EditorUnavailable(HotfolderError):
@@ -148,15 +158,20 @@ class QwenEditor:
     """Qwen-Image-Edit (or -2509 with `pipeline: edit-plus`) on one device.
 
     `base_loads` counts loads of the base weights; it stays 1 however often presets switch.
+    `build`, if given, makes the pipeline in place of `from_pretrained` (benchmarks/gpu.py: the
+    full-size architecture with random weights, built on the device); the options apply alike.
     """
 
     name = "qwen"
 
-    def __init__(self, editor: EditorConfig) -> None:
+    def __init__(self, editor: EditorConfig, *, build: Callable[[], Any] | None = None) -> None:
         self.config = editor
         # One editor, one device: a slot of its own for each entry of a device list.
         self.device = editor.devices[0]
         self.base_loads = 0
+        self.warmups = 0
+        self.warmup_seconds: float | None = None
+        self._build = build
         self._torch: Any = None
         self._pipe: Any = None
         self._default_scheduler: Any = None
@@ -170,42 +185,34 @@ class QwenEditor:
         return self._pipe
 
     def load(self) -> None:
-        """Load the base weights onto the device, once."""
+        """Load the base weights onto the device, once, and apply the speed options."""
         if self._pipe is not None:
             return
         torch, diffusers = self._import()
         self._check_device(torch)
-        source = self._model_source()
-        pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
-        kwargs: dict[str, Any] = {
-            _dtype_kwarg(): getattr(torch, self.config.dtype),
-            "revision": self.config.revision,
-        }
-        try:
-            if not has_torchvision():
-                kwargs["processor"] = image_only_processor_class().from_pretrained(
-                    source, subfolder="processor", revision=self.config.revision
-                )
-            pipe = pipeline_class.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as e:
-            raise EditorUnavailable(self._missing_model_message(e)) from e
+        speed.check(self.config, self.device, torch)
+        pipe = self._build() if self._build is not None else self._from_pretrained(torch, diffusers)
         self.base_loads += 1
         pipe.set_progress_bar_config(disable=True)  # progress goes to status files, not stderr
+        quantize = self.config.quantize
+        if quantize != "none" and self.config.offload != "none":
+            speed.quantize(pipe, quantize)  # before the offload hooks move weights around
         try:
-            if self.config.offload == "model":
-                pipe.enable_model_cpu_offload(device=self.device)
-            elif self.config.offload == "sequential":
-                pipe.enable_sequential_cpu_offload(device=self.device)
-            else:
-                pipe.to(self.device)
+            self._place(pipe)
         except _oom_errors(torch) as e:
             del pipe
-            e.__traceback__ = None
+            e.__traceback__ = None  # its frames hold the pipeline
             _free_memory(torch)
             raise EditorUnavailable(
                 f"{self.device} has too little free memory for {self.config.model} in "
                 f"{self.config.dtype} ({_first_line(e)}); try editor.offload: model (or sequential)"
             ) from e
+        if quantize != "none" and self.config.offload == "none":
+            speed.quantize(pipe, quantize)  # on the device: seconds, not minutes
+        if self.config.attention_backend is not None:
+            speed.set_attention_backend(pipe, self.config.attention_backend)
+        if self.config.compile:
+            speed.compile_blocks(pipe, torch)
         if self.device == "cpu" and self.config.dtype != "float32":
             log.warning(
                 "editor.dtype %s on the CPU is very slow; float32 is faster there",
@@ -214,7 +221,30 @@ class QwenEditor:
         self._torch = torch
         self._pipe = pipe
         self._default_scheduler = pipe.scheduler
-        log.info("loaded %s (%s) on %s", self.config.model, pipeline_class.__name__, self.device)
+        log.info("loaded %s (%s) on %s", self.config.model, type(pipe).__name__, self.device)
+
+    def warm_up(self, preset: Preset) -> None:
+        """With `warmup` on, edit once with `preset` (twice with compile), once per editor, so
+        the first job pays for no compilation, kernel selection or memory growth."""
+        if not self.config.warms_up or self.warmups:
+            return
+        started = time.monotonic()
+        edits = WARMUP_EDITS if self.config.compile else WARMUP_EDITS[:1]
+        for (width, height), instruction in edits:
+            request = EditRequest(
+                image=Image.linear_gradient("L").resize((width, height)).convert("RGB"),
+                instruction=instruction,
+                seed=0,
+                preset_name="warm-up",
+                preset=preset,
+                steps=preset.steps,
+                true_cfg_scale=preset.true_cfg_scale,
+                negative_prompt=preset.negative_prompt,
+            )
+            self.edit(request, lambda _step, _steps: None)
+        self.warmups += 1
+        self.warmup_seconds = time.monotonic() - started
+        log.info("warmed up on %s in %.1f s", self.device, self.warmup_seconds)
 
     def prepare(self, preset: Preset) -> None:
         """Make `preset`'s scheduler and LoRA the active ones; a LoRA loads the first time it is used.
@@ -264,6 +294,9 @@ class QwenEditor:
         size = self.output_size(request.image.size)
         if size is not None:
             kwargs["width"], kwargs["height"] = size
+        # Without max_pixels the pipelines generate about one megapixel.
+        generated = size or (1024, 1024)
+        speed.set_vae_tiling(self._pipe, speed.use_vae_tiling(self.config.vae_tiling, generated))
         out_of_memory: BaseException | None = None
         try:
             output = self._pipe(**kwargs)
@@ -299,6 +332,31 @@ class QwenEditor:
         )
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _from_pretrained(self, torch: Any, diffusers: Any) -> Any:
+        source = self._model_source()
+        pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
+        kwargs: dict[str, Any] = {
+            _dtype_kwarg(): getattr(torch, self.config.dtype),
+            "revision": self.config.revision,
+        }
+        try:
+            if not has_torchvision():
+                kwargs["processor"] = image_only_processor_class().from_pretrained(
+                    source, subfolder="processor", revision=self.config.revision
+                )
+            return pipeline_class.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as e:
+            raise EditorUnavailable(self._missing_model_message(e)) from e
+
+    def _place(self, pipe: Any) -> None:
+        """Put the pipeline on the device, or arm diffusers' offload hooks."""
+        if self.config.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.config.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
 
     @staticmethod
     def _import() -> tuple[Any, Any]:
@@ -385,7 +443,8 @@ class QwenEditor:
         name = f"lora{len(self._adapters) + 1}"
         where, kwargs = self._lora_location(lora)
         try:
-            self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
+            with speed.lora_on_quantized():
+                self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
         except _oom_errors(self._torch) as e:
             self._forget_adapter(name)
             _free_memory(self._torch)
