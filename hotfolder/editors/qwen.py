@@ -15,15 +15,25 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from PIL import Image
 
 from hotfolder.config import EditorConfig, LoraConfig, Preset
-from hotfolder.editors import speed
+from hotfolder.editors import speed, weights
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
-from hotfolder.errors import ConfigError, HotfolderError
+from hotfolder.editors.weights import EditorUnavailable, first_line
+from hotfolder.errors import ConfigError
+
+__all__ = [
+    "LIGHTNING_SCHEDULER_CONFIG",
+    "PIPELINE_CLASSES",
+    "WARMUP_EDITS",
+    "EditorUnavailable",
+    "QwenEditor",
+    "has_torchvision",
+    "image_only_processor_class",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +62,6 @@ LIGHTNING_SCHEDULER_CONFIG: Final[Mapping[str, Any]] = {
     "use_karras_sigmas": False,
 }
 
-_DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
-
 # The warm-up's edits: (input width, height) and instruction. With compile on, the second
 # has another number of image tokens and a longer prompt, so torch.compile makes its graphs
 # shape-generic now (its automatic dynamic shapes) instead of at the first jobs.
@@ -61,10 +69,6 @@ WARMUP_EDITS: Final = (
     ((1024, 768), "make the sky blue"),
     ((768, 768), "replace the background with a plain light grey studio wall, keep the rest"),
 )
-
-
-class EditorUnavailable(HotfolderError):
-    """The qwen editor cannot start or switch presets: weights, a LoRA or the device are missing."""
 
 
 def has_torchvision() -> bool:
@@ -105,30 +109,6 @@ def image_only_processor_class() -> type[Any]:
             return data
 
     return ImageOnlyQwen2VLProcessor
-
-
-def _looks_like_path(text: str) -> bool:
-    """A hub id is `name` or `owner/name`; anything else the user wrote is a path."""
-    return (
-        Path(text).is_absolute()
-        or text.startswith((".", "~"))
-        or "\\" in text
-        or text.count("/") > 1
-        or text.endswith((".safetensors", ".bin"))
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _offline_note() -> str:
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return " (HF_HUB_OFFLINE is set, so nothing is downloaded)"
-    return ""
 
 
 def _oom_errors(torch: Any) -> tuple[type[BaseException], ...]:
@@ -205,7 +185,7 @@ class QwenEditor:
             _free_memory(torch)
             raise EditorUnavailable(
                 f"{self.device} has too little free memory for {self.config.model} in "
-                f"{self.config.dtype} ({_first_line(e)}); try editor.offload: model (or sequential)"
+                f"{self.config.dtype} ({first_line(e)}); try editor.offload: model (or sequential)"
             ) from e
         if quantize != "none" and self.config.offload == "none":
             speed.quantize(pipe, quantize)  # on the device: seconds, not minutes
@@ -309,7 +289,7 @@ class QwenEditor:
             raise OutOfMemory(
                 f"{self.device} ran out of memory editing a {request.image.width}x"
                 f"{request.image.height} image with preset {request.preset_name}: "
-                f"{_first_line(out_of_memory)}"
+                f"{first_line(out_of_memory)}"
             ) from out_of_memory
         image: Image.Image = output.images[0]
         if image.mode != "RGB":
@@ -334,7 +314,7 @@ class QwenEditor:
     # -- internals ---------------------------------------------------------------------------
 
     def _from_pretrained(self, torch: Any, diffusers: Any) -> Any:
-        source = self._model_source()
+        source = weights.model_source(self.config.model)
         pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
         kwargs: dict[str, Any] = {
             _dtype_kwarg(): getattr(torch, self.config.dtype),
@@ -347,7 +327,7 @@ class QwenEditor:
                 )
             return pipeline_class.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as e:
-            raise EditorUnavailable(self._missing_model_message(e)) from e
+            raise EditorUnavailable(weights.missing_model_message(self.config, e)) from e
 
     def _place(self, pipe: Any) -> None:
         """Put the pipeline on the device, or arm diffusers' offload hooks."""
@@ -394,39 +374,6 @@ class QwenEditor:
                 f"editor.device is {device} but torch sees {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
             )
 
-    def _model_source(self) -> str:
-        model = self.config.model
-        path = Path(model).expanduser()
-        if path.is_dir():
-            if not (path / "model_index.json").is_file():
-                raise EditorUnavailable(
-                    f"editor.model {path} is a folder but not a diffusers pipeline (no model_index.json); "
-                    f"point it at {_DIFFUSERS_LAYOUT}"
-                )
-            return str(path)
-        if path.exists():
-            raise EditorUnavailable(
-                f"editor.model {path} is a file; point it at {_DIFFUSERS_LAYOUT}"
-            )
-        if _looks_like_path(model):
-            raise EditorUnavailable(
-                f"editor.model folder {path} does not exist; point it at {_DIFFUSERS_LAYOUT}, "
-                "or use a hub id such as Qwen/Qwen-Image-Edit-2509"
-            )
-        return model
-
-    def _missing_model_message(self, error: BaseException) -> str:
-        model = self.config.model
-        if Path(model).expanduser().is_dir():
-            return f"editor.model {model} could not be loaded as a diffusers pipeline: {_first_line(error)}"
-        revision = f" --revision {self.config.revision}" if self.config.revision else ""
-        return (
-            f"model {model} is not in the local Hugging Face cache and could not be fetched"
-            f"{_offline_note()}: {_first_line(error)}. Download it with "
-            f"`huggingface-cli download {model}{revision}` (or `hf download`), "
-            f"or set editor.model to {_DIFFUSERS_LAYOUT}"
-        )
-
     def _lightning(self) -> Any:
         if self._lightning_scheduler is None:
             from diffusers import FlowMatchEulerDiscreteScheduler
@@ -441,52 +388,20 @@ class QwenEditor:
         if key in self._adapters:
             return self._adapters[key]
         name = f"lora{len(self._adapters) + 1}"
-        where, kwargs = self._lora_location(lora)
+        where, kwargs = weights.lora_location(lora)
         try:
             with speed.lora_on_quantized():
                 self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
         except _oom_errors(self._torch) as e:
             self._forget_adapter(name)
             _free_memory(self._torch)
-            raise OutOfMemory(f"out of memory loading LoRA {lora.source}: {_first_line(e)}") from e
+            raise OutOfMemory(f"out of memory loading LoRA {lora.source}: {first_line(e)}") from e
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             self._forget_adapter(name)
-            raise EditorUnavailable(self._missing_lora_message(lora, e)) from e
+            raise EditorUnavailable(weights.missing_lora_message(lora, e)) from e
         self._adapters[key] = name
         log.info("loaded LoRA %s as adapter %s", lora.source, name)
         return name
-
-    @staticmethod
-    def _lora_location(lora: LoraConfig) -> tuple[str, dict[str, Any]]:
-        """Where `load_lora_weights` finds the LoRA: (repo id or folder, keyword arguments)."""
-        path = Path(lora.source).expanduser()
-        if path.is_file():
-            return str(path.parent), {"weight_name": path.name}
-        kwargs = {
-            key: value
-            for key, value in (("subfolder", lora.subfolder), ("weight_name", lora.weight_name))
-            if value is not None
-        }
-        if path.is_dir():
-            return str(path), kwargs
-        if _looks_like_path(lora.source):
-            raise EditorUnavailable(
-                f"LoRA {path} does not exist; point the preset's lora.source at a .safetensors file, "
-                "a folder holding one, or a hub repo id"
-            )
-        return lora.source, kwargs
-
-    @staticmethod
-    def _missing_lora_message(lora: LoraConfig, error: BaseException) -> str:
-        if Path(lora.source).expanduser().exists():
-            return f"LoRA {lora.source} could not be loaded: {_first_line(error)}"
-        inside = "/".join(part for part in (lora.subfolder, lora.weight_name) if part)
-        return (
-            f"LoRA {lora.source} {inside} is not in the local Hugging Face cache and could not be "
-            f"fetched{_offline_note()}: {_first_line(error)}. Download it with "
-            f"`huggingface-cli download {lora.source} {inside}`, or point the preset's "
-            "lora.source at a local .safetensors file"
-        )
 
     def _forget_adapter(self, name: str) -> None:
         """Remove whatever part of a failed LoRA load peft had registered."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from hotfolder.config import EditorConfig
+from hotfolder.editors.weights import first_line
 from hotfolder.errors import ConfigError, HotfolderError
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,17 @@ def check(config: EditorConfig, device: str, torch: Any) -> None:
 
 
 def _check_quantize(quantize: str, device: str, torch: Any) -> None:
+    # The hardware first: installing torchao would not help a GPU without fp8.
+    if quantize == "fp8":
+        _check_fp8_device(device, torch)
     if importlib.util.find_spec("torchao") is None:
         raise SpeedUnavailable(
             f"editor.quantize is {quantize} but torchao is not installed; {GPU_EXTRA}, "
             "or set editor.quantize: none"
         )
-    if quantize != "fp8":
-        return
+
+
+def _check_fp8_device(device: str, torch: Any) -> None:
     if not device.startswith("cuda"):
         raise ConfigError(
             f"editor.quantize fp8 needs a CUDA GPU with compute capability "
@@ -140,7 +145,7 @@ def set_attention_backend(pipe: Any, backend: str) -> None:
         pipe.transformer.set_attention_backend(backend)
     except (RuntimeError, ImportError, ValueError) as e:
         raise SpeedUnavailable(
-            f"editor.attention_backend {backend} cannot be used here: {_first_line(e)}; "
+            f"editor.attention_backend {backend} cannot be used here: {first_line(e)}; "
             "install what it names, pick another backend (docs/gpu.md), or set it to null"
         ) from e
     log.info("attention backend: %s", backend)
@@ -182,8 +187,3 @@ def set_vae_tiling(pipe: Any, on: bool) -> None:
         vae.enable_tiling()
     else:
         vae.disable_tiling()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
