@@ -20,7 +20,7 @@ from hotfolder.errors import ConfigError
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from hotfolder.editors.qwen import QwenEditor  # noqa: E402
+from hotfolder.editors.qwen import EditorUnavailable, QwenEditor  # noqa: E402
 from hotfolder.editors.tiny import make_pipeline, make_tiny_lora  # noqa: E402
 
 MAX_PIXELS = 64 * 64
@@ -91,6 +91,21 @@ def test_warm_up_edits_once_with_the_preset_and_only_once(
     assert len(calls) == 1
     assert editor.warmups == 1
     assert editor.warmup_seconds is not None
+
+
+def test_a_warm_up_that_fails_names_the_options_to_drop(
+    make_editor: Callable[..., QwenEditor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor = make_editor(warmup=True)
+    editor.load()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("backend compiler failed")
+
+    monkeypatch.setattr(editor.pipeline.transformer, "forward", broken)
+    with pytest.raises(EditorUnavailable, match=r"warm-up edit failed.*editor\.compile"):
+        editor.warm_up(BASE)
+    assert editor.warmups == 0
 
 
 def test_no_warm_up_unless_asked(

@@ -23,7 +23,7 @@ from hotfolder.config import EditorConfig, LoraConfig, Preset
 from hotfolder.editors import speed, weights
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
 from hotfolder.editors.weights import EditorUnavailable, first_line
-from hotfolder.errors import ConfigError
+from hotfolder.errors import ConfigError, HotfolderError
 
 __all__ = [
     "LIGHTNING_SCHEDULER_CONFIG",
@@ -221,7 +221,16 @@ class QwenEditor:
                 true_cfg_scale=preset.true_cfg_scale,
                 negative_prompt=preset.negative_prompt,
             )
-            self.edit(request, lambda _step, _steps: None)
+            try:
+                self.edit(request, lambda _step, _steps: None)
+            except HotfolderError:
+                raise
+            except Exception as e:  # a compiler or kernel failure: say which option to drop
+                raise EditorUnavailable(
+                    f"the warm-up edit failed on {self.device}: {type(e).__name__}: "
+                    f"{first_line(e)}; try without editor.compile, attention_backend or "
+                    "quantize (docs/gpu.md)"
+                ) from e
         self.warmups += 1
         self.warmup_seconds = time.monotonic() - started
         log.info("warmed up on %s in %.1f s", self.device, self.warmup_seconds)
