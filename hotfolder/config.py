@@ -86,6 +86,17 @@ BUILTIN_PRESETS: dict[str, Preset] = {
 
 DEVICE_PATTERN = re.compile(r"cpu|cuda|cuda:\d+")
 
+# diffusers' AttentionBackendName values (0.42; the editor checks the installed version's list
+# again when it loads). Most need a package or a GPU of their own: docs/gpu.md says which.
+ATTENTION_BACKENDS = (
+    "native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math",
+    "_native_npu", "_native_xla", "flex", "flash", "flash_varlen", "_flash_3",
+    "_flash_varlen_3", "flash_hub", "flash_varlen_hub", "flash_4_hub", "_flash_3_hub",
+    "_flash_3_varlen_hub", "aiter_fa2_hub", "sage", "sage_varlen", "sage_hub",
+    "sage_blackwell_hub", "_sage_qk_int8_pv_fp8_cuda", "_sage_qk_int8_pv_fp8_cuda_sm90",
+    "_sage_qk_int8_pv_fp16_cuda", "_sage_qk_int8_pv_fp16_triton", "xformers",
+)  # fmt: skip
+
 
 class EditorConfig(_Strict):
     name: Literal["qwen", "identity"] = "qwen"
@@ -102,6 +113,38 @@ class EditorConfig(_Strict):
     # multiples of 16); unset: the pipeline's own ~1024x1024. Smaller is faster and needs less
     # memory (the tests run the tiny pipeline this way); the worker resizes the result back.
     max_pixels: int | None = Field(None, ge=32 * 32)
+    # qwen, speed (docs/gpu.md says which to use on which GPU): regional torch.compile of the
+    # transformer's repeated blocks; a diffusers attention backend (null: its default);
+    # torchao weights (fp8 needs compute capability 8.9+); VAE tiling (auto: large outputs);
+    # one edit of the default preset at start (null: when compile is on).
+    compile: bool = False
+    attention_backend: str | None = None
+    quantize: Literal["none", "fp8", "int8"] = "none"
+    vae_tiling: Literal["auto", "on", "off"] = "auto"
+    warmup: bool | None = None
+
+    @field_validator("vae_tiling", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `on` / `off` as true / false.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @field_validator("attention_backend")
+    @classmethod
+    def _attention_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"{value!r} is not a diffusers attention backend; use null (the default) or one "
+                f"of: {', '.join(ATTENTION_BACKENDS)}"
+            )
+        return value
+
+    @property
+    def warms_up(self) -> bool:
+        """Whether a slot edits once with the default preset before it takes jobs."""
+        return self.compile if self.warmup is None else self.warmup
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +230,13 @@ class Config(_Strict):
             raise ValueError(
                 f"editor.offload {self.editor.offload!r} needs a CUDA device; "
                 "set editor.offload: none for editor.device: cpu"
+            )
+        if self.editor.quantize == "fp8" and not all(
+            device.startswith("cuda") for device in self.editor.devices
+        ):
+            raise ValueError(
+                "editor.quantize 'fp8' needs a CUDA GPU with compute capability 8.9 or newer "
+                "(L4, L40S, RTX 4090, H100, H200); use editor.quantize: int8 or none on the CPU"
             )
         return self
 

@@ -80,6 +80,13 @@ class EditorsUnavailable(HotfolderError):
     """No slot could load its editor at start-up; the message says why."""
 
 
+def loading_note(config: Config) -> str:
+    """queue.json's `notes.editor` while the slots load their editors."""
+    if config.editor.name == "qwen" and config.editor.warms_up:
+        return "loading model, then warming up (one edit of the default preset)"
+    return "loading model"
+
+
 @contextlib.contextmanager
 def root_lock(layout: Layout) -> Iterator[None]:
     """Hold `.hotfolder/lock` for as long as the service runs; refuse if someone else does."""
@@ -306,7 +313,7 @@ class Service:
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
-            self.state.note("editor", "loading model")
+            self.state.note("editor", loading_note(self.config))
             self.notifier.start()
             self.publisher.start()
             failure: BaseException | None = None
