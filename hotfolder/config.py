@@ -33,6 +33,30 @@ class Limits(_Strict):
     max_dimension: int = Field(2048, gt=0)
     max_instruction_chars: int = Field(500, gt=0)
     max_sidecar_bytes: int = Field(65_536, gt=0)
+    # A sidecar asking for more steps is invalid_sidecar: one station cannot hold a device for
+    # the whole job timeout with `steps: 1000` (presets are the operator's and are not capped).
+    max_steps: int = Field(50, ge=1)
+
+
+# An allowed notification host: a name (`hooks.example.lan`, `127.0.0.1`) or `*.` and a domain.
+HOST_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?")
+
+
+class NotifyConfig(_Strict):
+    # Hosts a sidecar's notify_url may name; empty: notifications are off (a notify_url is
+    # invalid_sidecar). Exact names, or `*.example.lan` for every name under example.lan.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name; write a bare name like hooks.example.lan "
+                    "or *.example.lan (no scheme, port or path)"
+                )
+        return [host.lower().strip("[]").rstrip(".") for host in value]
 
 
 class LoraConfig(_Strict):
@@ -141,6 +165,7 @@ class Config(_Strict):
     # Below this much free space on the root's (or outbox's) filesystem, no new job is admitted.
     min_free_bytes: int = Field(100_000_000, ge=0)
     limits: Limits = Limits()
+    notify: NotifyConfig = NotifyConfig()
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))

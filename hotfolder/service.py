@@ -150,7 +150,7 @@ class Service:
             monotonic=monotonic,
             history=self.history,
         )
-        self.notifier = Notifier()
+        self.notifier = Notifier(allowed_hosts=self.config.notify.allowed_hosts)
         return Jobs(
             self.layout,
             self.config,

@@ -8,6 +8,7 @@ set, so a sidecar can write `seed: null` to get a random seed despite its defaul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -21,6 +22,7 @@ from yaml.nodes import MappingNode, Node
 from hotfolder import fsops
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected, describe_validation_error
+from hotfolder.notify import host_problem
 
 SIDECAR_SUFFIXES = (".yaml", ".yml")
 DEFAULTS_NAME = "_defaults.yaml"
@@ -40,13 +42,13 @@ Sidecar keys (all optional except instruction, which may come from a _defaults.y
   preset: qwen-4step                  # one of the configured presets
   negative_prompt: ""                 # text
   true_cfg_scale: 4.0                 # number 0..100
-  steps: 8                            # whole number 1..1000
+  steps: 8                            # whole number from 1 to limits.max_steps (50 unless set)
   priority: normal                    # normal | high
   output:
     format: png                       # png | jpeg | webp
     quality: 92                       # 1..100, for jpeg and webp
     size: input                       # input | model
-  notify_url: https://host/hook       # optional: the final status JSON is POSTed here"""
+  notify_url: https://host/hook       # optional, a host in notify.allowed_hosts: the final status is POSTed there"""
 
 
 def _not_blank(text: str) -> str:
@@ -55,6 +57,12 @@ def _not_blank(text: str) -> str:
     if not stripped:
         raise ValueError('is blank; write what to change, e.g. `instruction: "Make the sky blue"`')
     return stripped
+
+
+def _plain_url(text: str) -> str:
+    if not re.fullmatch(r"https?://\S+", text):
+        raise ValueError("is not an http(s) URL; write it like https://hooks.example.lan/done")
+    return text
 
 
 Instruction = Annotated[str, AfterValidator(_not_blank)]
@@ -67,7 +75,7 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Quality = Annotated[int, Field(ge=1, le=100)]
 OutputSize = Literal["input", "model"]
 # Where the final status JSON is POSTed when the job ends (optional, per job or per folder).
-NotifyUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
+NotifyUrl = Annotated[str, Field(max_length=2000), AfterValidator(_plain_url)]
 
 
 class _Model(BaseModel):
@@ -344,6 +352,7 @@ def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) 
             f"{origin.get('preset', 'configuration')}: sidecar key `preset`: {preset!r} is not a "
             f"configured preset; use one of: {known}",
         )
+    _check_limits(merged, origin, config)
     try:
         return JobSpec.model_validate(merged)
     except ValidationError as e:  # pragma: no cover - every layer was checked above
@@ -351,3 +360,20 @@ def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) 
         raise Rejected(
             Reason.invalid_sidecar, f"{sources}: {describe_validation_error(e, 'sidecar key')}"
         ) from e
+
+
+def _check_limits(merged: Mapping[str, Any], origin: Mapping[str, str], config: Config) -> None:
+    """What the operator caps for untrusted stations: `limits.max_steps`, `notify.allowed_hosts`."""
+    steps = merged.get("steps")
+    if steps is not None and steps > config.limits.max_steps:
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"{origin['steps']}: sidecar key `steps` is {steps}; this service allows at most "
+            f"{config.limits.max_steps} (limits.max_steps); ask for fewer, or leave steps out "
+            "to use the preset's",
+        )
+    url = merged.get("notify_url")
+    if url is not None:
+        problem = host_problem(url, config.notify.allowed_hosts)
+        if problem is not None:
+            raise Rejected(Reason.invalid_sidecar, f"{origin['notify_url']}: {problem}")

@@ -280,7 +280,7 @@ def test_read_layer_missing_file_raises_oserror(tmp_path: Path) -> None:
         ({"true_cfg_scale": 4}, "true_cfg_scale", 4.0),
         ({"true_cfg_scale": 100.0}, "true_cfg_scale", 100.0),
         ({"steps": 1}, "steps", 1),
-        ({"steps": 1000}, "steps", 1000),
+        ({"steps": 50}, "steps", 50),
         ({"priority": "high"}, "priority", "high"),
         ({"priority": "normal"}, "priority", "normal"),
     ],
@@ -353,6 +353,16 @@ def test_invalid_values_name_the_key(mapping: dict[str, Any], key: str, hint: st
     assert message.startswith("station-3/IMG_0042.yaml: sidecar key ")
     assert f"`{key}`" in message
     assert hint in message
+
+
+def test_steps_are_capped_by_limits_max_steps() -> None:
+    message = rejected([("a.yaml", {"instruction": "x", "steps": 51})])
+    assert message.startswith("a.yaml: sidecar key `steps` is 51")
+    assert "at most 50 (limits.max_steps)" in message
+    generous = Config(limits=Limits(max_steps=1000))
+    assert resolve([("a.yaml", {"instruction": "x", "steps": 1000})], config=generous).steps == 1000
+    # The cap is on what a station asks for; the operator's presets are not capped.
+    assert one({"instruction": "x", "preset": "qwen-40step"}).steps is None
 
 
 def test_invalid_values_from_yaml_text() -> None:
