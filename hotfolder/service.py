@@ -245,6 +245,9 @@ class Service:
         self.dispatcher.start()
         notes = self.dispatcher.wait_loaded()
         self.state.note("editor", None)
+        if self.dispatcher.stopping.is_set():
+            # A SIGTERM while the slots were loading: a stop, not slots that failed to load.
+            return
         broken = {name: note for name, note in notes.items() if note is not None}
         if broken and len(broken) == len(notes):
             raise EditorsUnavailable(next(iter(broken.values())))
