@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from hotfolder.errors import ConfigError, describe_validation_error
+from hotfolder.yamltext import decode, explain
 
 DEFAULT_CONFIG_PATH = Path("config") / "hotfolder.yaml"
 
@@ -199,17 +200,23 @@ class Config(_Strict):
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode(path.read_bytes()).removeprefix("\ufeff")
     except FileNotFoundError as e:
         raise ConfigError(
             f"config file {path} does not exist; pass --config with a real file"
         ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path} is a folder; pass --config with a file") from e
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
+    except ValueError as e:
+        raise ConfigError(f"config file {path}: {e}") from e
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(f"config file {path}: {explain(e, text)}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        raise ConfigError(f"config file {path} is not valid YAML: {e}; fix the syntax") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -260,7 +267,8 @@ def load_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {describe_validation_error(e, 'config key')}") from e
+        problem = describe_validation_error(e, "config key", model=Config)
+        raise ConfigError(f"{source}: {problem}") from e
     for name, preset in config.presets.items():
         if not math.isfinite(preset.true_cfg_scale):
             raise ConfigError(f"{source}: presets.{name}.true_cfg_scale must be a finite number")

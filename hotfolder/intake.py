@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from hotfolder import fsops
+from hotfolder import cancels, fsops
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
-from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Group, Pairing, Ready, Refusal
 from hotfolder.probes import ImageProbes
 from hotfolder.records import manifest_for, rejection_for
@@ -61,7 +61,7 @@ class Intake:
         clock: Callable[[], float] = time.time,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         on_admit: Callable[[], None] = lambda: None,
-        on_cancel: Callable[[str], object] = lambda name: None,
+        on_cancel: Callable[[str], tuple[bool, str]] = lambda name: (True, ""),
         hold: Callable[[], str | None] = lambda: None,
         tick_budget_seconds: float = TICK_BUDGET_SECONDS,
     ) -> None:
@@ -196,11 +196,10 @@ class Intake:
                 self._reject(unknown_type(path))
         elif kind == "cancel":
             if settled:
-                self.on_cancel(split_name(self._relative(path))[0])
-                fsops.remove(path)
-                self._forget(path)
+                self._cancel(path)
         else:
-            group = groups.setdefault((path.parent, split_name(name)[0]), Group())
+            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
+            group = groups.setdefault((path.parent, fold(split_name(name)[0])), Group())
             group.add(path, kind, settled=settled, mtime_ns=info.st_mtime_ns)
 
     def _look_inside(self, folder: Path, now: float, groups: dict[GroupKey, Group]) -> None:
@@ -234,7 +233,8 @@ class Intake:
                 break
             self.budget.used()
             try:
-                for outcome in self.pairing.decide(key[1], group, now):
+                stem = split_name(group.first()[1].name)[0]
+                for outcome in self.pairing.decide(stem, group, now):
                     if isinstance(outcome, Refusal):
                         self._reject(outcome)
                         continue
@@ -292,6 +292,16 @@ class Intake:
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
+
+    def _cancel(self, path: Path) -> None:
+        """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
+        relative = self._relative(path)
+        name = cancels.job_named(self.jobs, split_name(relative)[0])
+        ok, message = self.on_cancel(name)
+        if not ok:
+            cancels.unmatched(self.layout, relative, name, message)
+        fsops.remove(path)
+        self._forget(path)
 
     def _set_unreachable(self, problem: str | None) -> None:
         """Say in queue.json why intake is paused, or that it no longer is."""

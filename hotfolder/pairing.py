@@ -13,6 +13,7 @@ from hotfolder import images, sidecar
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults
 from hotfolder.errors import Reason, Rejected
+from hotfolder.names import split_name
 from hotfolder.probes import ImageProbes
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import JobSpec
@@ -92,6 +93,8 @@ class Pairing:
         """What to do now with one group, in order: refusals, and at most one Ready, last."""
         images_ = sorted(group.images)
         sidecars = sorted(group.sidecars)
+        if len({split_name(p.name)[0] for p in images_}) > 1:
+            return self._case_clash(stem, group)
         if images_ and sidecars and (len(images_) > 1 or len(sidecars) > 1):
             if not group.all_settled():
                 return []
@@ -116,6 +119,23 @@ class Pairing:
             return outcomes
         outcome = self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)
         return [] if outcome is None else [outcome]
+
+    def _case_clash(self, stem: str, group: Group) -> list[Ready | Refusal]:
+        """Images whose names differ only in letter case or Unicode form: which one is meant?"""
+        if not group.all_settled():
+            return []
+        names = ", ".join(p.name for p in sorted(group.members()))
+        return [
+            Refusal(
+                tuple(sorted(group.images) + sorted(group.sidecars)),
+                Reason.ambiguous,
+                f"{names}: names that differ only in letter case (or in how an accent is "
+                f"written) are the same name on Windows and macOS shares, so the job {stem} "
+                "is ambiguous",
+                "Rename one of the images (IMG_1.jpg and IMG_1b.jpg, say) or drop them in "
+                "different folders, each with its own sidecar.",
+            )
+        ]
 
     def _lone_sidecar(self, stem: str, lone: Path, group: Group, now: float) -> Refusal | None:
         wait = self.config.sidecar_wait_seconds

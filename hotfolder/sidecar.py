@@ -23,6 +23,7 @@ from hotfolder import fsops
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected, describe_validation_error
 from hotfolder.notify import host_problem
+from hotfolder.yamltext import decode, explain
 
 SIDECAR_SUFFIXES = (".yaml", ".yml")
 DEFAULTS_NAME = "_defaults.yaml"
@@ -180,18 +181,36 @@ class _SafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    if isinstance(error, _Refused) and error.problem_mark is not None:
         mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        what = error.problem or error.context or "invalid YAML"
-        if isinstance(error, _Refused):
-            return f"{what} (at {where})"
-        if isinstance(error, yaml.constructor.ConstructorError):
-            # Mostly tags such as !!python/object, which the safe loader refuses to build.
-            return f"{what} (at {where}); write plain values without `!!` tags"
-        return f"not valid YAML at {where}: {what}; fix the syntax there"
+        return f"{error.problem} (at line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(error, yaml.constructor.ConstructorError) and error.problem_mark is not None:
+        # Mostly tags such as !!python/object, which the safe loader refuses to build.
+        mark = error.problem_mark
+        return (
+            f"{error.problem or error.context} (at line {mark.line + 1}, column "
+            f"{mark.column + 1}); write plain values without `!!` tags"
+        )
+    if isinstance(error, yaml.MarkedYAMLError):
+        return explain(error, text)
     return f"not valid YAML: {error}; fix the syntax"
+
+
+class YamlMapping(dict[str, Any]):
+    """A parsed sidecar that remembers on which line each key is (`output.format` too)."""
+
+    lines: dict[str, int]
+
+
+def _key_lines(node: Node, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, MappingNode) and len(prefix.split(".")) <= 2:
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key + "."))
+    return lines
 
 
 def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
@@ -207,13 +226,10 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
     if len(data) > max_bytes:
         raise reject(f"the file is {len(data)} bytes; the limit is {max_bytes}; shorten it")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise reject(
-            f"not valid UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
-        ) from e
-    # Windows editors write a byte-order mark; it is valid UTF-8 and means nothing here.
-    text = text.removeprefix("\ufeff")
+        # UTF-8, or UTF-16 by its byte-order mark as PowerShell 5 writes it: YAML allows both.
+        text = decode(data).removeprefix("\ufeff")
+    except ValueError as e:
+        raise reject(str(e)) from e
     loader: _SafeLoader | None = None
     try:
         # The reader checks for control characters as soon as it is built, so build it in here.
@@ -226,7 +242,7 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
             raise reject("the file holds more than one YAML document (`---`); keep one")
         document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        raise reject(_yaml_problem(e)) from e
+        raise reject(_yaml_problem(e, text)) from e
     except (ValueError, TypeError, OverflowError) as e:
         # Constructors raise these on values like a 5000-digit number or a date 2024-13-45.
         raise reject(f"a value cannot be read: {e}; quote it as text or fix it") from e
@@ -238,7 +254,9 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
     if not isinstance(document, dict):
         kind = "a list" if isinstance(document, list) else "a single value"
         raise reject(f'the file must hold keys like `instruction: "…"`, not {kind}')
-    return document
+    mapping = YamlMapping(document)
+    mapping.lines = _key_lines(node) if node is not None else {}
+    return mapping
 
 
 def read_layer(path: Path, *, max_bytes: int, source: str | None = None) -> dict[str, Any]:
@@ -279,11 +297,9 @@ def check_layer(mapping: Mapping[str, Any], *, source: str) -> None:
     try:
         _Layer.model_validate(dict(mapping))
     except ValidationError as e:
-        raise Rejected(
-            Reason.invalid_sidecar,
-            f"{source}: {describe_validation_error(e, 'sidecar key')}",
-            KEYS_HELP,
-        ) from e
+        lines = getattr(mapping, "lines", None)
+        problem = describe_validation_error(e, "sidecar key", model=_Layer, lines=lines)
+        raise Rejected(Reason.invalid_sidecar, f"{source}: {problem}", KEYS_HELP) from e
 
 
 def _merge(
