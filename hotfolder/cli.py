@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from hotfolder import __version__
 from hotfolder.config import Config, dump_config, load_config
-from hotfolder.errors import ConfigError, HotfolderError, Rejected
+from hotfolder.errors import ConfigError, HotfolderError, Reason, Rejected
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -58,13 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
     status.add_argument("--json", action="store_true", help="print JSON (the default)")
 
-    for action, text in (
-        ("cancel", "cancel a queued or running job (also: drop NAME.cancel into inbox/)"),
-        ("retry", "put a failed or cancelled job back into the queue"),
-    ):
-        control = commands.add_parser(action, help=text)
+    cancel = commands.add_parser(
+        "cancel", help="cancel a queued or running job (also: drop NAME.cancel into inbox/)"
+    )
+    cancel.add_argument("name", help="job name, e.g. station-3/IMG_0042")
+    retry = commands.add_parser(
+        "retry",
+        help="put failed or cancelled jobs back into the queue, oldest first, as many as fit",
+    )
+    retry.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="job names (IMG_0042 or IMG_0042.jpg, station-3/IMG_0042) or folders (station-3/)",
+    )
+    retry.add_argument("--code", choices=[r.value for r in Reason], help="jobs failed with CODE")
+    retry.add_argument("--all", action="store_true", help="every failed or cancelled job")
+    for control in (cancel, retry):
         _common(control)
-        control.add_argument("name", help="job name, e.g. station-3/IMG_0042")
         control.add_argument(
             "--wait", type=float, default=30.0, help="seconds to wait for a running service"
         )
@@ -206,6 +217,7 @@ def _control(args: argparse.Namespace) -> int:
     from hotfolder.report import service_state
     from hotfolder.service import Service, root_lock
 
+    request = _control_request(args)
     config = _config(args)
     layout = Layout(config.root_path)
     if not layout.inbox.is_dir():
@@ -217,7 +229,7 @@ def _control(args: argparse.Namespace) -> int:
                 service = Service(config, editor=IdentityEditor())
                 service.spool.load()
                 service.board.load_finished()
-                ok, message = service.controls.handlers[args.command](args.name)
+                ok, message = service.controls.handlers[args.command](request)
                 service.board.publish()
                 service.history.close()
         except ServiceLocked:
@@ -225,7 +237,7 @@ def _control(args: argparse.Namespace) -> int:
         else:
             print(message, file=sys.stdout if ok else sys.stderr)
             return EXIT_OK if ok else EXIT_FAILED
-    request_id = control.submit(layout, args.command, args.name)
+    request_id = control.submit(layout, request)
     result = control.wait_result(layout, request_id, args.wait)
     if result is None:
         print(
@@ -237,6 +249,21 @@ def _control(args: argparse.Namespace) -> int:
     ok = bool(result.get("ok"))
     print(result.get("message", ""), file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _control_request(args: argparse.Namespace) -> dict[str, Any]:
+    from hotfolder.control import make_request
+
+    if args.command == "cancel":
+        return make_request("cancel", args.name)
+    from hotfolder.retries import Selection
+
+    if not (args.names or args.code or args.all):
+        raise ConfigError("retry: give NAME..., FOLDER/, --code CODE or --all")
+    if args.all and args.names:
+        raise ConfigError("retry: --all already means every job; drop the names, or drop --all")
+    selection = Selection(targets=tuple(args.names), code=args.code, every=args.all)
+    return make_request("retry", selection.describe(), selection=selection.to_json())
 
 
 def _pause(args: argparse.Namespace) -> int:

@@ -265,7 +265,9 @@ class Intake:
                 item.files,
                 Reason.queue_full,
                 f"the queue is full ({self.config.max_pending} jobs waiting)",
-                "Drop the files again once the queue has room, or raise max_pending.",
+                "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
+                "under their own names, oldest first, once the queue has room (or raise "
+                "max_pending).",
             )
             self._reject(full, spec=item.spec)
             return

@@ -25,7 +25,7 @@ from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
-from hotfolder.retry import retry
+from hotfolder.retries import Selection, retry_selection
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
 from hotfolder.slots.thread import ThreadSlot
@@ -122,8 +122,10 @@ class Service:
         self.controls = ControlDesk(
             self.layout,
             {
-                "cancel": self.jobs.cancel,
-                "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
+                "cancel": lambda request: self.jobs.cancel(str(request["name"])),
+                "retry": lambda request: retry_selection(
+                    self.jobs, config, self.intake.layers, Selection.from_request(request)
+                ),
             },
         )
         self.publisher = Publisher(self.board, beat=self.board.sweep)
