@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from hotfolder import __version__
 from hotfolder.config import Config, dump_config, load_config
-from hotfolder.errors import ConfigError, HotfolderError, Reason, Rejected
+from hotfolder.errors import ConfigError, HotfolderError, Reason, Rejected, SetupError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="handle what is in inbox/ now, drain the queue, exit"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    run.add_argument(
+        "--init",
+        action="store_true",
+        help="create the root if it does not exist, or set up a tree in a folder holding other files",
+    )
 
     status = commands.add_parser("status", help="queue summary, or one job (service up or down)")
     _common(status)
@@ -119,13 +124,23 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Config:
     return load_config(args.config, root=args.root, overrides=overrides)
 
 
+def _tree(args: argparse.Namespace) -> Config:
+    """The configuration of a command that works on an existing hotfolder tree (not `run`)."""
+    from hotfolder.roots import require_tree
+
+    config = _config(args)
+    require_tree(config.root_path)
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         handler = COMMANDS[args.command]
         return handler(args)
-    except ConfigError as e:
+    except (ConfigError, SetupError) as e:
+        # The same cause gives the same status in every command: 2 for what must be set up.
         print(f"hotfolder: {e}", file=sys.stderr)
         return EXIT_USAGE
     except HotfolderError as e:
@@ -150,28 +165,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Imports and start-up take a moment; a SIGTERM then is still a clean stop, not a kill.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop_early)
-    from hotfolder.errors import ServiceLocked
-    from hotfolder.service import EditorsUnavailable, Service
+    from hotfolder.roots import prepare
+    from hotfolder.service import Service
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
-    from hotfolder.editors.qwen import EditorUnavailable
+    config = _config(args, **{"editor.name": args.editor})
+    if args.preset is not None:
+        # Checked here, so a typo is blamed on the flag and not on the config file.
+        _check_preset(config, args.preset)
+        config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
+    prepare(config.root_path, init=args.init)
+    return Service(config).run(once=args.once)
 
-    try:
-        service = Service(config)
-        return service.run(once=args.once)
-    except (ServiceLocked, EditorUnavailable, EditorsUnavailable) as e:
-        print(f"hotfolder: {e}", file=sys.stderr)
-        return EXIT_USAGE
+
+def _check_preset(config: Config, name: str) -> None:
+    if name not in config.presets:
+        known = ", ".join(sorted(config.presets))
+        raise ConfigError(f"--preset {name!r} is not a configured preset; use one of: {known}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from hotfolder.report import job_report, queue_report
 
-    config = _config(args)
+    config = _tree(args)
     if args.name:
         data = job_report(config, args.name)
         if data is None:
@@ -187,7 +206,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from hotfolder import sidecar
 
-    config = _config(args)
+    config = _tree(args) if args.root is not None else _config(args)
     print(dump_config(config), end="")
     failures = 0
     for path in args.sidecars:
@@ -218,10 +237,8 @@ def _control(args: argparse.Namespace) -> int:
     from hotfolder.service import Service, root_lock
 
     request = _control_request(args)
-    config = _config(args)
+    config = _tree(args)
     layout = Layout(config.root_path)
-    if not layout.inbox.is_dir():
-        raise ConfigError(f"{layout.root} has no inbox/; pass --root with the service's folder")
     if not service_state(layout).startswith("running"):
         try:
             with root_lock(layout):
@@ -270,7 +287,7 @@ def _pause(args: argparse.Namespace) -> int:
     from hotfolder import fsops
     from hotfolder.layout import Layout
 
-    layout = Layout(_config(args).root_path)
+    layout = Layout(_tree(args).root_path)
     flag = layout.pause_flag
     if args.command == "pause":
         fsops.write_atomic(flag, b"paused by hotfolder pause\n")
@@ -301,7 +318,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from hotfolder.history import History
     from hotfolder.layout import Layout
 
-    layout = Layout(_config(args).root_path)
+    layout = Layout(_tree(args).root_path)
     path = layout.private / "history.db"
     if not path.exists():
         rows: list[dict[str, Any]] = []
@@ -333,6 +350,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from hotfolder.oneshot import edit_one
 
     config = load_config(args.config, overrides={"editor.name": args.editor})
+    if args.preset is not None:
+        _check_preset(config, args.preset)
     if not args.image.is_file():
         raise ConfigError(f"{args.image} is not a file; pass the image to edit")
     result = edit_one(

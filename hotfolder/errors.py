@@ -45,7 +45,12 @@ class Rejected(HotfolderError):
         self.details = details
 
 
-class ServiceLocked(HotfolderError):
+class SetupError(HotfolderError):
+    """Something a command needs before it can start is missing or taken (exit status 2, as
+    for bad configuration): the model's weights, the root's lock."""
+
+
+class ServiceLocked(SetupError):
     """Another `hotfolder run` holds this root."""
 
 

@@ -19,7 +19,7 @@ from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
 from hotfolder.editors import Editor
-from hotfolder.errors import ConfigError, HotfolderError, ServiceLocked
+from hotfolder.errors import ConfigError, ServiceLocked, SetupError
 from hotfolder.history import History
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 STALE_TEMP_SECONDS = 3600.0
 
 
-class EditorsUnavailable(HotfolderError):
+class EditorsUnavailable(SetupError):
     """No slot could load its editor at start-up; the message says why."""
 
 

@@ -93,3 +93,15 @@ def test_a_utf16_config_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes("max_pending: 3\r\n".encode("utf-16"))
     assert load_config(path).max_pending == 3
+
+
+def test_the_readme_links_only_to_files_in_the_project() -> None:
+    import re
+
+    text = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert "docs/contract.md" in links
+    for link in links:
+        if "://" not in link:
+            assert (REPO / link).resolve().is_relative_to(REPO.resolve()), link
+            assert (REPO / link).exists(), link

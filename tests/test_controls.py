@@ -117,7 +117,7 @@ def test_retry_a_failed_job_after_fixing_its_sidecar(root: Path) -> None:
 
 
 def test_retry_a_cancelled_job_with_the_service_down(root: Path) -> None:
-    (root / ".hotfolder").mkdir()
+    (root / ".hotfolder").mkdir(exist_ok=True)
     (root / ".hotfolder" / "PAUSE").write_text("")
     drop_pair(root / "inbox", "later")
     assert hotfolder("run", "--once", "--root", str(root), cwd=root).returncode == 0

@@ -117,7 +117,7 @@ def test_an_unmatched_cancel_reason_is_not_a_job(rig: Rig) -> None:
 @pytest.mark.slow
 def test_the_retry_command_line(tmp_path: Path) -> None:
     write_config(tmp_path, max_pending=1)
-    (tmp_path / ".hotfolder").mkdir()
+    (tmp_path / ".hotfolder").mkdir(exist_ok=True)
     (tmp_path / ".hotfolder" / "PAUSE").write_text("")  # nothing leaves the queue
     for i in range(3):
         make_image(tmp_path / "inbox" / "st" / f"p{i}.jpg")

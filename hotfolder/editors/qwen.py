@@ -21,7 +21,7 @@ from PIL import Image
 
 from hotfolder.config import EditorConfig, LoraConfig, Preset
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
-from hotfolder.errors import ConfigError, HotfolderError
+from hotfolder.errors import ConfigError, SetupError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ LIGHTNING_SCHEDULER_CONFIG: Final[Mapping[str, Any]] = {
 _DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
 
 
-class EditorUnavailable(HotfolderError):
+class EditorUnavailable(SetupError):
     """The qwen editor cannot start or switch presets: weights, a LoRA or the device are missing."""
 
 
