@@ -34,6 +34,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
 
 
+def _add_controls(commands: Any) -> None:
+    """`cancel` and `retry`: requests a running service carries out (or the command does)."""
+    cancel = commands.add_parser(
+        "cancel", help="cancel a queued or running job (also: drop NAME.cancel into inbox/)"
+    )
+    cancel.add_argument("name", help="job name, e.g. station-3/IMG_0042")
+    retry = commands.add_parser(
+        "retry",
+        help="put failed or cancelled jobs back into the queue, oldest first, as many as fit",
+    )
+    retry.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="job names (IMG_0042 or IMG_0042.jpg, station-3/IMG_0042) or folders (station-3/)",
+    )
+    retry.add_argument("--code", choices=[r.value for r in Reason], help="jobs failed with CODE")
+    retry.add_argument("--all", action="store_true", help="every failed or cancelled job")
+    for control in (cancel, retry):
+        _common(control)
+        control.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for a running service"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hotfolder",
@@ -63,27 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
     status.add_argument("--json", action="store_true", help="print JSON (the default)")
 
-    cancel = commands.add_parser(
-        "cancel", help="cancel a queued or running job (also: drop NAME.cancel into inbox/)"
-    )
-    cancel.add_argument("name", help="job name, e.g. station-3/IMG_0042")
-    retry = commands.add_parser(
-        "retry",
-        help="put failed or cancelled jobs back into the queue, oldest first, as many as fit",
-    )
-    retry.add_argument(
-        "names",
-        nargs="*",
-        metavar="NAME",
-        help="job names (IMG_0042 or IMG_0042.jpg, station-3/IMG_0042) or folders (station-3/)",
-    )
-    retry.add_argument("--code", choices=[r.value for r in Reason], help="jobs failed with CODE")
-    retry.add_argument("--all", action="store_true", help="every failed or cancelled job")
-    for control in (cancel, retry):
-        _common(control)
-        control.add_argument(
-            "--wait", type=float, default=30.0, help="seconds to wait for a running service"
-        )
+    _add_controls(commands)
     for action, text in (
         ("pause", "stop taking new jobs (the job in flight finishes); intake goes on"),
         ("resume", "take jobs again"),

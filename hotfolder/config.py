@@ -60,6 +60,11 @@ class NotifyConfig(_Strict):
         return [host.lower().strip("[]").rstrip(".") for host in value]
 
 
+class PerStation(_Strict):
+    # At most this many queued jobs per station (a top-level folder of inbox/); null: no limit.
+    max_pending: int | None = Field(None, ge=1)
+
+
 class LoraConfig(_Strict):
     """A LoRA applied on top of the base weights: a hub repo id, a local folder or a local file."""
 
@@ -167,6 +172,9 @@ class Config(_Strict):
     min_free_bytes: int = Field(100_000_000, ge=0)
     limits: Limits = Limits()
     notify: NotifyConfig = NotifyConfig()
+    per_station: PerStation = PerStation()
+    # fifo: first in, first out over all stations; fair: stations take turns (round-robin).
+    dispatch: Literal["fifo", "fair"] = "fifo"
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))

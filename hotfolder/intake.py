@@ -30,6 +30,7 @@ from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal
 from hotfolder.probes import ImageProbes
 from hotfolder.records import manifest_for, rejection_for
@@ -259,22 +260,37 @@ class Intake:
                 self._errors.clear()
 
     def _place(self, item: Ready, now: float) -> None:
-        """Admit a ready pair, or refuse it as `queue_full` when pending/ is at the cap."""
-        if self.jobs.pending_count() >= self.config.max_pending:
-            full = Refusal(
-                item.files,
-                Reason.queue_full,
-                f"the queue is full ({self.config.max_pending} jobs waiting)",
-                "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
-                "under their own names, oldest first, once the queue has room (or raise "
-                "max_pending).",
-            )
+        """Admit a ready pair, or refuse it as `queue_full` past the cap (or its station's)."""
+        relative = self._relative(item.image)
+        full = self._no_room(item, station_of(relative))
+        if full is not None:
             self._reject(full, spec=item.spec)
             return
-        relative = self._relative(item.image)
         seq = self.jobs.spool.next_seq()
         manifest = manifest_for(item, layout=self.layout, relative=relative, seq=seq, now=now)
         self._admit(manifest, item.files)
+
+    def _no_room(self, item: Ready, station: str) -> Refusal | None:
+        retry = (
+            "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
+            "under their own names, oldest first, once the queue has room"
+        )
+        if self.jobs.pending_count() >= self.config.max_pending:
+            message = f"the queue is full ({self.config.max_pending} jobs waiting)"
+            return Refusal(
+                item.files, Reason.queue_full, message, f"{retry} (or raise max_pending)."
+            )
+        cap = self.config.per_station.max_pending
+        if cap is not None and self.jobs.spool.station_count(station) >= cap:
+            where = f"station {station}/" if station else "inbox/ itself (a station of its own)"
+            message = f"{where} already has {cap} jobs waiting (per_station.max_pending)"
+            return Refusal(
+                item.files,
+                Reason.queue_full,
+                message,
+                f"{retry} (or raise per_station.max_pending).",
+            )
+        return None
 
     # --- the only places where intake asks for a change of job state ---
 

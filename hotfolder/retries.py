@@ -17,6 +17,7 @@ from hotfolder.config import Config
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.names import fold, kind_of, split_name
+from hotfolder.order import station_of
 from hotfolder.retry import Layers, retry
 from hotfolder.status import parse_iso, read_status
 
@@ -129,8 +130,10 @@ def retry_selection(
     with jobs.lock:
         picked, unknown = select(failed_jobs(jobs.layout), selection)
         outcome = Outcome(unknown=unknown)
+        cap = config.per_station.max_pending
         for job in picked:
-            if jobs.pending_count() >= config.max_pending:
+            station_full = cap is not None and jobs.spool.station_count(station_of(job.name)) >= cap
+            if jobs.pending_count() >= config.max_pending or station_full:
                 outcome.no_room.append(job.name)
                 continue
             ok, message = retry(jobs, config, layers, job.name)
@@ -148,10 +151,13 @@ def _report(outcome: Outcome, selection: Selection, config: Config) -> tuple[boo
     if outcome.back:
         lines.append(f"{len(outcome.back)} back in the queue, oldest first: {_names(outcome.back)}")
     if outcome.no_room:
+        caps = f"max_pending ({config.max_pending})"
+        if config.per_station.max_pending is not None:
+            caps += f" or per_station.max_pending ({config.per_station.max_pending})"
         lines.append(
-            f"{len(outcome.no_room)} did not fit under max_pending ({config.max_pending}) and "
-            f"stay in failed/: {_names(outcome.no_room)}; run `hotfolder retry "
-            f"{selection.describe()}` again once the queue has room"
+            f"{len(outcome.no_room)} did not fit under {caps} and stay in failed/: "
+            f"{_names(outcome.no_room)}; run `hotfolder retry {selection.describe()}` again "
+            "once the queue has room"
         )
     lines += outcome.refused
     if outcome.unknown:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from hotfolder import fsops
 from hotfolder.config import Config
 from hotfolder.layout import Layout
+from hotfolder.order import QueueOrder
 from hotfolder.spool import FINAL_STATES, JobState, Manifest
 from hotfolder.state import ServiceState
 
@@ -199,6 +200,8 @@ class Board:
         self._slots = slots
         self._clock = clock
         self._monotonic = monotonic
+        # The order in force; Jobs shares its own with the spool, so positions follow claims.
+        self.order = QueueOrder(config.dispatch)
         self._lock = threading.RLock()
         self._io = threading.Lock()
         self._active: dict[str, _Entry] = {}
@@ -350,8 +353,10 @@ class Board:
         with self._lock:
             now_mono = self._monotonic()
             entries = list(self._active.values())
-            queued = sorted(
-                (e for e in entries if e.status.status == JobState.queued), key=lambda e: e.key
+            queued = self.order.arrange(
+                (e for e in entries if e.status.status == JobState.queued),
+                key=lambda e: e.key,
+                name=lambda e: e.status.name,
             )
             running = sorted(
                 (e for e in entries if e.status.status == JobState.processing),
