@@ -8,10 +8,12 @@ dropped it could not tell a typo from a job that had already finished. Now it le
 from __future__ import annotations
 
 import logging
+import os
 
+from hotfolder import fsops
 from hotfolder.errors import Reason
 from hotfolder.jobs import Jobs
-from hotfolder.layout import Layout
+from hotfolder.layout import Layout, shortened
 from hotfolder.names import fold
 from hotfolder.rejection import write_reason
 from hotfolder.status import read_status
@@ -44,8 +46,11 @@ def unmatched(layout: Layout, relative: str, name: str, message: str) -> None:
             "without the extension (station-3/IMG_0042 for inbox/station-3/IMG_0042.jpg): drop "
             "IMG_0042.cancel in the image's folder, or run `hotfolder status` to see the queue."
         )
+    where = f"{name}{CANCEL_REASON_SUFFIX}"
+    if len(os.fsencode(where.rpartition("/")[2])) > fsops.NAME_MAX_BYTES:
+        where = f"{shortened(name, CANCEL_REASON_SUFFIX)}{CANCEL_REASON_SUFFIX}"
     write_reason(
-        layout.failed / f"{name}{CANCEL_REASON_SUFFIX}",
+        layout.failed / where,
         Reason.no_image,
         f"inbox/{relative} cancelled nothing: {message}",
         details,

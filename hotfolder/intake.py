@@ -266,8 +266,16 @@ class Intake:
         if full is not None:
             self._reject(full, spec=item.spec)
             return
+        name, carried = self.layout.carried_name(split_name(relative)[0])
+        if not carried:
+            # Its status file would not fit the filesystem: refused under a shortened name.
+            message = "the name is too long for the filesystem once hotfolder adds its endings"
+            self._reject(Refusal(item.files, Reason.unsupported_type, message), spec=item.spec)
+            return
         seq = self.jobs.spool.next_seq()
-        manifest = manifest_for(item, layout=self.layout, relative=relative, seq=seq, now=now)
+        manifest = manifest_for(
+            item, layout=self.layout, relative=relative, name=name, seq=seq, now=now
+        )
         self._admit(manifest, item.files)
 
     def _no_room(self, item: Ready, station: str) -> Refusal | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 
-from hotfolder.layout import Layout, new_job_id
+from hotfolder import fsops
+from hotfolder.layout import LONGEST_ENDING, Layout, new_job_id
 from hotfolder.names import split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
@@ -17,9 +18,11 @@ from hotfolder.spool import JobState, Manifest
 from hotfolder.status import JobStatus, iso
 
 
-def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: float) -> Manifest:
-    """The manifest of a ready pair whose image is at `relative` (to inbox/); draws the seed."""
-    name = layout.unique_name(split_name(relative)[0])
+def manifest_for(
+    item: Ready, *, layout: Layout, relative: str, name: str, seq: int, now: float
+) -> Manifest:
+    """The manifest of a ready pair whose image is at `relative` (to inbox/), as job `name`
+    (from `Layout.carried_name`); draws the seed."""
     base = name.rpartition("/")[2]
     seed = item.spec.seed if item.spec.seed is not None else secrets.randbits(32)
     return Manifest(
@@ -44,9 +47,11 @@ def rejection_for(
     """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
 
     Its files move to failed/ under the job's name, each keeping its extension. `spec` is the
-    request, when the drop got as far as having one (`queue_full`).
+    request, when the drop got as far as having one (`queue_full`). A name too long to carry
+    is shortened, and the details say so.
     """
-    name = layout.unique_name(split_name(relative)[0])
+    name, carried = layout.carried_name(split_name(relative)[0])
+    details = refusal.details if carried else f"{refusal.details}\n\n{too_long(relative, name)}"
     target = layout.failed / name
     status = JobStatus(
         job_id=new_job_id(now),
@@ -73,6 +78,19 @@ def rejection_for(
         moves=moves,
         code=refusal.code.value,
         message=refusal.message,
-        details=refusal.details,
+        details=details.strip(),
         status=status.to_json(),
+    )
+
+
+def too_long(relative: str, name: str) -> str:
+    """What a person reads when a drop's name was too long to carry."""
+    base = split_name(relative.rpartition("/")[2])[0]
+    size = len(base.encode("utf-8", "surrogateescape"))
+    room = fsops.NAME_MAX_BYTES - len(LONGEST_ENDING)
+    return (
+        f"The name {base!r} is {size} bytes; hotfolder adds {LONGEST_ENDING} to a job's name "
+        f"and the filesystem allows {fsops.NAME_MAX_BYTES} bytes per name, so a name may be "
+        f"at most {room} bytes. Its files are in failed/ as {name.rpartition('/')[2]}.*: "
+        "rename the image (and its sidecar) to a shorter name and drop them again."
     )
