@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from hotfolder.errors import ConfigError, describe_validation_error
+from hotfolder.yamltext import decode, explain
 
 DEFAULT_CONFIG_PATH = Path("config") / "hotfolder.yaml"
 
@@ -33,6 +34,35 @@ class Limits(_Strict):
     max_dimension: int = Field(2048, gt=0)
     max_instruction_chars: int = Field(500, gt=0)
     max_sidecar_bytes: int = Field(65_536, gt=0)
+    # A sidecar asking for more steps is invalid_sidecar: one station cannot hold a device for
+    # the whole job timeout with `steps: 1000` (presets are the operator's and are not capped).
+    max_steps: int = Field(50, ge=1)
+
+
+# An allowed notification host: a name (`hooks.example.lan`, `127.0.0.1`) or `*.` and a domain.
+HOST_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?")
+
+
+class NotifyConfig(_Strict):
+    # Hosts a sidecar's notify_url may name; empty: notifications are off (a notify_url is
+    # invalid_sidecar). Exact names, or `*.example.lan` for every name under example.lan.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name; write a bare name like hooks.example.lan "
+                    "or *.example.lan (no scheme, port or path)"
+                )
+        return [host.lower().strip("[]").rstrip(".") for host in value]
+
+
+class PerStation(_Strict):
+    # At most this many queued jobs per station (a top-level folder of inbox/); null: no limit.
+    max_pending: int | None = Field(None, ge=1)
 
 
 class LoraConfig(_Strict):
@@ -209,6 +239,10 @@ class Config(_Strict):
     # Below this much free space on the root's (or outbox's) filesystem, no new job is admitted.
     min_free_bytes: int = Field(100_000_000, ge=0)
     limits: Limits = Limits()
+    notify: NotifyConfig = NotifyConfig()
+    per_station: PerStation = PerStation()
+    # fifo: first in, first out over all stations; fair: stations take turns (round-robin).
+    dispatch: Literal["fifo", "fair"] = "fifo"
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))
@@ -256,17 +290,23 @@ class Config(_Strict):
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode(path.read_bytes()).removeprefix("\ufeff")
     except FileNotFoundError as e:
         raise ConfigError(
             f"config file {path} does not exist; pass --config with a real file"
         ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path} is a folder; pass --config with a file") from e
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
+    except ValueError as e:
+        raise ConfigError(f"config file {path}: {e}") from e
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(f"config file {path}: {explain(e, text)}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        raise ConfigError(f"config file {path} is not valid YAML: {e}; fix the syntax") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -323,7 +363,8 @@ def load_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {describe_validation_error(e, 'config key')}") from e
+        problem = describe_validation_error(e, "config key", model=Config)
+        raise ConfigError(f"{source}: {problem}") from e
     for name, preset in config.presets.items():
         if not math.isfinite(preset.true_cfg_scale):
             raise ConfigError(f"{source}: presets.{name}.true_cfg_scale must be a finite number")

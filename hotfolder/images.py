@@ -24,6 +24,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from hotfolder import fsops
 from hotfolder.config import Limits
+from hotfolder.endings import unfinished
 from hotfolder.errors import HotfolderError, Reason, Rejected
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -126,6 +127,10 @@ _ORIENTATION_TRANSPOSE = {
 
 class IncompleteImage(HotfolderError):
     """The file looks like an image but does not decode completely: probably still being copied."""
+
+
+class MaybeIncomplete(IncompleteImage):
+    """The file decodes but ends as a half-written one would (a long zero tail); it may be whole."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,10 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
             fmt = image.format or "unknown"
             width, height = image.size
             _decode_fully(image, data, path.name)
+    short = unfinished(data, fmt)
+    if short is not None:
+        kind = MaybeIncomplete if short.maybe_whole else IncompleteImage
+        raise kind(f"{path.name} {short.problem}; it may still be copying")
     return ProbedImage(format=fmt, width=width, height=height)
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from hotfolder.config import EditorConfig, LoraConfig
-from hotfolder.errors import HotfolderError
+from hotfolder.errors import SetupError
 
 _DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
 
 
-class EditorUnavailable(HotfolderError):
+class EditorUnavailable(SetupError):
     """The qwen editor cannot start or switch presets: weights, a LoRA or the device are missing."""
 
 
