@@ -271,7 +271,9 @@ class Intake:
 
     def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
         """Show a drop that is not decided yet as `waiting`, with what for."""
-        relative = self._relative(key[0] / key[1])
+        # Named after its file as dropped (the key's stem is folded to lower case and NFC).
+        first = files[0]
+        relative = self._relative(first.parent / split_name(first.name)[0])
         self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
 
     def _place(self, item: Ready, now: float, key: GroupKey) -> None:
