@@ -61,9 +61,14 @@ KEYS = (
     "decode_ratio_jpeg",
     "decode_ratio_heic",
     "decode_ratio_raw",
+    "fair_dispatch_ms",
+    "fair_order_ms",
 )
 
-PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "decode")
+PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "decode", "fair")
+
+# dispatch: fair is measured with this many stations, each with this many queued jobs.
+FAIR_STATIONS, FAIR_JOBS_EACH, FAIR_DECISIONS = 10, 100, 200
 
 # How often this script looks for a file the service writes (its measuring resolution).
 LOOK_INTERVAL_SECONDS = 0.002
@@ -913,6 +918,53 @@ def qwen_figures(base: Path, sizes: Sizes) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def fair_figures(base: Path) -> dict[str, float]:
+    """`dispatch: fair` with 10 stations x 100 queued jobs: the dispatch decision (`Spool.claim`:
+    the next job in the order in force, in memory) and the whole order (positions, waits)."""
+    from hotfolder.layout import Layout
+    from hotfolder.order import QueueOrder
+    from hotfolder.spool import Manifest, Spool
+
+    layout = Layout(base / "fair")
+    layout.create()
+    spool = Spool(layout, QueueOrder("fair"))
+    for seq in range(FAIR_STATIONS * FAIR_JOBS_EACH):
+        # A burst from one station first, then the others: the case fair turns are for.
+        station, index = divmod(seq, FAIR_JOBS_EACH)
+        name = f"station-{station}/IMG_{index:03}"
+        spool.admit(
+            Manifest(
+                job_id=f"job-{seq}",
+                name=name,
+                seq=seq + 1,
+                created_at="2026-11-29T00:00:00Z",
+                source=f"inbox/{name}.jpg",
+                image=f"IMG_{index:03}.jpg",
+                inbox_image=f"inbox/{name}.jpg",
+                spec={"preset": "qwen-4step"},
+                seed=0,
+            )
+        )
+    orders, decisions, stations = [], [], []
+    for _ in range(FAIR_DECISIONS):
+        started = time.perf_counter()
+        spool.queued()
+        orders.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        taken = spool.claim({"state": "processing"})
+        decisions.append(time.perf_counter() - started)
+        assert taken is not None
+        stations.append(taken.name.partition("/")[0])
+    return {
+        "queued_at_start": FAIR_STATIONS * FAIR_JOBS_EACH,
+        "dispatch_ms": median(decisions) * 1000,
+        "dispatch_ms_p95": percentile(decisions, 0.95) * 1000,
+        "order_ms": median(orders) * 1000,
+        # Round-robin: the first ten claims take one job from each station.
+        "stations_in_first_round": len(set(stations[:FAIR_STATIONS])),
+    }
+
+
 def machine() -> dict[str, Any]:
     import platform
 
@@ -1001,6 +1053,12 @@ def main(argv: list[str] | None = None) -> int:
             for fmt, found in duty.items():
                 figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
             details["duty"] = rounded(duty)
+        if "fair" in parts:
+            say(f"dispatch: fair, {FAIR_STATIONS} stations x {FAIR_JOBS_EACH} queued jobs")
+            fair = fair_figures(base)
+            figures["fair_dispatch_ms"] = round(fair["dispatch_ms"], 3)
+            figures["fair_order_ms"] = round(fair["order_ms"], 2)
+            details["fair"] = rounded(fair)
         if "scaling" in parts:
             say(f"scaling: 1 slot versus {SCALING_SLOTS}")
             scaling = scaling_figures(base, sizes)

@@ -69,15 +69,25 @@ class Arrivals:
             self._leftovers = self.jobs.board.take_leftovers()
         return self._leftovers.pop(stem, None)
 
-    def take(self, key: GroupKey, relative: str) -> Seen | None:
-        """The name and id a drop was shown with (also by an earlier run), now that it is
-        admitted or refused; None if it was never shown."""
+    def peek(self, key: GroupKey, relative: str) -> Seen | None:
+        """The name and id a drop was shown with (also by an earlier run), for its admission
+        or refusal; None if it was never shown. It keeps them until `done`: an admission
+        or refusal the disk refuses is tried again under the same name."""
+        known = self._seen.get(key)
+        if known is not None:
+            return known[0]
+        if self._leftovers is None:
+            self._leftovers = self.jobs.board.take_leftovers()
+        left = self._leftovers.get(f"inbox/{relative}")
+        return None if left is None else Seen(left.name, left.job_id, left.created_at or "")
+
+    def done(self, key: GroupKey, relative: str) -> None:
+        """The drop was admitted or refused: its name is no longer held as waiting."""
         known = self._seen.pop(key, None)
-        if known is None:
-            left = self._leftover(f"inbox/{relative}")
-            return None if left is None else Seen(left.name, left.job_id, left.created_at or "")
-        self._names.discard(known[0].name)
-        return known[0]
+        if known is not None:
+            self._names.discard(known[0].name)
+        elif self._leftovers is not None:
+            self._leftovers.pop(f"inbox/{relative}", None)
 
     def sweep(self, present: set[GroupKey], stems: set[str]) -> None:
         """After a tick: drops no longer in inbox/ (`present`: every group the tick saw) lose

@@ -25,12 +25,14 @@ from PIL.PngImagePlugin import PngInfo
 
 from hotfolder import exifdata, fsops, rawfiles
 from hotfolder.config import Limits
-from hotfolder.errors import IncompleteImage, Reason, Rejected
+from hotfolder.endings import unfinished
+from hotfolder.errors import IncompleteImage, MaybeIncomplete, Reason, Rejected
 from hotfolder.layout import IMAGE_SUFFIXES
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "IncompleteImage",
+    "MaybeIncomplete",
     "ProbedImage",
     "SourceImage",
     "encode_result",
@@ -331,6 +333,10 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
             fmt = image.format or "unknown"
             width, height = image.size
             _decode_fully(image, data, path.name)
+    short = unfinished(data, fmt)
+    if short is not None:
+        kind = MaybeIncomplete if short.maybe_whole else IncompleteImage
+        raise kind(f"{path.name} {short.problem}; it may still be copying")
     return ProbedImage(format=fmt, width=width, height=height)
 
 

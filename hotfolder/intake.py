@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from hotfolder import fsops
+from hotfolder import cancels, fsops
 from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
@@ -31,10 +31,11 @@ from hotfolder.defaults import FolderDefaults, Layer
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
-from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.probes import ImageProbes
-from hotfolder.records import manifest_for, rejection_for
+from hotfolder.records import manifest_for, rejection_for, seen_as
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
@@ -63,7 +64,7 @@ class Intake:
         clock: Callable[[], float] = time.time,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         on_admit: Callable[[], None] = lambda: None,
-        on_cancel: Callable[[str], object] = lambda name: None,
+        on_cancel: Callable[[str], tuple[bool, str]] = lambda name: (True, ""),
         hold: Callable[[], str | None] = lambda: None,
         tick_budget_seconds: float = TICK_BUDGET_SECONDS,
     ) -> None:
@@ -201,11 +202,10 @@ class Intake:
                 self._reject(unknown_type(path))
         elif kind == "cancel":
             if settled:
-                self.on_cancel(split_name(self._relative(path))[0])
-                fsops.remove(path)
-                self._forget(path)
+                self._cancel(path)
         else:
-            group = groups.setdefault((path.parent, split_name(name)[0]), Group())
+            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
+            group = groups.setdefault((path.parent, fold(split_name(name)[0])), Group())
             group.add(path, kind, settled=settled, mtime_ns=info.st_mtime_ns)
 
     def _look_inside(self, folder: Path, now: float, groups: dict[GroupKey, Group]) -> None:
@@ -239,7 +239,8 @@ class Intake:
                 break
             self.budget.used()
             try:
-                for outcome in self.pairing.decide(key[1], group, now):
+                stem = split_name(group.first()[1].name)[0]
+                for outcome in self.pairing.decide(stem, group, now):
                     if isinstance(outcome, Refusal):
                         self._reject(outcome, key=key)
                         continue
@@ -270,21 +271,28 @@ class Intake:
 
     def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
         """Show a drop that is not decided yet as `waiting`, with what for."""
-        relative = self._relative(key[0] / key[1])
+        # Named after its file as dropped (the key's stem is folded to lower case and NFC).
+        first = files[0]
+        relative = self._relative(first.parent / split_name(first.name)[0])
         self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
 
     def _place(self, item: Ready, now: float, key: GroupKey) -> None:
-        """Admit a ready pair, or refuse it as `queue_full` when pending/ is at the cap."""
-        if self.jobs.pending_count() >= self.config.max_pending:
-            full = Refusal(
-                item.files,
-                Reason.queue_full,
-                f"the queue is full ({self.config.max_pending} jobs waiting)",
-                "Drop the files again once the queue has room, or raise max_pending.",
-            )
+        """Admit a ready pair, or refuse it as `queue_full` past the cap (or its station's)."""
+        relative = self._relative(item.image)
+        full = self._no_room(item, station_of(relative))
+        if full is not None:
             self._reject(full, spec=item.spec, key=key)
             return
-        relative = self._relative(item.image)
+        stem = split_name(relative)[0]
+        seen = self.arrivals.peek(key, stem) or seen_as(
+            self.layout, stem, now, self.arrivals.reserved
+        )
+        if not seen.carried:
+            # Its status file would not fit the filesystem: refused under a shortened name.
+            message = "the name is too long for the filesystem once hotfolder adds its endings"
+            refusal = Refusal(item.files, Reason.unsupported_type, message)
+            self._reject(refusal, spec=item.spec, key=key)
+            return
         seq = self.jobs.spool.next_seq()
         manifest = manifest_for(
             item,
@@ -292,10 +300,32 @@ class Intake:
             relative=relative,
             seq=seq,
             now=now,
-            seen=self.arrivals.take(key, split_name(relative)[0]),
-            reserved=self.arrivals.reserved,
+            seen=seen,
         )
         self._admit(manifest, item.files)
+        self.arrivals.done(key, stem)
+
+    def _no_room(self, item: Ready, station: str) -> Refusal | None:
+        retry = (
+            "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
+            "under their own names, oldest first, once the queue has room"
+        )
+        if self.jobs.pending_count() >= self.config.max_pending:
+            message = f"the queue is full ({self.config.max_pending} jobs waiting)"
+            return Refusal(
+                item.files, Reason.queue_full, message, f"{retry} (or raise max_pending)."
+            )
+        cap = self.config.per_station.max_pending
+        if cap is not None and self.jobs.spool.station_count(station) >= cap:
+            where = f"station {station}/" if station else "inbox/ itself (a station of its own)"
+            message = f"{where} already has {cap} jobs waiting (per_station.max_pending)"
+            return Refusal(
+                item.files,
+                Reason.queue_full,
+                message,
+                f"{retry} (or raise per_station.max_pending).",
+            )
+        return None
 
     # --- the only places where intake asks for a change of job state ---
 
@@ -318,13 +348,25 @@ class Intake:
             relative=relative,
             spec=spec,
             now=now,
-            seen=None if key is None else self.arrivals.take(key, split_name(relative)[0]),
+            seen=None if key is None else self.arrivals.peek(key, split_name(relative)[0]),
             reserved=self.arrivals.reserved,
         )
         self.jobs.reject(record)
+        if key is not None:
+            self.arrivals.done(key, split_name(relative)[0])
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
+
+    def _cancel(self, path: Path) -> None:
+        """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
+        relative = self._relative(path)
+        name = cancels.job_named(self.jobs, split_name(relative)[0])
+        ok, message = self.on_cancel(name)
+        if not ok:
+            cancels.unmatched(self.layout, relative, name, message)
+        fsops.remove(path)
+        self._forget(path)
 
     def _set_unreachable(self, problem: str | None) -> None:
         """Say in queue.json why intake is paused, or that it no longer is."""

@@ -19,6 +19,7 @@ from hotfolder.errors import HotfolderError, Reason
 from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
+from hotfolder.order import QueueOrder
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
@@ -76,6 +77,8 @@ class Jobs:
         self.clock = clock
         self.monotonic = monotonic
         self.lock = spool.lock
+        # One order in force for claims (spool) and positions (board): `dispatch` from the config.
+        spool.order = board.order = QueueOrder(config.dispatch)
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
         self._blocked_until = 0.0

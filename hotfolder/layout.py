@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -141,6 +142,17 @@ class Layout:
                     return True
         return False
 
+    def carried_name(self, name: str, reserved: set[str] | None = None) -> tuple[str, bool]:
+        """The unique name a new job takes, and whether it is the one asked for.
+
+        False: every file of a job named so would not fit the filesystem's limit on one
+        name (`NAME.status.json` the longest), so it gets a shortened unique name instead.
+        """
+        unique = self.unique_name(name, reserved)
+        if fits(unique):
+            return unique, True
+        return self.unique_name(shortened(name), reserved), False
+
     def unique_name(self, name: str, reserved: set[str] | None = None) -> str:
         """`name`, or `name~2`, `name~3`, … — the smallest that no job owns yet."""
         reserved = reserved or set()
@@ -150,6 +162,34 @@ class Layout:
             n += 1
             candidate = f"{name}~{n}"
         return candidate
+
+
+# The longest ending a job's name is given in any folder: `outbox/NAME.status.json`.
+LONGEST_ENDING = ".status.json"
+# A shortened name leaves room for a `~N` a later job of the same name may need.
+_UNIQUE_ROOM = len("~999")
+_DIGEST_CHARS = 8
+
+
+def fits(name: str) -> bool:
+    """Whether every file of a job of this name fits the filesystem's limit on one name."""
+    base = name.rpartition("/")[2]
+    return len(os.fsencode(base + LONGEST_ENDING)) <= fsops.NAME_MAX_BYTES
+
+
+def shortened(name: str, ending: str = LONGEST_ENDING) -> str:
+    """`folder/` + the start of the name + `~` + a digest of the whole: with `ending` (and a
+    `~N`) it fits, and two long names that start alike still differ."""
+    folder, slash, base = name.rpartition("/")
+    digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:_DIGEST_CHARS]
+    room = fsops.NAME_MAX_BYTES - len(ending) - _UNIQUE_ROOM - 1 - _DIGEST_CHARS
+    cut = os.fsencode(base)[:room]
+    # Never end inside a UTF-8 character: drop continuation bytes and the lead byte they follow.
+    while cut and cut[-1] & 0xC0 == 0x80:
+        cut = cut[:-1]
+    if cut and cut[-1] >= 0xC0:
+        cut = cut[:-1]
+    return f"{folder}{slash}{os.fsdecode(cut)}~{digest}"
 
 
 def new_job_id(now: float | None = None) -> str:

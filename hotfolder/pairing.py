@@ -14,6 +14,7 @@ from hotfolder import images, sidecar
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults
 from hotfolder.errors import Reason, Rejected
+from hotfolder.names import split_name
 from hotfolder.probes import ImageProbes
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import JobSpec
@@ -110,6 +111,8 @@ class Pairing:
         Ready, last."""
         images_ = sorted(group.images)
         sidecars = sorted(group.sidecars)
+        if len({split_name(p.name)[0] for p in images_}) > 1:
+            return self._case_clash(stem, group)
         if images_ and sidecars and (len(images_) > 1 or len(sidecars) > 1):
             if not group.all_settled():
                 return [Waiting((*images_, *sidecars), COPYING)]
@@ -133,6 +136,23 @@ class Pairing:
                     break
             return outcomes
         return [self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)]
+
+    def _case_clash(self, stem: str, group: Group) -> list[Ready | Refusal | Waiting]:
+        """Images whose names differ only in letter case or Unicode form: which one is meant?"""
+        if not group.all_settled():
+            return [Waiting(tuple(sorted(group.members())), COPYING)]
+        names = ", ".join(p.name for p in sorted(group.members()))
+        return [
+            Refusal(
+                tuple(sorted(group.images) + sorted(group.sidecars)),
+                Reason.ambiguous,
+                f"{names}: names that differ only in letter case (or in how an accent is "
+                f"written) are the same name on Windows and macOS shares, so the job {stem} "
+                "is ambiguous",
+                "Rename one of the images (IMG_1.jpg and IMG_1b.jpg, say) or drop them in "
+                "different folders, each with its own sidecar.",
+            )
+        ]
 
     def _lone_sidecar(self, stem: str, lone: Path, group: Group, now: float) -> Refusal | Waiting:
         wait = self.config.sidecar_wait_seconds

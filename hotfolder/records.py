@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from hotfolder import fsops
 from hotfolder.jobstatus import JobStatus, iso
-from hotfolder.layout import Layout, new_job_id
+from hotfolder.layout import LONGEST_ENDING, Layout, new_job_id
 from hotfolder.names import split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
@@ -26,12 +27,13 @@ class Seen:
     name: str
     job_id: str
     created_at: str
+    carried: bool = True  # False: the name asked for was too long and was shortened
 
 
 def seen_as(layout: Layout, relative: str, now: float, reserved: set[str]) -> Seen:
     """A new waiting drop at `relative` (to inbox/, without extension): its name and id."""
-    name = layout.unique_name(relative, reserved)
-    return Seen(name=name, job_id=new_job_id(now), created_at=iso(now) or "")
+    name, carried = layout.carried_name(relative, reserved)
+    return Seen(name=name, job_id=new_job_id(now), created_at=iso(now) or "", carried=carried)
 
 
 def manifest_for(
@@ -78,11 +80,15 @@ def rejection_for(
     """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
 
     Its files move to failed/ under the job's name, each keeping its extension. `spec` is the
-    request, when the drop got as far as having one (`queue_full`).
+    request, when the drop got as far as having one (`queue_full`). A name too long to carry
+    is shortened, and the details say so.
     """
     if seen is None:
         seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
     name = seen.name
+    details = (
+        refusal.details if seen.carried else f"{refusal.details}\n\n{too_long(relative, name)}"
+    )
     target = layout.failed / name
     status = JobStatus(
         job_id=seen.job_id,
@@ -109,6 +115,19 @@ def rejection_for(
         moves=moves,
         code=refusal.code.value,
         message=refusal.message,
-        details=refusal.details,
+        details=details.strip(),
         status=status.to_json(),
+    )
+
+
+def too_long(relative: str, name: str) -> str:
+    """What a person reads when a drop's name was too long to carry."""
+    base = split_name(relative.rpartition("/")[2])[0]
+    size = len(base.encode("utf-8", "surrogateescape"))
+    room = fsops.NAME_MAX_BYTES - len(LONGEST_ENDING)
+    return (
+        f"The name {base!r} is {size} bytes; hotfolder adds {LONGEST_ENDING} to a job's name "
+        f"and the filesystem allows {fsops.NAME_MAX_BYTES} bytes per name, so a name may be "
+        f"at most {room} bytes. Its files are in failed/ as {name.rpartition('/')[2]}.*: "
+        "rename the image (and its sidecar) to a shorter name and drop them again."
     )

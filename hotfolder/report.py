@@ -12,6 +12,7 @@ from typing import Any
 from hotfolder.config import Config
 from hotfolder.jobstatus import parse_iso, read_status, status_from_manifest
 from hotfolder.layout import Layout
+from hotfolder.order import QueueOrder
 from hotfolder.spool import Spool
 
 # queue.json's heartbeat older than this, with the service holding its lock: not responding.
@@ -61,7 +62,7 @@ def queue_report(config: Config) -> dict[str, Any]:
     spool = Spool(layout)
     # Read the disk, not the service's memory, so this works when the service is down.
     spool_view = {
-        "queued": [m.name for m in _scan_sorted(spool, layout)],
+        "queued": [m.name for m in _scan_sorted(spool, layout, config)],
         "processing": [m.name for m in spool.scan(layout.processing).values()],
     }
     queue = read_queue(layout)
@@ -88,8 +89,11 @@ def queue_report(config: Config) -> dict[str, Any]:
     return report
 
 
-def _scan_sorted(spool: Spool, layout: Layout) -> list[Any]:
-    return sorted(spool.scan(layout.pending).values(), key=lambda m: m.sort_key)
+def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:
+    # With the service down no station has had a turn yet: the order a fresh start would take.
+    return QueueOrder(config.dispatch).arrange(
+        spool.scan(layout.pending).values(), key=lambda m: m.sort_key, name=lambda m: m.name
+    )
 
 
 def job_report(config: Config, name: str) -> dict[str, Any] | None:

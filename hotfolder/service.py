@@ -19,7 +19,7 @@ from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
 from hotfolder.editors import Editor
-from hotfolder.errors import ConfigError, HotfolderError, ServiceLocked
+from hotfolder.errors import ConfigError, ServiceLocked, SetupError
 from hotfolder.history import History
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
@@ -27,7 +27,7 @@ from hotfolder.layout import Layout
 from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
 from hotfolder.publisher import publisher_for
-from hotfolder.retry import retry
+from hotfolder.retries import Selection, retry_selection
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
 from hotfolder.slots.thread import ThreadSlot
@@ -76,8 +76,15 @@ def low_disk(layout: Layout, floor: int) -> str | None:
     return None
 
 
-class EditorsUnavailable(HotfolderError):
+class EditorsUnavailable(SetupError):
     """No slot could load its editor at start-up; the message says why."""
+
+
+def loading_note(config: Config) -> str:
+    """queue.json's `notes.editor` while the slots load their editors."""
+    if config.editor.name == "qwen" and config.editor.warms_up:
+        return "loading model, then warming up (one edit of the default preset)"
+    return "loading model"
 
 
 @contextlib.contextmanager
@@ -162,8 +169,10 @@ class Service:
         self.controls = ControlDesk(
             self.layout,
             {
-                "cancel": self.jobs.cancel,
-                "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
+                "cancel": lambda request: self.jobs.cancel(str(request["name"])),
+                "retry": lambda request: retry_selection(
+                    self.jobs, config, self.intake.layers, Selection.from_request(request)
+                ),
             },
         )
         self.metrics = Metrics(config) if config.metrics.textfile or config.metrics.port else None
@@ -191,7 +200,7 @@ class Service:
             monotonic=monotonic,
             history=self.history,
         )
-        self.notifier = Notifier()
+        self.notifier = Notifier(allowed_hosts=self.config.notify.allowed_hosts)
         return Jobs(
             self.layout,
             self.config,
@@ -306,7 +315,7 @@ class Service:
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
-            self.state.note("editor", "loading model")
+            self.state.note("editor", loading_note(self.config))
             self.notifier.start()
             self.publisher.start()
             failure: BaseException | None = None

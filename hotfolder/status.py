@@ -28,6 +28,7 @@ from hotfolder.jobstatus import (
     status_from_manifest,
 )
 from hotfolder.layout import Layout
+from hotfolder.order import QueueOrder
 from hotfolder.recent import SHOWN, Finished, Recent
 from hotfolder.spool import JobState, Manifest
 from hotfolder.state import ServiceState
@@ -149,6 +150,8 @@ class Board:
         self._slots = slots
         self._clock = clock
         self._monotonic = monotonic
+        # The order in force; Jobs shares its own with the spool, so positions follow claims.
+        self.order = QueueOrder(config.dispatch)
         self._lock = threading.RLock()
         self._io = threading.Lock()
         self._active: dict[str, _Entry] = {}
@@ -326,8 +329,10 @@ class Board:
         with self._lock:
             now_mono = self._monotonic()
             entries = list(self._active.values())
-            queued = sorted(
-                (e for e in entries if e.status.status == JobState.queued), key=lambda e: e.key
+            queued = self.order.arrange(
+                (e for e in entries if e.status.status == JobState.queued),
+                key=lambda e: e.key,
+                name=lambda e: e.status.name,
             )
             running = sorted(
                 (e for e in entries if e.status.status == JobState.processing),

@@ -127,3 +127,14 @@ def test_a_ready_pair_held_for_disk_space_says_so(tmp_path: Path) -> None:
     rig.tick(2.5)
     assert rig.queued() == []
     assert (status(rig, "h") or {})["detail"] == FOR_DISK
+
+
+def test_a_waiting_drop_keeps_the_letter_case_it_was_dropped_with(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    make_image(rig.inbox / "St-1" / "IMG_0042.JPG")
+    rig.tick()
+    assert (status(rig, "St-1/IMG_0042") or {}).get("status") == "waiting"
+    rig.intake.note(write_sidecar(rig.inbox / "St-1" / "img_0042.yaml"))
+    rig.tick(2.5)
+    rig.tick(2.5)
+    assert rig.queued() == ["St-1/IMG_0042"]

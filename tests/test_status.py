@@ -92,7 +92,7 @@ def test_a_clean_run_leaves_stopped_no_notes_thumbnails_and_a_banner(
         assert (tmp_path / "outbox" / ".thumbs" / f"pic.{which}.jpg").is_file()
     assert (tmp_path / "outbox" / "index.html").is_file()
     banner = next(r.message for r in caplog.records if "starting:" in r.message)
-    for part in (f"root {tmp_path}", "config built-in defaults", "editor identity on cuda",
+    for part in (f"root {tmp_path}", "config built-in defaults", "editor identity on cpu",
                  "max_pending 10", "observer native (unused: --once)", "metrics off"):  # fmt: skip
         assert part in banner, banner
 

@@ -92,7 +92,7 @@ def test_with_the_service_up_workers_and_the_queue_with_waits(tmp_path: Path) ->
         assert "Service   running (pid " in out
         rows = [line.split() for line in out.splitlines()]
         assert ["WORKER", "DEVICE", "STATE", "JOB", "STEP", "BUSY"] in rows
-        assert ["cuda", "cuda", "editing", "first"] in [row[:4] for row in rows]
+        assert ["cpu", "cpu", "editing", "first"] in [row[:4] for row in rows]
         assert ["#", "JOB", "STARTS", "IN", "INSTRUCTION"] in rows
         assert ["1", "second", "about"] in [row[:3] for row in rows]
         assert out.rstrip().endswith("Cool it down")

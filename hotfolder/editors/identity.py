@@ -40,6 +40,9 @@ class IdentityEditor:
     def prepare(self, preset: Preset) -> None:
         return None
 
+    def warm_up(self, preset: Preset) -> None:
+        return None
+
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:
         if os.environ.get(FAULTS_ENV):
             _inject_fault(request.instruction)
