@@ -51,17 +51,26 @@ KEYS = (
     "burst_admit_per_s",
     "burst_jobs_per_s",
     "burst_peak_rss_mb",
+    "page_write_ms_p95",
     "idle_cpu_percent_native",
     "idle_cpu_percent_polling",
     "duty_cycle_png",
     "duty_cycle_jpeg",
     "duty_cycle_webp",
     "scaling_4_slots",
+    "decode_ratio_jpeg",
+    "decode_ratio_heic",
+    "decode_ratio_raw",
+    "fair_dispatch_ms",
+    "fair_order_ms",
     "ray_scaling_3_workers",
     "ray_dispatch_overhead_ms",
 )
 
-PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "ray")
+PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "decode", "fair", "ray")
+
+# dispatch: fair is measured with this many stations, each with this many queued jobs.
+FAIR_STATIONS, FAIR_JOBS_EACH, FAIR_DECISIONS = 10, 100, 200
 
 # How often this script looks for a file the service writes (its measuring resolution).
 LOOK_INTERVAL_SECONDS = 0.002
@@ -303,11 +312,119 @@ def peak_rss_mb(process: psutil.Process) -> float:
     return process.memory_info().rss / 1024**2
 
 
+def histogram_quantile(text: str, name: str, fraction: float) -> tuple[float, int]:
+    """Prometheus' histogram_quantile over one unlabelled histogram in a textfile: the value
+    below which `fraction` of the observations lie (linear within a bucket), and the count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            buckets = sorted(
+                (float(s.labels["le"]), s.value)
+                for s in family.samples
+                if s.name == name + "_bucket"
+            )
+    if not buckets or buckets[-1][1] == 0:
+        raise RuntimeError(f"no {name} observations in the metrics textfile")
+    total = buckets[-1][1]
+    rank = fraction * total
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower, int(total)
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9), int(total)
+        lower, below = bound, count
+    return lower, int(total)
+
+
+def page_writes_in_process(base: Path, writes: int = 200) -> list[float]:
+    """Milliseconds per outbox/index.html write (render + atomic write) with exactly 1,000
+    jobs queued, 50 done, 50 failed and two workers editing: the page at its largest."""
+    from hotfolder.jobstatus import JobStatus, iso
+    from hotfolder.layout import Layout
+    from hotfolder.page import Page
+    from hotfolder.recent import Finished
+    from hotfolder.spool import JobState
+    from hotfolder.view import View
+
+    now = time.time()
+
+    def job(index: int, state: JobState, **fields: Any) -> JobStatus:
+        return JobStatus(
+            job_id=f"{index:026d}",
+            name=f"station-{index % 7}/IMG_{index:05d}",
+            status=state,
+            instruction=f"Make the sky over picture {index} a deep sunset orange",
+            created_at=iso(now),
+            **fields,
+        )
+
+    queued = [
+        job(i, JobState.queued, position=i, estimated_wait_seconds=20.0 * i) for i in range(1, 1001)
+    ]
+    done = [
+        Finished(
+            job(2000 + i, JobState.completed, completed_at=iso(now)),
+            now,
+            thumbs=(True, True),
+            seconds=21.0,
+        )
+        for i in range(50)
+    ]
+    failed = [
+        Finished(
+            job(
+                3000 + i,
+                JobState.failed,
+                error_code="invalid_sidecar",
+                error="bad key",
+                completed_at=iso(now),
+            ),
+            now,
+            details="Fix the key.",
+        )
+        for i in range(50)
+    ]
+    running = [
+        job(4000 + i, JobState.processing, started_at=iso(now), device=f"cuda:{i}")
+        for i in range(2)
+    ]
+    workers = [
+        {"worker": s.device, "device": s.device, "name": s.name, "job_id": s.job_id, "busy_ratio": 0.98,
+         "state": "editing", "progress": {"step": 2, "steps": 4}}
+        for s in running
+    ]  # fmt: skip
+    view = View(
+        at=now, state="running", paused=False, accepting=True, observer="native",
+        max_queue_size=1000, workers=workers, running=running, queued=queued,
+        recent=done, failures=failed, counts={JobState.completed: 50, JobState.failed: 50},
+    )  # fmt: skip
+    root = base / "page"
+    root.mkdir()
+    page = Page(Layout(root))
+    times = []
+    for _ in range(writes):
+        started = time.perf_counter()
+        page.write(view)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
+    """1,000 pairs at once; also every write of outbox/index.html meanwhile, from the
+    service's own `hotfolder_page_write_seconds` histogram (metrics textfile)."""
     root = base / "burst"
     root.mkdir()
     pairs = sizes.burst_pairs
-    write_config(root, observer="native", settle_seconds=sizes.settle_seconds, max_pending=pairs)
+    write_config(
+        root,
+        observer="native",
+        settle_seconds=sizes.settle_seconds,
+        max_pending=pairs,
+        metrics={"textfile": "metrics.prom"},
+    )
     image = jpeg_bytes((64, 48))
     stage = root / "stage"
     for index in range(pairs):
@@ -350,7 +467,16 @@ def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
         finished = time.monotonic()
         peak = peak_rss_mb(process)
     admit_seconds = admitted - dropped - sizes.settle_seconds
+    # Read after the stop: the service's last write holds every observation.
+    page_p95, page_writes = histogram_quantile(
+        (root / "metrics.prom").read_text(), "hotfolder_page_write_seconds", 0.95
+    )
+    in_process = page_writes_in_process(base)
     return {
+        "page_write_ms_p95": page_p95 * 1000,
+        "page_writes": page_writes,
+        "page_1000_queued_ms_p50": percentile(in_process, 0.50),
+        "page_1000_queued_ms_p95": percentile(in_process, 0.95),
         "admit_per_s": pairs / admit_seconds,
         "admit_seconds": admit_seconds,
         "jobs_per_s": (completed - completed_at_admit) / (finished - admitted),
@@ -848,6 +974,53 @@ def qwen_figures(base: Path, sizes: Sizes) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def fair_figures(base: Path) -> dict[str, float]:
+    """`dispatch: fair` with 10 stations x 100 queued jobs: the dispatch decision (`Spool.claim`:
+    the next job in the order in force, in memory) and the whole order (positions, waits)."""
+    from hotfolder.layout import Layout
+    from hotfolder.order import QueueOrder
+    from hotfolder.spool import Manifest, Spool
+
+    layout = Layout(base / "fair")
+    layout.create()
+    spool = Spool(layout, QueueOrder("fair"))
+    for seq in range(FAIR_STATIONS * FAIR_JOBS_EACH):
+        # A burst from one station first, then the others: the case fair turns are for.
+        station, index = divmod(seq, FAIR_JOBS_EACH)
+        name = f"station-{station}/IMG_{index:03}"
+        spool.admit(
+            Manifest(
+                job_id=f"job-{seq}",
+                name=name,
+                seq=seq + 1,
+                created_at="2026-11-29T00:00:00Z",
+                source=f"inbox/{name}.jpg",
+                image=f"IMG_{index:03}.jpg",
+                inbox_image=f"inbox/{name}.jpg",
+                spec={"preset": "qwen-4step"},
+                seed=0,
+            )
+        )
+    orders, decisions, stations = [], [], []
+    for _ in range(FAIR_DECISIONS):
+        started = time.perf_counter()
+        spool.queued()
+        orders.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        taken = spool.claim({"state": "processing"})
+        decisions.append(time.perf_counter() - started)
+        assert taken is not None
+        stations.append(taken.name.partition("/")[0])
+    return {
+        "queued_at_start": FAIR_STATIONS * FAIR_JOBS_EACH,
+        "dispatch_ms": median(decisions) * 1000,
+        "dispatch_ms_p95": percentile(decisions, 0.95) * 1000,
+        "order_ms": median(orders) * 1000,
+        # Round-robin: the first ten claims take one job from each station.
+        "stations_in_first_round": len(set(stations[:FAIR_STATIONS])),
+    }
+
+
 def machine() -> dict[str, Any]:
     import platform
 
@@ -869,7 +1042,13 @@ def rounded(value: Any) -> Any:
 
 
 def service_parts(
-    base: Path, sizes: Sizes, parts: set[str], figures: dict[str, Any], details: dict[str, Any]
+    base: Path,
+    sizes: Sizes,
+    parts: set[str],
+    figures: dict[str, Any],
+    details: dict[str, Any],
+    *,
+    quick: bool,
 ) -> None:
     """The parts that run the service on their own, one after another."""
     if "burst" in parts:
@@ -877,6 +1056,7 @@ def service_parts(
         figures["burst_admit_per_s"] = round(found["admit_per_s"], 1)
         figures["burst_jobs_per_s"] = round(found["jobs_per_s"], 1)
         figures["burst_peak_rss_mb"] = round(found["peak_rss_mb"], 1)
+        figures["page_write_ms_p95"] = round(found["page_write_ms_p95"], 1)
         details["burst"] = {k: round(v, 2) for k, v in found.items()}
     if "duty" in parts:
         say("duty cycle: 1-megapixel jobs through one worker, per output format")
@@ -884,12 +1064,26 @@ def service_parts(
         for fmt, found in duty.items():
             figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
         details["duty"] = rounded(duty)
+    if "fair" in parts:
+        say(f"dispatch: fair, {FAIR_STATIONS} stations x {FAIR_JOBS_EACH} queued jobs")
+        fair = fair_figures(base)
+        figures["fair_dispatch_ms"] = round(fair["dispatch_ms"], 3)
+        figures["fair_order_ms"] = round(fair["order_ms"], 2)
+        details["fair"] = rounded(fair)
     if "scaling" in parts:
         say(f"scaling: 1 slot versus {SCALING_SLOTS}")
         scaling = scaling_figures(base, sizes)
         ratio = scaling["ratio"]
         figures["scaling_4_slots"] = None if ratio is None else round(ratio, 3)
         details["scaling"] = rounded(scaling)
+    if "decode" in parts:
+        say("decode: 24-megapixel JPEG, HEIC and RAW with oversize: fit, against the libraries")
+        from benchmarks.decode import decode_figures
+
+        decoded = decode_figures(base / "decode", quick=quick)
+        for kind, found in decoded.items():
+            figures[f"decode_ratio_{kind}"] = round(found["ratio"], 3)
+        details["decode"] = rounded(decoded)
     if "ray" in parts:
         say(f"ray: 1 actor versus {RAY_WORKERS}, and a local slot")
         found = ray_figures(base, sizes)
@@ -954,7 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures[f"pickup_ms_p50_{observer}"] = round(percentile(added, 0.50), 1)
                 figures[f"pickup_ms_p95_{observer}"] = round(percentile(added, 0.95), 1)
                 details[f"pickup_ms_{observer}"] = [round(v, 1) for v in sorted(added)]
-        service_parts(base, sizes, parts, figures, details)
+        service_parts(base, sizes, parts, figures, details, quick=args.quick)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     details["seconds"] = round(time.monotonic() - started, 1)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from hotfolder import __version__
 from hotfolder.config import Config, dump_config, load_config
-from hotfolder.errors import ConfigError, HotfolderError, Rejected
+from hotfolder.errors import ConfigError, HotfolderError, Reason, Rejected, SetupError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,6 +32,31 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
+def _add_controls(commands: Any) -> None:
+    """`cancel` and `retry`: requests a running service carries out (or the command does)."""
+    cancel = commands.add_parser(
+        "cancel", help="cancel a queued or running job (also: drop NAME.cancel into inbox/)"
+    )
+    cancel.add_argument("name", help="job name, e.g. station-3/IMG_0042")
+    retry = commands.add_parser(
+        "retry",
+        help="put failed or cancelled jobs back into the queue, oldest first, as many as fit",
+    )
+    retry.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="job names (IMG_0042 or IMG_0042.jpg, station-3/IMG_0042) or folders (station-3/)",
+    )
+    retry.add_argument("--code", choices=[r.value for r in Reason], help="jobs failed with CODE")
+    retry.add_argument("--all", action="store_true", help="every failed or cancelled job")
+    for control in (cancel, retry):
+        _common(control)
+        control.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for a running service"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,22 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="handle what is in inbox/ now, drain the queue, exit"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    run.add_argument(
+        "--init",
+        action="store_true",
+        help="create the root if it does not exist, or set up a tree in a folder holding other files",
+    )
 
     status = commands.add_parser("status", help="queue summary, or one job (service up or down)")
     _common(status)
     status.add_argument("name", nargs="?", help="job name, e.g. station-3/IMG_0042")
-    status.add_argument("--json", action="store_true", help="print JSON (the default)")
+    status.add_argument(
+        "--json", action="store_true", help="print JSON (the queue report, or the job's status)"
+    )
 
-    for action, text in (
-        ("cancel", "cancel a queued or running job (also: drop NAME.cancel into inbox/)"),
-        ("retry", "put a failed or cancelled job back into the queue"),
-    ):
-        control = commands.add_parser(action, help=text)
-        _common(control)
-        control.add_argument("name", help="job name, e.g. station-3/IMG_0042")
-        control.add_argument(
-            "--wait", type=float, default=30.0, help="seconds to wait for a running service"
-        )
+    _add_controls(commands)
     for action, text in (
         ("pause", "stop taking new jobs (the job in flight finishes); intake goes on"),
         ("resume", "take jobs again"),
@@ -108,13 +131,23 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Config:
     return load_config(args.config, root=args.root, overrides=overrides)
 
 
+def _tree(args: argparse.Namespace) -> Config:
+    """The configuration of a command that works on an existing hotfolder tree (not `run`)."""
+    from hotfolder.roots import require_tree
+
+    config = _config(args)
+    require_tree(config.root_path)
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         handler = COMMANDS[args.command]
         return handler(args)
-    except ConfigError as e:
+    except (ConfigError, SetupError) as e:
+        # The same cause gives the same status in every command: 2 for what must be set up.
         print(f"hotfolder: {e}", file=sys.stderr)
         return EXIT_USAGE
     except HotfolderError as e:
@@ -139,44 +172,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Imports and start-up take a moment; a SIGTERM then is still a clean stop, not a kill.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop_early)
-    from hotfolder.errors import ServiceLocked
-    from hotfolder.service import EditorsUnavailable, Service
+    from hotfolder.roots import prepare
+    from hotfolder.service import Service
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
-    from hotfolder.editors.qwen import EditorUnavailable
+    config = _config(args, **{"editor.name": args.editor})
+    if args.preset is not None:
+        # Checked here, so a typo is blamed on the flag and not on the config file.
+        _check_preset(config, args.preset)
+        config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
+    prepare(config.root_path, init=args.init)
+    from hotfolder.config import config_file
 
-    try:
-        service = Service(config)
-        return service.run(once=args.once)
-    except (ServiceLocked, EditorUnavailable, EditorsUnavailable) as e:
-        print(f"hotfolder: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    return Service(config, config_file=config_file(args.config, args.root)).run(once=args.once)
+
+
+def _check_preset(config: Config, name: str) -> None:
+    if name not in config.presets:
+        known = ", ".join(sorted(config.presets))
+        raise ConfigError(f"--preset {name!r} is not a configured preset; use one of: {known}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from hotfolder.report import job_report, queue_report
+    from hotfolder.table import job_block, queue_table
 
-    config = _config(args)
+    config = _tree(args)
     if args.name:
-        data = job_report(config, args.name)
-        if data is None:
+        found = job_report(config, args.name) if args.json else job_block(config, args.name)
+        if found is None:
             print(f"hotfolder: no job named {args.name!r}", file=sys.stderr)
             return EXIT_FAILED
+        text = json.dumps(found, indent=2, ensure_ascii=False) if args.json else str(found)
+    elif args.json:
+        text = json.dumps(queue_report(config), indent=2, ensure_ascii=False)
     else:
-        data = queue_report(config)
-    # JSON either way: a person reads it as easily as a script does.
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+        text = queue_table(config)
+    print(text)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from hotfolder import sidecar
 
-    config = _config(args)
+    config = _tree(args) if args.root is not None else _config(args)
     print(dump_config(config), end="")
     failures = 0
     for path in args.sidecars:
@@ -206,10 +248,9 @@ def _control(args: argparse.Namespace) -> int:
     from hotfolder.report import service_state
     from hotfolder.service import Service, root_lock
 
-    config = _config(args)
+    request = _control_request(args)
+    config = _tree(args)
     layout = Layout(config.root_path)
-    if not layout.inbox.is_dir():
-        raise ConfigError(f"{layout.root} has no inbox/; pass --root with the service's folder")
     if not service_state(layout).startswith("running"):
         try:
             with root_lock(layout):
@@ -217,15 +258,15 @@ def _control(args: argparse.Namespace) -> int:
                 service = Service(config, editor=IdentityEditor())
                 service.spool.load()
                 service.board.load_finished()
-                ok, message = service.controls.handlers[args.command](args.name)
-                service.board.publish()
+                ok, message = service.controls.handlers[args.command](request)
+                service.publisher.publish(final=True)  # queue.json and the page, as stopped
                 service.history.close()
         except ServiceLocked:
             pass  # a service started meanwhile: ask it
         else:
             print(message, file=sys.stdout if ok else sys.stderr)
             return EXIT_OK if ok else EXIT_FAILED
-    request_id = control.submit(layout, args.command, args.name)
+    request_id = control.submit(layout, request)
     result = control.wait_result(layout, request_id, args.wait)
     if result is None:
         print(
@@ -239,11 +280,26 @@ def _control(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _control_request(args: argparse.Namespace) -> dict[str, Any]:
+    from hotfolder.control import make_request
+
+    if args.command == "cancel":
+        return make_request("cancel", args.name)
+    from hotfolder.retries import Selection
+
+    if not (args.names or args.code or args.all):
+        raise ConfigError("retry: give NAME..., FOLDER/, --code CODE or --all")
+    if args.all and args.names:
+        raise ConfigError("retry: --all already means every job; drop the names, or drop --all")
+    selection = Selection(targets=tuple(args.names), code=args.code, every=args.all)
+    return make_request("retry", selection.describe(), selection=selection.to_json())
+
+
 def _pause(args: argparse.Namespace) -> int:
     from hotfolder import fsops
     from hotfolder.layout import Layout
 
-    layout = Layout(_config(args).root_path)
+    layout = Layout(_tree(args).root_path)
     flag = layout.pause_flag
     if args.command == "pause":
         fsops.write_atomic(flag, b"paused by hotfolder pause\n")
@@ -274,7 +330,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from hotfolder.history import History
     from hotfolder.layout import Layout
 
-    layout = Layout(_config(args).root_path)
+    layout = Layout(_tree(args).root_path)
     path = layout.private / "history.db"
     if not path.exists():
         rows: list[dict[str, Any]] = []
@@ -306,6 +362,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from hotfolder.oneshot import edit_one
 
     config = load_config(args.config, overrides={"editor.name": args.editor})
+    if args.preset is not None:
+        _check_preset(config, args.preset)
     if not args.image.is_file():
         raise ConfigError(f"{args.image} is not a file; pass the image to edit")
     result = edit_one(

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from hotfolder.errors import ConfigError, describe_validation_error
+from hotfolder.yamltext import decode, explain
 
 DEFAULT_CONFIG_PATH = Path("config") / "hotfolder.yaml"
 
@@ -33,6 +34,40 @@ class Limits(_Strict):
     max_dimension: int = Field(2048, gt=0)
     max_instruction_chars: int = Field(500, gt=0)
     max_sidecar_bytes: int = Field(65_536, gt=0)
+    # Camera RAW files (.dng .cr2 .nef ...) may be this big; every other image max_file_bytes.
+    max_raw_bytes: int = Field(150_000_000, gt=0)
+    # An image over max_dimension: reject (too_large) or fit (scaled down for the edit, the
+    # result scaled back to the original size with output.size: input).
+    oversize: Literal["reject", "fit"] = "reject"
+    # A sidecar asking for more steps is invalid_sidecar: one station cannot hold a device for
+    # the whole job timeout with `steps: 1000` (presets are the operator's and are not capped).
+    max_steps: int = Field(50, ge=1)
+
+
+# An allowed notification host: a name (`hooks.example.lan`, `127.0.0.1`) or `*.` and a domain.
+HOST_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?")
+
+
+class NotifyConfig(_Strict):
+    # Hosts a sidecar's notify_url may name; empty: notifications are off (a notify_url is
+    # invalid_sidecar). Exact names, or `*.example.lan` for every name under example.lan.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name; write a bare name like hooks.example.lan "
+                    "or *.example.lan (no scheme, port or path)"
+                )
+        return [host.lower().strip("[]").rstrip(".") for host in value]
+
+
+class PerStation(_Strict):
+    # At most this many queued jobs per station (a top-level folder of inbox/); null: no limit.
+    max_pending: int | None = Field(None, ge=1)
 
 
 class LoraConfig(_Strict):
@@ -86,6 +121,17 @@ BUILTIN_PRESETS: dict[str, Preset] = {
 
 DEVICE_PATTERN = re.compile(r"cpu|cuda|cuda:\d+")
 
+# diffusers' AttentionBackendName values (0.42; the editor checks the installed version's list
+# again when it loads). Most need a package or a GPU of their own: docs/gpu.md says which.
+ATTENTION_BACKENDS = (
+    "native", "_native_cudnn", "_native_efficient", "_native_flash", "_native_math",
+    "_native_npu", "_native_xla", "flex", "flash", "flash_varlen", "_flash_3",
+    "_flash_varlen_3", "flash_hub", "flash_varlen_hub", "flash_4_hub", "_flash_3_hub",
+    "_flash_3_varlen_hub", "aiter_fa2_hub", "sage", "sage_varlen", "sage_hub",
+    "sage_blackwell_hub", "_sage_qk_int8_pv_fp8_cuda", "_sage_qk_int8_pv_fp8_cuda_sm90",
+    "_sage_qk_int8_pv_fp16_cuda", "_sage_qk_int8_pv_fp16_triton", "xformers",
+)  # fmt: skip
+
 
 class EditorConfig(_Strict):
     name: Literal["qwen", "identity"] = "qwen"
@@ -102,6 +148,46 @@ class EditorConfig(_Strict):
     # multiples of 16); unset: the pipeline's own ~1024x1024. Smaller is faster and needs less
     # memory (the tests run the tiny pipeline this way); the worker resizes the result back.
     max_pixels: int | None = Field(None, ge=32 * 32)
+    # qwen, speed (docs/gpu.md says which to use on which GPU): regional torch.compile of the
+    # transformer's repeated blocks; a diffusers attention backend (null: its default);
+    # torchao weights (fp8 needs compute capability 8.9+); VAE tiling (auto: large outputs);
+    # one edit of the default preset at start (null: when compile is on).
+    compile: bool = False
+    attention_backend: str | None = None
+    quantize: Literal["none", "fp8", "int8"] = "none"
+    vae_tiling: Literal["auto", "on", "off"] = "auto"
+    warmup: bool | None = None
+
+    @field_validator("vae_tiling", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `on` / `off` as true / false.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @field_validator("attention_backend")
+    @classmethod
+    def _attention_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"{value!r} is not a diffusers attention backend; use null (the default) or one "
+                f"of: {', '.join(ATTENTION_BACKENDS)}"
+            )
+        return value
+
+    @property
+    def warms_up(self) -> bool:
+        """Whether a slot edits once with the default preset before it takes jobs."""
+        return self.compile if self.warmup is None else self.warmup
+
+    @model_validator(mode="before")
+    @classmethod
+    def _identity_on_cpu(cls, data: Any) -> Any:
+        # The identity editor needs no GPU: unless a device list is given, it says "cpu".
+        if isinstance(data, dict) and data.get("name") == "identity" and "device" not in data:
+            return {**data, "device": "cpu"}
+        return data
 
     @field_validator("device")
     @classmethod
@@ -156,6 +242,23 @@ class RayConfig(_Strict):
         return "cuda" if self.num_gpus_per_worker > 0 else "cpu"
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics: a textfile for node_exporter, an HTTP /metrics endpoint, or both."""
+
+    # Rewritten atomically at most once a second and with every heartbeat; relative to the root.
+    textfile: Path | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    host: str = Field("127.0.0.1", min_length=1)
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        # node_exporter's textfile collector reads only *.prom files.
+        if value is not None and value.suffix != ".prom":
+            raise ValueError(f"{value} must end in .prom (node_exporter reads only those)")
+        return value
+
+
 class Config(_Strict):
     root: Path = Path()
     max_pending: int = Field(10, ge=1)
@@ -173,12 +276,17 @@ class Config(_Strict):
     # Below this much free space on the root's (or outbox's) filesystem, no new job is admitted.
     min_free_bytes: int = Field(100_000_000, ge=0)
     limits: Limits = Limits()
+    notify: NotifyConfig = NotifyConfig()
+    per_station: PerStation = PerStation()
+    # fifo: first in, first out over all stations; fair: stations take turns (round-robin).
+    dispatch: Literal["fifo", "fair"] = "fifo"
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     # local: a worker per editor.device entry on this machine; ray: ray.workers Ray actors.
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
     presets: dict[str, Preset] = Field(default_factory=lambda: dict(BUILTIN_PRESETS))
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -199,6 +307,13 @@ class Config(_Strict):
                 f"editor.offload {self.editor.offload!r} needs a CUDA device; "
                 "set editor.offload: none for editor.device: cpu"
             )
+        if self.editor.quantize == "fp8" and not all(
+            device.startswith("cuda") for device in self.editor.devices
+        ):
+            raise ValueError(
+                "editor.quantize 'fp8' needs a CUDA GPU with compute capability 8.9 or newer "
+                "(L4, L40S, RTX 4090, H100, H200); use editor.quantize: int8 or none on the CPU"
+            )
         return self
 
     def _check_ray(self) -> None:
@@ -217,23 +332,35 @@ class Config(_Strict):
     def root_path(self) -> Path:
         return self.root.resolve()
 
+    @property
+    def metrics_textfile(self) -> Path | None:
+        """metrics.textfile, a relative path taken from the root."""
+        textfile = self.metrics.textfile
+        return None if textfile is None else self.root_path / textfile
+
     def preset(self, name: str | None) -> Preset:
         return self.presets[name or self.default_preset]
 
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode(path.read_bytes()).removeprefix("\ufeff")
     except FileNotFoundError as e:
         raise ConfigError(
             f"config file {path} does not exist; pass --config with a real file"
         ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path} is a folder; pass --config with a file") from e
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
+    except ValueError as e:
+        raise ConfigError(f"config file {path}: {e}") from e
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(f"config file {path}: {explain(e, text)}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        raise ConfigError(f"config file {path} is not valid YAML: {e}; fix the syntax") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -241,6 +368,15 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
             f"config file {path} must be a mapping of keys, not {type(data).__name__}"
         )
     return data
+
+
+def config_file(path: Path | None, root: Path | None) -> Path | None:
+    """The file `load_config` reads: `path`, else `<root or cwd>/config/hotfolder.yaml` if it
+    exists, else None (built-in defaults)."""
+    if path is not None:
+        return path
+    candidate = (root or Path()) / DEFAULT_CONFIG_PATH
+    return candidate if candidate.is_file() else None
 
 
 def load_config(
@@ -256,10 +392,7 @@ def load_config(
     """
     data: dict[str, Any] = {}
     source = "built-in defaults"
-    if path is None:
-        candidate = (root or Path()) / DEFAULT_CONFIG_PATH
-        if candidate.is_file():
-            path = candidate
+    path = config_file(path, root)
     if path is not None:
         data = _read_yaml_file(path)
         source = str(path)
@@ -284,7 +417,8 @@ def load_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {describe_validation_error(e, 'config key')}") from e
+        problem = describe_validation_error(e, "config key", model=Config)
+        raise ConfigError(f"{source}: {problem}") from e
     for name, preset in config.presets.items():
         if not math.isfinite(preset.true_cfg_scale):
             raise ConfigError(f"{source}: presets.{name}.true_cfg_scale must be a finite number")

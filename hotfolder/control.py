@@ -23,19 +23,21 @@ RESULT_SUFFIX = ".result.json"
 # Results nobody collected are removed after this long.
 RESULT_TTL_SECONDS = 3600.0
 
-Handler = Callable[[str], tuple[bool, str]]
+# Takes the whole request (`action`, `name`, and e.g. retry's `selection`).
+Handler = Callable[[dict[str, Any]], tuple[bool, str]]
 
 
 def requests_dir(layout: Layout) -> Path:
     return layout.private / "requests"
 
 
-def submit(layout: Layout, action: str, name: str) -> str:
+def make_request(action: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {"action": action, "name": name, "requested_at": time.time(), **extra}
+
+
+def submit(layout: Layout, request: dict[str, Any]) -> str:
     request_id = new_job_id()
-    fsops.write_json_atomic(
-        requests_dir(layout) / f"{request_id}.json",
-        {"action": action, "name": name, "requested_at": time.time()},
-    )
+    fsops.write_json_atomic(requests_dir(layout) / f"{request_id}.json", request)
     return request_id
 
 
@@ -88,7 +90,7 @@ class ControlDesk:
                 result = {"ok": False, "message": f"unknown action {action!r}"}
             else:
                 try:
-                    ok, message = handler(name)
+                    ok, message = handler(request)
                 except Exception as e:
                     log.exception("control %s %s failed", action, name)
                     ok, message = False, f"{action} {name} failed: {e}"

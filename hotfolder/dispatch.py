@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotfolder import images
+from hotfolder import exifdata, images, thumbs
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import RESULT_SUFFIXES, Jobs
@@ -67,10 +67,12 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
         negative_prompt=(
             spec.negative_prompt if spec.negative_prompt is not None else preset.negative_prompt
         ),
-        output_format=spec.output.format,
+        output_format=images.result_format(spec.output.format, source.format),
         output_quality=spec.output.quality,
         output_size=spec.output.size,
         timeout_seconds=preset.timeout_seconds,
+        original_size=source.original_size,
+        exif=source.exif if spec.output.keep_gps else exifdata.without_gps(source.exif),
         metadata={
             "instruction": spec.instruction,
             "preset": spec.preset,
@@ -81,13 +83,29 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
     )
 
 
-class Prefetcher:
-    """Decodes the next jobs' images on a thread of its own, before a slot asks for them."""
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded ticket and, when it was decoded ahead, the page's 'before' thumbnail."""
 
-    def __init__(self, decode: Callable[[Manifest], Ticket]) -> None:
+    ticket: Ticket
+    before: bytes | None = None
+
+
+def prepare(config: Config, jobs: Jobs, manifest: Manifest, *, thumbnail: bool) -> Prepared:
+    ticket = make_ticket(config, jobs, manifest)
+    before = thumbs.make(ticket.image(), ticket.icc_profile) if thumbnail else None
+    return Prepared(ticket, before)
+
+
+class Prefetcher:
+    """Decodes the next jobs' images on a thread of its own, before a slot asks for them;
+    the thumbnail is made there too. A job not decoded ahead is decoded at once, without
+    one (the finisher makes it), so the device waits for no thumbnail."""
+
+    def __init__(self, decode: Callable[[Manifest, bool], Prepared]) -> None:
         self._decode = decode
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hotfolder-decode")
-        self._ahead: dict[tuple[str, str], Future[Ticket]] = {}
+        self._ahead: dict[tuple[str, str], Future[Prepared]] = {}
 
     def warm(self, upcoming: list[Manifest]) -> None:
         keys = {(m.job_id, m.name): m for m in upcoming}
@@ -96,9 +114,9 @@ class Prefetcher:
                 self._ahead.pop(key).cancel()
         for key, manifest in keys.items():
             if key not in self._ahead:
-                self._ahead[key] = self._pool.submit(self._decode, manifest)
+                self._ahead[key] = self._pool.submit(self._decode, manifest, True)
 
-    def take(self, manifest: Manifest) -> Ticket:
+    def take(self, manifest: Manifest) -> Prepared:
         """The job's ticket: decoded ahead if it was, else now. Raises what decoding raises."""
         future = self._ahead.pop((manifest.job_id, manifest.name), None)
         if future is not None:
@@ -108,7 +126,7 @@ class Prefetcher:
                 pass  # read while the claim moved the file, or changed since: read it again
             except Exception:
                 log.debug("decoding %s ahead failed; decoding again", manifest.name)
-        return self._decode(manifest)
+        return self._decode(manifest, False)
 
     def close(self) -> None:
         for future in self._ahead.values():
@@ -126,6 +144,7 @@ class Flight:
     extension: str  # of the result file, from the job's output format
     timeout_seconds: float
     deadline: float  # monotonic; past it without an outcome, the slot is hung
+    before: bytes | None = None  # the 'before' thumbnail, if it was made with the decode
     editing: bool = True
     hung: bool = False
 
@@ -166,11 +185,14 @@ class Dispatcher:
         self.ready = ready  # False while paused
         self.monotonic = monotonic
         self.slots = make_slots(self)
-        self.prefetch = Prefetcher(lambda m: make_ticket(config, jobs, m))
+        self.prefetch = Prefetcher(lambda m, ahead: prepare(config, jobs, m, thumbnail=ahead))
         self.wake = threading.Event()
         self.stopping = threading.Event()  # take no more jobs; finish those in flight
         self._lock = threading.Lock()
         self._flights: dict[str, Flight] = {}  # by job id
+        # Hand-overs under way: a job claimed (no longer queued) but not yet a flight. While
+        # one is, the dispatcher is not idle, so `run --once` cannot stop in between.
+        self._handing = 0
         self._busy = {slot.name: Busy(since=monotonic()) for slot in self.slots}
         self._notes: dict[str, str | None] = {slot.name: "starting" for slot in self.slots}
         self._outcomes: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -191,7 +213,7 @@ class Dispatcher:
         """Until every slot is ready or has said why it cannot be; the slots' notes."""
         deadline = None if timeout is None else self.monotonic() + timeout
         while any(note == "starting" for note in self.notes().values()):
-            if deadline is not None and self.monotonic() > deadline:
+            if self.stopping.is_set() or (deadline is not None and self.monotonic() > deadline):
                 break
             time.sleep(0.02)
         return self.notes()
@@ -209,16 +231,24 @@ class Dispatcher:
         self.wake.set()
 
     def idle(self) -> bool:
+        """No job in flight, and none being handed over (ask after looking at the queue)."""
         with self._lock:
-            return not self._flights
+            return not self._flights and not self._handing
 
     def finished(self) -> bool:
         """Stopping and nothing left in flight (the service may exit)."""
-        return self.stopping.is_set() and self.idle()
+        return self.stopping.is_set() and not self._dispatching() and self.idle()
+
+    def _dispatching(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
 
     def join(self) -> None:
         """After `stop`: wait for the jobs in flight, then shut the slots and threads down."""
+        # The dispatch thread ends first: a hand-over it had begun is then in flight.
+        if self._threads:
+            self._threads[0].join()
         while not self.idle():
+            self.check()  # a slot that hangs now must not hold the service up for good
             self.wake.wait(0.1)
             self.wake.clear()
         for slot in self.slots:
@@ -256,13 +286,22 @@ class Dispatcher:
             return any(f.slot is slot and f.editing for f in self._flights.values())
 
     def _hand(self, slot: Slot) -> bool:
+        with self._lock:
+            self._handing += 1
+        try:
+            return self._hand_over(slot)
+        finally:
+            with self._lock:
+                self._handing -= 1
+
+    def _hand_over(self, slot: Slot) -> bool:
         if not self.jobs.finish_unfinished():
             return False
         manifest = self.jobs.claim(slot.name, slot.device)
         if manifest is None:
             return False
         try:
-            ticket = self.prefetch.take(manifest)
+            prepared = self.prefetch.take(manifest)
         except (Rejected, images.IncompleteImage) as e:
             reason = e if isinstance(e, Rejected) else Rejected(Reason.invalid_image, str(e))
             self.jobs.fail(manifest.name, reason.code, reason.message, reason.details)
@@ -270,6 +309,7 @@ class Dispatcher:
         except OSError as e:
             self.jobs.fail(manifest.name, Reason.edit_failed, f"cannot read the image: {e}")
             return False
+        ticket = prepared.ticket
         with self._lock:
             self._flights[manifest.job_id] = Flight(
                 name=manifest.name,
@@ -277,6 +317,7 @@ class Dispatcher:
                 extension=RESULT_SUFFIXES[ticket.output_format],
                 timeout_seconds=ticket.timeout_seconds,
                 deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
+                before=prepared.before,
             )
             self._busy[slot.name].editing_since = self.monotonic()
         slot.submit(ticket)
@@ -364,8 +405,23 @@ class Dispatcher:
         with self._lock:
             self._flights.pop(job_id, None)
 
+    def _thumbnails(self, flight: Flight, outcome: Outcome) -> None:
+        """The page's pictures, written before the final status that shows them."""
+        before = flight.before
+        if before is None:
+            manifest = self.jobs.find(flight.name)
+            if manifest is not None:
+                layout, spool = self.jobs.layout, self.jobs.spool
+                path = spool.path_in(layout.processing, manifest, manifest.image)
+                if not path.exists():  # the claim is not on disk yet
+                    path = spool.path_in(layout.pending, manifest, manifest.image)
+                before = thumbs.from_file(path)
+        thumbs.save(self.jobs.layout, flight.name, before=before, after=outcome.thumbnail)
+
     def _settle(self, flight: Flight, outcome: Outcome) -> None:
         try:
+            if outcome.error_code != "stop":
+                self._thumbnails(flight, outcome)
             if outcome.ok:
                 assert outcome.data is not None
                 self.jobs.complete(flight.name, outcome.data, flight.extension)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import get_args, get_origin
+
+from pydantic import BaseModel
 
 
 class Reason(StrEnum):
@@ -41,36 +45,97 @@ class Rejected(HotfolderError):
         self.details = details
 
 
-class ServiceLocked(HotfolderError):
+class IncompleteImage(HotfolderError):
+    """The file looks like an image but does not decode completely: probably still being copied."""
+
+
+class MaybeIncomplete(IncompleteImage):
+    """The file decodes but ends as a half-written one would (a long zero tail); it may be whole."""
+
+
+class SetupError(HotfolderError):
+    """Something a command needs before it can start is missing or taken (exit status 2, as
+    for bad configuration): the model's weights, the root's lock."""
+
+
+class ServiceLocked(SetupError):
     """Another `hotfolder run` holds this root."""
 
 
-def describe_validation_error(error: object, what: str) -> str:
+def describe_validation_error(
+    error: object,
+    what: str,
+    *,
+    model: type[BaseModel] | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> str:
     """Turn a pydantic ValidationError into sentences that name the key, the value and the fix.
 
-    `what` names the thing validated ("config key", "sidecar key").
+    `what` names the thing validated ("config key", "sidecar key"); with `model`, an unknown
+    key gets a did-you-mean from the keys known there; with `lines` (dotted key -> line), each
+    sentence says where the key is.
     """
     from pydantic import ValidationError
 
+    from hotfolder.yamltext import did_you_mean
+
     if not isinstance(error, ValidationError):
         return str(error)
-    lines = []
+    sentences = []
     for item in error.errors(include_url=False):
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        line = (lines or {}).get(key)
+        named = f"{what} `{key}`" + (f" (line {line})" if line else "")
         kind = item["type"]
         if kind == "extra_forbidden":
-            lines.append(f"{what} `{key}` is not known; remove it or check its spelling")
+            known = known_keys(model, item["loc"]) if model else []
+            meant = did_you_mean(str(item["loc"][-1]), known)
+            fix = f"did you mean `{meant}`? Otherwise" if meant else "check its spelling or"
+            sentences.append(f"{named} is not known; {fix} remove it")
             continue
         if kind == "missing":
-            lines.append(f"{what} `{key}` is required")
+            sentences.append(f"{named} is required")
             continue
         message = item["msg"].removeprefix("Value error, ")
         if not item["loc"]:
-            lines.append(message)
+            sentences.append(message)
             continue
         value = item.get("input")
+        if isinstance(value, list) and kind.endswith("_type"):
+            # `- item` lines or `[a, b]` where one value belongs.
+            sentences.append(
+                f"{named} holds a list, but takes one value; write it on the key's own line, "
+                f'like `{item["loc"][-1]}: "…"`, without `- ` or [ ]'
+            )
+            continue
         shown = repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        lines.append(f"{what} `{key}`: {message} (got {shown})")
-    return "; ".join(lines)
+        sentences.append(f"{named}: {message} (got {shown})")
+    return "; ".join(sentences)
+
+
+def known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a model accepts where `loc` (a pydantic error location) ends."""
+    current: type[BaseModel] | None = model
+    parts = list(loc[:-1])
+    while parts and current is not None:
+        field = current.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        current, keyed = _model_in(field.annotation)
+        if keyed and parts:
+            parts.pop(0)  # `presets: {NAME: {...}}`: skip the dictionary's own key
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: object) -> tuple[type[BaseModel] | None, bool]:
+    """The model an annotation holds (`X`, `X | None`, `dict[str, X]`), and whether via a dict."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    keyed = get_origin(annotation) is dict
+    for arg in get_args(annotation):
+        found, inner = _model_in(arg)
+        if found is not None:
+            return found, keyed or inner
+    return None, False

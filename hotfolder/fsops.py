@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +24,8 @@ from hotfolder.errors import HotfolderError
 
 TEMP_PREFIX = ".hf-"
 TEMP_SUFFIX = ".tmp"
+# Most filesystems limit one name to 255 bytes; a temporary name must fit as the final one does.
+NAME_MAX_BYTES = 255
 
 
 class NotARegularFile(HotfolderError):
@@ -77,10 +80,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Make `path` hold exactly `data`, appearing complete or not at all."""
     ensure_dir(path.parent)
     _mutation("write", path)
-    # The writer's pid in the name tells a crashed writer's leftovers from a live one's.
-    temp = path.with_name(
-        f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    )
+    temp = path.with_name(temp_name(path.name))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -94,6 +94,19 @@ def write_atomic(path: Path, data: bytes) -> None:
             temp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def temp_name(name: str) -> str:
+    """A fresh temporary name beside `name`, never longer than the filesystem allows.
+
+    The writer's pid in the name tells a crashed writer's leftovers from a live one's. A
+    long name (a 240-character drop's manifest) is replaced by a digest of itself, so the
+    temporary file fits wherever the final one fits (issue 14: ENAMETOOLONG for ever).
+    """
+    tail = f".{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    if len(os.fsencode(TEMP_PREFIX + name + tail)) > NAME_MAX_BYTES:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return f"{TEMP_PREFIX}{name}{tail}"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

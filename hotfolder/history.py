@@ -80,6 +80,7 @@ class History:
         status: str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         clauses, params = [], []
         if since:
@@ -96,7 +97,9 @@ class History:
         sql = "SELECT record FROM jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY created_at, job_id"
+        # newest_first: the most recently finished first (for "recent failures").
+        order = "completed_at DESC, job_id DESC" if newest_first else "created_at, job_id"
+        sql += f" ORDER BY {order}"
         if limit:
             sql += f" LIMIT {int(limit)}"
         with self._lock:

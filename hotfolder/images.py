@@ -19,14 +19,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from PIL import Image, ImageCms
+import pillow_heif
+from PIL import Image, ImageCms, features
 from PIL.PngImagePlugin import PngInfo
 
-from hotfolder import fsops
+from hotfolder import exifdata, fsops, rawfiles
 from hotfolder.config import Limits
-from hotfolder.errors import HotfolderError, Reason, Rejected
+from hotfolder.endings import unfinished
+from hotfolder.errors import IncompleteImage, MaybeIncomplete, Reason, Rejected
+from hotfolder.layout import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "IncompleteImage",
+    "MaybeIncomplete",
+    "ProbedImage",
+    "SourceImage",
+    "encode_result",
+    "load_for_edit",
+    "probe",
+    "read_metadata",
+    "resize_to",
+    "result_format",
+]
+
+# HEIF (iPhones) through pillow-heif's Pillow plugin; thumbnails, depth and auxiliary images
+# are never decoded (less memory, fewer parsers). AVIF through Pillow's own plugin.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+AVIF_SUPPORTED = bool(features.check("avif"))
 
 # Pillow format names each suffix may hold. MPO is a JPEG with extra frames (phone cameras);
 # DIB is a BMP without its file header.
@@ -38,6 +58,9 @@ _FORMATS_FOR_SUFFIX: dict[str, tuple[str, ...]] = {
     ".tif": ("TIFF",),
     ".tiff": ("TIFF",),
     ".bmp": ("BMP", "DIB"),
+    ".heic": ("HEIF",),
+    ".heif": ("HEIF",),
+    ".avif": ("AVIF",),
 }
 _SUFFIX_FOR_FORMAT = {
     "JPEG": ".jpg",
@@ -47,11 +70,24 @@ _SUFFIX_FOR_FORMAT = {
     "TIFF": ".tif",
     "BMP": ".bmp",
     "DIB": ".bmp",
+    "HEIF": ".heic",
+    "AVIF": ".avif",
 }
 # Only these plugins may identify a file: fewer parsers exposed to untrusted bytes. (MPO has
 # no opener of its own; the JPEG opener returns MPO files.)
-_OPENERS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB")
-_FORMAT_NAMES = "JPEG, PNG, WebP, TIFF or BMP"
+_OPENERS = (
+    "JPEG",
+    "PNG",
+    "WEBP",
+    "TIFF",
+    "BMP",
+    "DIB",
+    "HEIF",
+    *(("AVIF",) if AVIF_SUPPORTED else ()),
+)
+_FORMAT_NAMES = "JPEG, PNG, WebP, TIFF, BMP, HEIF or AVIF"
+# output.format: same writes these formats as themselves, everything else as png.
+_SAME_FORMAT = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
 
 # The first bytes of each supported format: a file that starts like one but does not open
 # is most likely still being written, so it gets the benefit of the doubt (IncompleteImage).
@@ -124,10 +160,6 @@ _ORIENTATION_TRANSPOSE = {
 }
 
 
-class IncompleteImage(HotfolderError):
-    """The file looks like an image but does not decode completely: probably still being copied."""
-
-
 @dataclass(frozen=True)
 class ProbedImage:
     """What probe found: Pillow's format name and the stored size in pixels (before EXIF rotation)."""
@@ -139,11 +171,19 @@ class ProbedImage:
 
 @dataclass(frozen=True)
 class SourceImage:
-    """An input ready for the editor: RGB, upright, with its RGB ICC profile if it had one."""
+    """An input ready for the editor: RGB, upright, with its RGB ICC profile if it had one.
+
+    `original_size` is the upright size before `limits.oversize: fit` scaled it down (None
+    when it was not); `exif` the camera's EXIF worth keeping (exifdata.kept); `format` the
+    input's format (Pillow's name, or RAW).
+    """
 
     image: Image.Image
     size: tuple[int, int]
     icc_profile: bytes | None
+    original_size: tuple[int, int] | None = None
+    exif: bytes | None = None
+    format: str = ""
 
 
 # warnings.catch_warnings swaps process-wide state; two of our threads interleaving it could
@@ -176,6 +216,16 @@ def _bomb(name: str, width: int, height: int, limits: Limits) -> Rejected:
     )
 
 
+# With `limits.oversize: fit` a camera-sized image is welcome; the cap is then Pillow's own
+# decompression-bomb threshold (~89 MP: a 61 MP full-frame JPEG passes, 100 MP does not).
+FIT_MAX_PIXELS = 89_478_485
+
+
+def _max_pixels(limits: Limits) -> int:
+    own = (4 * limits.max_dimension) ** 2
+    return max(own, FIT_MAX_PIXELS) if limits.oversize == "fit" else own
+
+
 def _read(path: Path, limits: Limits) -> bytes:
     try:
         return fsops.read_regular(path, limits.max_file_bytes)
@@ -202,7 +252,11 @@ def _open_checked(data: bytes, name: str, suffix: str, limits: Limits) -> Image.
             f"{name} is a decompression bomb (Pillow: {e}); it was not decoded",
         ) from e
     except _DECODE_ERRORS as e:
-        if data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        if (
+            data.startswith(_SIGNATURES)
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+            or data[4:8] == b"ftyp"  # HEIF and AVIF: an ISO media file
+        ):
             raise IncompleteImage(
                 f"{name} starts like an image but cannot be read yet ({e}); it may still be copying"
             ) from e
@@ -222,9 +276,10 @@ def _open_checked(data: bytes, name: str, suffix: str, limits: Limits) -> Image.
         if width < 1 or height < 1:
             raise Rejected(Reason.invalid_image, f"{name} has no pixels ({_dims(width, height)})")
         # Far past the size limit means crafted, not merely big: say so, and never decode it.
-        if width * height > (4 * limits.max_dimension) ** 2:
+        if width * height > _max_pixels(limits):
             raise _bomb(name, width, height, limits)
-        if width > limits.max_dimension or height > limits.max_dimension:
+        too_big = width > limits.max_dimension or height > limits.max_dimension
+        if too_big and limits.oversize == "reject":
             raise Rejected(
                 Reason.too_large,
                 f"{name} is {_dims(width, height)}; the limit is {limits.max_dimension} px per side; "
@@ -267,12 +322,10 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
     Raises Rejected (too_large, invalid_image or unsupported_type), or IncompleteImage when it
     looks like an image that is not all there yet. Other OSErrors (the file vanished) propagate.
     """
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise Rejected(
-            Reason.unsupported_type,
-            f"{path.name} is not a supported image type; use one of {', '.join(IMAGE_SUFFIXES)}",
-        )
+    suffix = _supported_suffix(path)
+    if rawfiles.is_raw(suffix):
+        width, height = rawfiles.check(rawfiles.read(path, limits), path.name, suffix)
+        return ProbedImage(format="RAW", width=width, height=height)
     data = _read(path, limits)
     with _pillow_guard():
         image = _open_checked(data, path.name, suffix, limits)
@@ -280,7 +333,27 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
             fmt = image.format or "unknown"
             width, height = image.size
             _decode_fully(image, data, path.name)
+    short = unfinished(data, fmt)
+    if short is not None:
+        kind = MaybeIncomplete if short.maybe_whole else IncompleteImage
+        raise kind(f"{path.name} {short.problem}; it may still be copying")
     return ProbedImage(format=fmt, width=width, height=height)
+
+
+def _supported_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise Rejected(
+            Reason.unsupported_type,
+            f"{path.name} is not a supported image type; use one of {', '.join(IMAGE_SUFFIXES)}",
+        )
+    if suffix == ".avif" and not AVIF_SUPPORTED:
+        raise Rejected(
+            Reason.unsupported_type,
+            f"{path.name}: this installation's Pillow was built without AVIF support; "
+            "export the picture as HEIC or JPEG and drop it again",
+        )
+    return suffix
 
 
 def _icc_colour_space(profile: bytes | None) -> bytes | None:
@@ -350,21 +423,63 @@ def load_for_edit(path: Path, *, limits: Limits) -> SourceImage:
 
     Runs the same checks as `probe` (the file may have changed since), raising the same errors.
     """
-    suffix = path.suffix.lower()
+    suffix = _supported_suffix(path)
+    if rawfiles.is_raw(suffix):
+        data = rawfiles.read(path, limits)
+        developed = rawfiles.develop(data, path.name, suffix, limits)
+        # LibRaw applied the camera's rotation and made sRGB (untagged RGB reads as sRGB).
+        exif = exifdata.kept(exifdata.from_tiff(data))
+        return SourceImage(developed, developed.size, None, exif=exif, format="RAW")
     data = _read(path, limits)
     with _pillow_guard():
         image = _open_checked(data, path.name, suffix, limits)
         with image:
+            fmt, stored = image.format or "", image.size
+            target = rawfiles.fit_size(stored, limits.max_dimension)
+            if target != image.size and fmt in ("JPEG", "MPO"):
+                # Let libjpeg scale by 1/2, 1/4 or 1/8 while decoding: far less time and memory.
+                image.draft("RGB", target)
             _decode_fully(image, data, path.name)
             icc = image.info.get("icc_profile")
             orientation = _orientation(image)
+            exif = exifdata.kept(_exif_of(image))
             rgb, icc_out = _to_rgb(image, icc if isinstance(icc, bytes) else None)
+    return _upright(rgb, orientation, (stored, target), icc_out, exif=exif, fmt=fmt)
+
+
+def _exif_of(image: Image.Image) -> Image.Exif | None:
+    try:
+        return image.getexif()
+    except _DECODE_ERRORS:
+        return None  # damaged EXIF costs the metadata, never the image
+
+
+def _upright(
+    rgb: Image.Image,
+    orientation: int,
+    sizes: tuple[tuple[int, int], tuple[int, int]],
+    icc: bytes | None,
+    *,
+    exif: bytes | None,
+    fmt: str,
+) -> SourceImage:
+    """Fitted (limits.oversize: fit) and turned upright; the original size remembered.
+
+    `sizes`: the stored size and the size that fits (the same when it already fits).
+    """
+    stored, target = sizes
+    original = None
+    if target != stored:
+        original = stored
+        rgb = resize_to(rgb, target)
     method = _ORIENTATION_TRANSPOSE.get(orientation)
     if method is not None:
         rgb = rgb.transpose(method)
+        if orientation >= 5 and original is not None:
+            original = (original[1], original[0])
     # Nothing of the source's metadata travels with the pixels; the result gets its own.
     rgb.info.clear()
-    return SourceImage(image=rgb, size=rgb.size, icc_profile=icc_out)
+    return SourceImage(rgb, rgb.size, icc, original_size=original, exif=exif, format=fmt)
 
 
 def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -377,8 +492,8 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def _exif_bytes(metadata: Mapping[str, str]) -> bytes:
-    exif = Image.Exif()
+def _exif_bytes(metadata: Mapping[str, str], camera: bytes | None) -> bytes:
+    exif = exifdata.for_result(camera)
     exif[_TAG_SOFTWARE] = "hotfolder"
     instruction = metadata.get("instruction")
     if instruction:
@@ -397,9 +512,11 @@ def encode_result(
     quality: int,
     icc_profile: bytes | None,
     metadata: Mapping[str, str],
+    camera_exif: bytes | None = None,
 ) -> bytes:
     """Encode a result as png, jpeg or webp with the ICC profile and hotfolder's metadata.
 
+    `camera_exif` (exifdata.kept) is carried over in all three formats (PNG: an eXIf chunk).
     PNG: one iTXt chunk per metadata key. JPEG/WebP: EXIF with the metadata as JSON in
     UserComment, the instruction in ImageDescription and Software = hotfolder.
     `quality` applies to jpeg and webp.
@@ -416,14 +533,23 @@ def encode_result(
             if not 1 <= len(key) <= 79 or not key.isprintable() or not key.isascii():
                 raise ValueError(f"metadata key {key!r} cannot be a PNG keyword")
             info.add_itxt(key, value)
+        if camera_exif:
+            params["exif"] = exifdata.for_result(camera_exif).tobytes()
         rgb.save(out, "PNG", pnginfo=info, **params)
     elif fmt == "jpeg":
-        rgb.save(out, "JPEG", quality=quality, exif=_exif_bytes(metadata), **params)
+        rgb.save(out, "JPEG", quality=quality, exif=_exif_bytes(metadata, camera_exif), **params)
     elif fmt == "webp":
-        rgb.save(out, "WEBP", quality=quality, exif=_exif_bytes(metadata), **params)
+        rgb.save(out, "WEBP", quality=quality, exif=_exif_bytes(metadata, camera_exif), **params)
     else:
         raise ValueError(f"cannot encode {fmt!r}; use png, jpeg or webp")
     return out.getvalue()
+
+
+def result_format(requested: str, source_format: str) -> str:
+    """`output.format` made concrete: `same` is the input's format where it can be written."""
+    if requested != "same":
+        return requested
+    return _SAME_FORMAT.get(source_format, "png")
 
 
 def _decode_user_comment(raw: object) -> dict[str, str]:

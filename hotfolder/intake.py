@@ -7,8 +7,9 @@ drive it step by step. A periodic full rescan catches whatever events were lost.
 The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
 `probes` (is the image whole), `defaults` (`_defaults.yaml` layers), `pairing` (what
 a group of files comes to), `records` (the manifest or rejection it becomes) and
-`budget`. Intake wires them and is the only one that acts: `_admit`, `_reject` and
-`_set_unreachable` are where job state changes.
+`budget`, and `arrivals` (the `waiting` statuses of drops not decided yet). Intake wires
+them and is the only one that acts: `_admit`, `_reject` and `_set_unreachable` are where
+job state changes.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from hotfolder import fsops
+from hotfolder import cancels, fsops
+from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
-from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
-from hotfolder.pairing import Group, Pairing, Ready, Refusal
+from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.order import station_of
+from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.probes import ImageProbes
-from hotfolder.records import manifest_for, rejection_for
+from hotfolder.records import manifest_for, rejection_for, seen_as
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
@@ -61,7 +64,7 @@ class Intake:
         clock: Callable[[], float] = time.time,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         on_admit: Callable[[], None] = lambda: None,
-        on_cancel: Callable[[str], object] = lambda name: None,
+        on_cancel: Callable[[str], tuple[bool, str]] = lambda name: (True, ""),
         hold: Callable[[], str | None] = lambda: None,
         tick_budget_seconds: float = TICK_BUDGET_SECONDS,
     ) -> None:
@@ -80,6 +83,7 @@ class Intake:
         )
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
+        self.arrivals = Arrivals(jobs)
         self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self._dirty: set[Path] = set()
         self._dirty_lock = threading.Lock()
@@ -132,6 +136,8 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
+        stems = {"inbox/" + self._relative(folder / stem) for folder, stem in groups}
+        self.arrivals.sweep(set(groups), stems)
 
     def _inbox_reachable(self) -> bool:
         inbox = self.layout.inbox
@@ -196,11 +202,10 @@ class Intake:
                 self._reject(unknown_type(path))
         elif kind == "cancel":
             if settled:
-                self.on_cancel(split_name(self._relative(path))[0])
-                fsops.remove(path)
-                self._forget(path)
+                self._cancel(path)
         else:
-            group = groups.setdefault((path.parent, split_name(name)[0]), Group())
+            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
+            group = groups.setdefault((path.parent, fold(split_name(name)[0])), Group())
             group.add(path, kind, settled=settled, mtime_ns=info.st_mtime_ns)
 
     def _look_inside(self, folder: Path, now: float, groups: dict[GroupKey, Group]) -> None:
@@ -234,14 +239,20 @@ class Intake:
                 break
             self.budget.used()
             try:
-                for outcome in self.pairing.decide(key[1], group, now):
+                stem = split_name(group.first()[1].name)[0]
+                for outcome in self.pairing.decide(stem, group, now):
                     if isinstance(outcome, Refusal):
-                        self._reject(outcome)
+                        self._reject(outcome, key=key)
+                        continue
+                    if isinstance(outcome, Waiting):
+                        self._waiting(key, outcome.files, outcome.detail, now)
                         continue
                     if held is None:
                         held = self.hold() is not None
-                    if not held:
-                        self._place(outcome, now)
+                    if held:
+                        self._waiting(key, outcome.files, FOR_DISK, now)
+                    else:
+                        self._place(outcome, now, key)
                         admitted = True
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
@@ -258,21 +269,63 @@ class Intake:
             if len(self._errors) > 1000:
                 self._errors.clear()
 
-    def _place(self, item: Ready, now: float) -> None:
-        """Admit a ready pair, or refuse it as `queue_full` when pending/ is at the cap."""
+    def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
+        """Show a drop that is not decided yet as `waiting`, with what for."""
+        # Named after its file as dropped (the key's stem is folded to lower case and NFC).
+        first = files[0]
+        relative = self._relative(first.parent / split_name(first.name)[0])
+        self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
+
+    def _place(self, item: Ready, now: float, key: GroupKey) -> None:
+        """Admit a ready pair, or refuse it as `queue_full` past the cap (or its station's)."""
+        relative = self._relative(item.image)
+        full = self._no_room(item, station_of(relative))
+        if full is not None:
+            self._reject(full, spec=item.spec, key=key)
+            return
+        stem = split_name(relative)[0]
+        seen = self.arrivals.peek(key, stem) or seen_as(
+            self.layout, stem, now, self.arrivals.reserved
+        )
+        if not seen.carried:
+            # Its status file would not fit the filesystem: refused under a shortened name.
+            message = "the name is too long for the filesystem once hotfolder adds its endings"
+            refusal = Refusal(item.files, Reason.unsupported_type, message)
+            self._reject(refusal, spec=item.spec, key=key)
+            return
+        seq = self.jobs.spool.next_seq()
+        manifest = manifest_for(
+            item,
+            layout=self.layout,
+            relative=relative,
+            seq=seq,
+            now=now,
+            seen=seen,
+        )
+        self._admit(manifest, item.files)
+        self.arrivals.done(key, stem)
+
+    def _no_room(self, item: Ready, station: str) -> Refusal | None:
+        retry = (
+            "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
+            "under their own names, oldest first, once the queue has room"
+        )
         if self.jobs.pending_count() >= self.config.max_pending:
-            full = Refusal(
+            message = f"the queue is full ({self.config.max_pending} jobs waiting)"
+            return Refusal(
+                item.files, Reason.queue_full, message, f"{retry} (or raise max_pending)."
+            )
+        cap = self.config.per_station.max_pending
+        if cap is not None and self.jobs.spool.station_count(station) >= cap:
+            where = f"station {station}/" if station else "inbox/ itself (a station of its own)"
+            message = f"{where} already has {cap} jobs waiting (per_station.max_pending)"
+            return Refusal(
                 item.files,
                 Reason.queue_full,
-                f"the queue is full ({self.config.max_pending} jobs waiting)",
-                "Drop the files again once the queue has room, or raise max_pending.",
+                message,
+                f"{retry} (or raise per_station.max_pending).",
             )
-            self._reject(full, spec=item.spec)
-            return
-        relative = self._relative(item.image)
-        seq = self.jobs.spool.next_seq()
-        manifest = manifest_for(item, layout=self.layout, relative=relative, seq=seq, now=now)
-        self._admit(manifest, item.files)
+        return None
 
     # --- the only places where intake asks for a change of job state ---
 
@@ -283,15 +336,37 @@ class Intake:
             self._forget(path)
         log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)
 
-    def _reject(self, refusal: Refusal, *, spec: JobSpec | None = None) -> None:
+    def _reject(
+        self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None
+    ) -> None:
         """Move a drop to failed/ with its reason file and a failed status; never loses a file."""
         relative = self._relative(refusal.files[0])
         now = self.clock()
-        record = rejection_for(refusal, layout=self.layout, relative=relative, spec=spec, now=now)
+        record = rejection_for(
+            refusal,
+            layout=self.layout,
+            relative=relative,
+            spec=spec,
+            now=now,
+            seen=None if key is None else self.arrivals.peek(key, split_name(relative)[0]),
+            reserved=self.arrivals.reserved,
+        )
         self.jobs.reject(record)
+        if key is not None:
+            self.arrivals.done(key, split_name(relative)[0])
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
+
+    def _cancel(self, path: Path) -> None:
+        """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
+        relative = self._relative(path)
+        name = cancels.job_named(self.jobs, split_name(relative)[0])
+        ok, message = self.on_cancel(name)
+        if not ok:
+            cancels.unmatched(self.layout, relative, name, message)
+        fsops.remove(path)
+        self._forget(path)
 
     def _set_unreachable(self, problem: str | None) -> None:
         """Say in queue.json why intake is paused, or that it no longer is."""

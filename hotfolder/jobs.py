@@ -16,11 +16,13 @@ from pathlib import Path
 from hotfolder import fsops, rejection
 from hotfolder.config import Config
 from hotfolder.errors import HotfolderError, Reason
+from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
+from hotfolder.order import QueueOrder
 from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
-from hotfolder.status import Board, iso, status_from_manifest
+from hotfolder.status import Board
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ WRITE_BACKOFF_SECONDS = 10.0
 
 # The legal moves between states; anything else is a bug and raises IllegalTransition.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # Intake's, before a job exists: a waiting drop is admitted or refused.
+    JobState.waiting: frozenset({JobState.queued, JobState.failed}),
     JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
     JobState.processing: frozenset(
         {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
@@ -73,6 +77,8 @@ class Jobs:
         self.clock = clock
         self.monotonic = monotonic
         self.lock = spool.lock
+        # One order in force for claims (spool) and positions (board): `dispatch` from the config.
+        spool.order = board.order = QueueOrder(config.dispatch)
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
         self._blocked_until = 0.0
@@ -97,6 +103,14 @@ class Jobs:
 
     # --- transitions ---
 
+    def waiting(self, status: JobStatus) -> None:
+        """A drop seen in inbox/ but not admitted yet (no job yet: its status only)."""
+        self.board.waiting(status)
+
+    def unwaiting(self, status: JobStatus) -> None:
+        """A waiting drop left inbox/ before it was decided."""
+        self.board.unwaiting(status)
+
     def admit(self, manifest: Manifest) -> None:
         """A new job (state queued) joins the queue."""
         with self.lock:
@@ -106,6 +120,10 @@ class Jobs:
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""
         rejection.reject(self.layout, self.board, drop)
+
+    def replay_rejections(self) -> int:
+        """Finish rejections a crash or a refusing disk cut short; how many there were."""
+        return rejection.replay(self.layout, self.board)
 
     def claim(self, worker: str, device: str) -> Manifest | None:
         """The next job in queue order, taken by `worker` in one step (state processing).
@@ -244,7 +262,7 @@ class Jobs:
         """Finish or requeue what the last run left in processing/ and pending/."""
         self.spool.load()
         self.board.load_finished()
-        replayed = rejection.replay(self.layout, self.board)
+        replayed = self.replay_rejections()
         if replayed:
             log.info("finished %d rejection(s) a crash had interrupted", replayed)
         for manifest in self.spool.unfinished():
@@ -274,6 +292,7 @@ class Jobs:
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
+            self.state.note("worker", None)  # the disk takes files again
         return True
 
     # --- endings ---
@@ -301,6 +320,7 @@ class Jobs:
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
+            self.state.note("worker", None)  # whatever the disk refused before, it took this
             return True
 
     def _ending_failed(self, manifest: Manifest, error: OSError) -> None:
@@ -330,7 +350,12 @@ class Jobs:
                 manifest.files(),
             )
         status = status_from_manifest(manifest)
-        self.spool.finish(manifest, destination, announce=lambda: self.board.finished(status))
+        details = manifest.error_details
+
+        def announce() -> None:
+            self.board.finished(status, details=details)
+
+        self.spool.finish(manifest, destination, announce=announce)
         url = manifest.spec.get("notify_url")
         if url and self.notifier is not None:
             self.notifier.send(url, status.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -13,7 +14,13 @@ from hotfolder import fsops
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # Suffixes that mark a file as belonging to the job named by what precedes them.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+# Camera RAW files (SPEC "Photographers' files"), developed with LibRaw.
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
+IMAGE_SUFFIXES = (
+    *(".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"),
+    *(".heic", ".heif", ".avif"),
+    *RAW_SUFFIXES,
+)
 JOB_FILE_SUFFIXES = (
     *IMAGE_SUFFIXES,
     ".yaml",
@@ -87,6 +94,19 @@ class Layout:
     def status_path(self, name: str) -> Path:
         return self.outbox / f"{name}.status.json"
 
+    @property
+    def thumbs(self) -> Path:
+        """Before/after thumbnails for outbox/index.html (hidden from Finder and Explorer)."""
+        return self.outbox / ".thumbs"
+
+    def thumb_path(self, name: str, which: str) -> Path:
+        """`which`: before | after."""
+        return self.thumbs / f"{name}.{which}.jpg"
+
+    @property
+    def page_path(self) -> Path:
+        return self.outbox / "index.html"
+
     def reason_path(self, name: str) -> Path:
         return self.failed / f"{name}.reason.txt"
 
@@ -122,6 +142,17 @@ class Layout:
                     return True
         return False
 
+    def carried_name(self, name: str, reserved: set[str] | None = None) -> tuple[str, bool]:
+        """The unique name a new job takes, and whether it is the one asked for.
+
+        False: every file of a job named so would not fit the filesystem's limit on one
+        name (`NAME.status.json` the longest), so it gets a shortened unique name instead.
+        """
+        unique = self.unique_name(name, reserved)
+        if fits(unique):
+            return unique, True
+        return self.unique_name(shortened(name), reserved), False
+
     def unique_name(self, name: str, reserved: set[str] | None = None) -> str:
         """`name`, or `name~2`, `name~3`, … — the smallest that no job owns yet."""
         reserved = reserved or set()
@@ -131,6 +162,34 @@ class Layout:
             n += 1
             candidate = f"{name}~{n}"
         return candidate
+
+
+# The longest ending a job's name is given in any folder: `outbox/NAME.status.json`.
+LONGEST_ENDING = ".status.json"
+# A shortened name leaves room for a `~N` a later job of the same name may need.
+_UNIQUE_ROOM = len("~999")
+_DIGEST_CHARS = 8
+
+
+def fits(name: str) -> bool:
+    """Whether every file of a job of this name fits the filesystem's limit on one name."""
+    base = name.rpartition("/")[2]
+    return len(os.fsencode(base + LONGEST_ENDING)) <= fsops.NAME_MAX_BYTES
+
+
+def shortened(name: str, ending: str = LONGEST_ENDING) -> str:
+    """`folder/` + the start of the name + `~` + a digest of the whole: with `ending` (and a
+    `~N`) it fits, and two long names that start alike still differ."""
+    folder, slash, base = name.rpartition("/")
+    digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:_DIGEST_CHARS]
+    room = fsops.NAME_MAX_BYTES - len(ending) - _UNIQUE_ROOM - 1 - _DIGEST_CHARS
+    cut = os.fsencode(base)[:room]
+    # Never end inside a UTF-8 character: drop continuation bytes and the lead byte they follow.
+    while cut and cut[-1] & 0xC0 == 0x80:
+        cut = cut[:-1]
+    if cut and cut[-1] >= 0xC0:
+        cut = cut[:-1]
+    return f"{folder}{slash}{os.fsdecode(cut)}~{digest}"
 
 
 def new_job_id(now: float | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from fnmatch import fnmatchcase
 from typing import Final
 
@@ -25,6 +26,7 @@ IGNORED_PATTERNS: Final = (
     "*.swp",  # vim
     "*.filepart",  # WinSCP
     "*.download",  # Safari
+    "*.reason.txt",  # ours, dragged back from failed/ with its drop (issue 14): never a job
 )
 IGNORED_DIRS: Final = (
     "@eaDir",  # Synology thumbnails
@@ -66,3 +68,8 @@ def split_name(name: str) -> tuple[str, str]:
     """`IMG_0042.JPG` -> (`IMG_0042`, `.JPG`)."""
     stem, dot, ext = name.rpartition(".")
     return (stem, dot + ext) if stem else (name, "")
+
+
+def fold(name: str) -> str:
+    """A name as Windows and macOS shares compare it: NFC (macOS writes NFD), any letter case."""
+    return unicodedata.normalize("NFC", name).lower()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from hotfolder import fsops, images, render
+from hotfolder import exifdata, fsops, images, render
 from hotfolder.config import Config
 from hotfolder.editors import Editor, make_editor
 from hotfolder.errors import ConfigError
@@ -133,6 +133,8 @@ def _ticket(
         output_quality=JPEG_WEBP_QUALITY,
         output_size="input",
         timeout_seconds=preset.timeout_seconds,
+        original_size=source.original_size,
+        exif=exifdata.without_gps(source.exif),
         metadata={
             "instruction": instruction,
             "preset": preset_name,

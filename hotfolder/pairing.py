@@ -1,4 +1,5 @@
-"""What the files of one folder that share a stem come to: a job, a refusal, or more waiting.
+"""What the files of one folder that share a stem come to: a job, a refusal, or more waiting
+(and what for).
 
 `Pairing.decide` only reads (the files, the clock it is given, the probe and defaults caches);
 it never moves a file. The intake acts on what it returns.
@@ -13,6 +14,7 @@ from hotfolder import images, sidecar
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults
 from hotfolder.errors import Reason, Rejected
+from hotfolder.names import split_name
 from hotfolder.probes import ImageProbes
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import JobSpec
@@ -65,6 +67,22 @@ class Ready:
         return (self.image, self.sidecar) if self.sidecar else (self.image,)
 
 
+# What a drop waits for, as its `waiting` status says it (SPEC: "Waiting, overflow and retries").
+COPYING = "waiting for the file to finish copying"
+FOR_SIDECAR = "waiting for its sidecar"
+FOR_IMAGE = "waiting for its image"
+# An image that folder defaults make a job waits one settle time more for a sidecar to win.
+MAYBE_SIDECAR = "waiting a moment in case a sidecar follows"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Files seen but not decided yet, and what they wait for."""
+
+    files: tuple[Path, ...]
+    detail: str
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Files that go to failed/ together, with their SPEC reason code and what to do about it."""
@@ -88,13 +106,16 @@ class Pairing:
         self.probes = probes
         self.defaults = defaults
 
-    def decide(self, stem: str, group: Group, now: float) -> list[Ready | Refusal]:
-        """What to do now with one group, in order: refusals, and at most one Ready, last."""
+    def decide(self, stem: str, group: Group, now: float) -> list[Ready | Refusal | Waiting]:
+        """What to do now with one group, in order: refusals and waits, and at most one
+        Ready, last."""
         images_ = sorted(group.images)
         sidecars = sorted(group.sidecars)
+        if len({split_name(p.name)[0] for p in images_}) > 1:
+            return self._case_clash(stem, group)
         if images_ and sidecars and (len(images_) > 1 or len(sidecars) > 1):
             if not group.all_settled():
-                return []
+                return [Waiting((*images_, *sidecars), COPYING)]
             names = ", ".join(p.name for p in group.members())
             return [
                 Refusal(
@@ -105,23 +126,41 @@ class Pairing:
                 )
             ]
         if not images_:
-            return [r for lone in sidecars if (r := self._lone_sidecar(stem, lone, group, now))]
+            return [self._lone_sidecar(stem, lone, group, now) for lone in sidecars]
         if len(images_) > 1:
             # Several images and no sidecar: each stands alone (defaults may make them jobs).
-            outcomes: list[Ready | Refusal] = []
+            outcomes: list[Ready | Refusal | Waiting] = []
             for image in images_:
                 outcomes += self.decide(stem, group.alone(image), now)
                 if outcomes and isinstance(outcomes[-1], Ready):
                     break
             return outcomes
-        outcome = self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)
-        return [] if outcome is None else [outcome]
+        return [self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)]
 
-    def _lone_sidecar(self, stem: str, lone: Path, group: Group, now: float) -> Refusal | None:
+    def _case_clash(self, stem: str, group: Group) -> list[Ready | Refusal | Waiting]:
+        """Images whose names differ only in letter case or Unicode form: which one is meant?"""
+        if not group.all_settled():
+            return [Waiting(tuple(sorted(group.members())), COPYING)]
+        names = ", ".join(p.name for p in sorted(group.members()))
+        return [
+            Refusal(
+                tuple(sorted(group.images) + sorted(group.sidecars)),
+                Reason.ambiguous,
+                f"{names}: names that differ only in letter case (or in how an accent is "
+                f"written) are the same name on Windows and macOS shares, so the job {stem} "
+                "is ambiguous",
+                "Rename one of the images (IMG_1.jpg and IMG_1b.jpg, say) or drop them in "
+                "different folders, each with its own sidecar.",
+            )
+        ]
+
+    def _lone_sidecar(self, stem: str, lone: Path, group: Group, now: float) -> Refusal | Waiting:
         wait = self.config.sidecar_wait_seconds
         settled_at = self.tracker.settled_at(lone)
-        if not group.settled[lone] or settled_at is None or now < settled_at + wait:
-            return None
+        if not group.settled[lone] or settled_at is None:
+            return Waiting((lone,), COPYING)
+        if now < settled_at + wait:
+            return Waiting((lone,), FOR_IMAGE)
         return Refusal(
             (lone,),
             Reason.no_image,
@@ -131,17 +170,17 @@ class Pairing:
 
     def _pair(
         self, stem: str, image: Path, side: Path | None, group: Group, now: float
-    ) -> Ready | Refusal | None:
+    ) -> Ready | Refusal | Waiting:
         """One image and at most one sidecar: a job once both settled and every check passed."""
-        if not group.settled[image] or (side is not None and not group.settled[side]):
-            return None
         files = (image, side) if side else (image,)
+        if not group.settled[image] or (side is not None and not group.settled[side]):
+            return Waiting(files, COPYING)
         settled_at = self.tracker.settled_at(image) or now
         problem = self.probes.check(image, settled_at=settled_at, now=now)
         if isinstance(problem, Rejected):
             return Refusal(files, problem.code, problem.message)
         if isinstance(problem, images.IncompleteImage):
-            return None
+            return Waiting(files, COPYING)
 
         layers = self.defaults.layers(image)
         if isinstance(layers, Rejected):
@@ -150,7 +189,7 @@ class Pairing:
             wait = self.config.sidecar_wait_seconds
             if not sidecar.has_instruction(layers):
                 if now < settled_at + wait:
-                    return None
+                    return Waiting(files, FOR_SIDECAR)
                 return Refusal(
                     files,
                     Reason.no_sidecar,
@@ -160,7 +199,7 @@ class Pairing:
                 )
             # Defaults make it a job; a short grace lets a sidecar written just after still win.
             if now < settled_at + self.config.settle_seconds:
-                return None
+                return Waiting(files, MAYBE_SIDECAR)
         try:
             if side is not None:
                 own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)

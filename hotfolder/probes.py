@@ -48,6 +48,8 @@ class ImageProbes:
         if isinstance(result, images.IncompleteImage) and (
             now >= settled_at + self.incomplete_image_seconds
         ):
+            if isinstance(result, images.MaybeIncomplete):
+                return None  # unchanged all this time: a whole image that ends in black rows
             return Rejected(
                 Reason.invalid_image,
                 f"{image.name} is truncated and did not complete within "

@@ -1,33 +1,62 @@
 """What a drop is written down as: the manifest of an admitted job, the record of a refused one.
 
 Pure builders: they choose the job's name (the smallest free `NAME`, `NAME~2`, …) and fill
-in the fields; whoever admits or rejects the drop hands the record on.
+in the fields; whoever admits or rejects the drop hands the record on. A drop that was shown
+as `waiting` keeps the name, job id and creation time it was shown with (`Seen`).
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
-from hotfolder.layout import Layout, new_job_id
+from hotfolder import fsops
+from hotfolder.jobstatus import JobStatus, iso
+from hotfolder.layout import LONGEST_ENDING, Layout, new_job_id
 from hotfolder.names import split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
 from hotfolder.sidecar import JobSpec
 from hotfolder.spool import JobState, Manifest
-from hotfolder.status import JobStatus, iso
 
 
-def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: float) -> Manifest:
+@dataclass(frozen=True)
+class Seen:
+    """What a waiting drop was shown as: the job it becomes keeps these."""
+
+    name: str
+    job_id: str
+    created_at: str
+    carried: bool = True  # False: the name asked for was too long and was shortened
+
+
+def seen_as(layout: Layout, relative: str, now: float, reserved: set[str]) -> Seen:
+    """A new waiting drop at `relative` (to inbox/, without extension): its name and id."""
+    name, carried = layout.carried_name(relative, reserved)
+    return Seen(name=name, job_id=new_job_id(now), created_at=iso(now) or "", carried=carried)
+
+
+def manifest_for(
+    item: Ready,
+    *,
+    layout: Layout,
+    relative: str,
+    seq: int,
+    now: float,
+    seen: Seen | None = None,
+    reserved: set[str] | None = None,
+) -> Manifest:
     """The manifest of a ready pair whose image is at `relative` (to inbox/); draws the seed."""
-    name = layout.unique_name(split_name(relative)[0])
-    base = name.rpartition("/")[2]
+    if seen is None:
+        seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
+    base = seen.name.rpartition("/")[2]
     seed = item.spec.seed if item.spec.seed is not None else secrets.randbits(32)
     return Manifest(
-        job_id=new_job_id(now),
-        name=name,
+        job_id=seen.job_id,
+        name=seen.name,
         seq=seq,
         priority=item.spec.priority,
-        created_at=iso(now) or "",
+        created_at=seen.created_at,
         source=f"inbox/{relative}",
         image=base + split_name(item.image.name)[1],
         sidecar=base + split_name(item.sidecar.name)[1] if item.sidecar else None,
@@ -39,20 +68,33 @@ def manifest_for(item: Ready, *, layout: Layout, relative: str, seq: int, now: f
 
 
 def rejection_for(
-    refusal: Refusal, *, layout: Layout, relative: str, spec: JobSpec | None, now: float
+    refusal: Refusal,
+    *,
+    layout: Layout,
+    relative: str,
+    spec: JobSpec | None,
+    now: float,
+    seen: Seen | None = None,
+    reserved: set[str] | None = None,
 ) -> Rejection:
     """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
 
     Its files move to failed/ under the job's name, each keeping its extension. `spec` is the
-    request, when the drop got as far as having one (`queue_full`).
+    request, when the drop got as far as having one (`queue_full`). A name too long to carry
+    is shortened, and the details say so.
     """
-    name = layout.unique_name(split_name(relative)[0])
+    if seen is None:
+        seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
+    name = seen.name
+    details = (
+        refusal.details if seen.carried else f"{refusal.details}\n\n{too_long(relative, name)}"
+    )
     target = layout.failed / name
     status = JobStatus(
-        job_id=new_job_id(now),
+        job_id=seen.job_id,
         name=name,
         status=JobState.failed,
-        created_at=iso(now),
+        created_at=seen.created_at,
         completed_at=iso(now),
         source=f"inbox/{relative}",
         instruction=spec.instruction if spec else None,
@@ -73,6 +115,19 @@ def rejection_for(
         moves=moves,
         code=refusal.code.value,
         message=refusal.message,
-        details=refusal.details,
+        details=details.strip(),
         status=status.to_json(),
+    )
+
+
+def too_long(relative: str, name: str) -> str:
+    """What a person reads when a drop's name was too long to carry."""
+    base = split_name(relative.rpartition("/")[2])[0]
+    size = len(base.encode("utf-8", "surrogateescape"))
+    room = fsops.NAME_MAX_BYTES - len(LONGEST_ENDING)
+    return (
+        f"The name {base!r} is {size} bytes; hotfolder adds {LONGEST_ENDING} to a job's name "
+        f"and the filesystem allows {fsops.NAME_MAX_BYTES} bytes per name, so a name may be "
+        f"at most {room} bytes. Its files are in failed/ as {name.rpartition('/')[2]}.*: "
+        "rename the image (and its sidecar) to a shorter name and drop them again."
     )

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from hotfolder import fsops
 from hotfolder.errors import Reason
+from hotfolder.jobstatus import JobStatus, iso
 from hotfolder.layout import Layout
-from hotfolder.status import Board, JobStatus, iso
+from hotfolder.status import Board
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ def apply(layout: Layout, board: Board, rejection: Rejection, intent: Path) -> N
         rejection.details,
         moved,
     )
-    board.finished(JobStatus.from_json(rejection.status))
+    board.finished(
+        JobStatus.from_json(rejection.status), details=rejection.details or None, rejected=True
+    )
     fsops.remove(intent)
 
 

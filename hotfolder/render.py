@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from hotfolder import images
+from hotfolder import images, thumbs
 from hotfolder.editors.base import Editor, EditRequest, EditResult, Interrupted, OutOfMemory
 from hotfolder.errors import Reason, Rejected
 from hotfolder.slots.base import Outcome, Ticket
@@ -80,13 +80,14 @@ def encode(ticket: Ticket, result: EditResult) -> bytes:
     """The result as the job asked for it: resized back (unless `size: model`), encoded."""
     output = result.image
     if ticket.output_size == "input":
-        output = images.resize_to(output, ticket.size)
+        output = images.resize_to(output, ticket.original_size or ticket.size)
     return images.encode_result(
         output,
         fmt=ticket.output_format,
         quality=ticket.output_quality,
         icc_profile=ticket.icc_profile,
         metadata={**ticket.metadata, "model": result.model},
+        camera_exif=ticket.exif,
     )
 
 
@@ -143,9 +144,16 @@ def attempt(
 
 
 def finish(ticket: Ticket, result: EditResult, edit_seconds: float) -> Outcome:
-    """The encode half for a slot: the encoded outcome, or the failure outcome."""
+    """The encode half for a slot: the encoded outcome (with the page's 'after' thumbnail),
+    or the failure outcome."""
     try:
         data = encode(ticket, result)
     except Exception as e:
         return failure(ticket, e, edit_seconds)
-    return Outcome(job_id=ticket.job_id, data=data, model=result.model, edit_seconds=edit_seconds)
+    return Outcome(
+        job_id=ticket.job_id,
+        data=data,
+        model=result.model,
+        edit_seconds=edit_seconds,
+        thumbnail=thumbs.make(result.image, ticket.icc_profile),
+    )

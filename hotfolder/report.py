@@ -1,4 +1,5 @@
-"""Read-only views for `hotfolder status`: from the files, with the service up or down."""
+"""Read-only views for `hotfolder status`: from the files, with the service up or down.
+`queue_report` and `job_report` are the JSON (`--json`); `table` renders them for people."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import time
 from typing import Any
 
 from hotfolder.config import Config
+from hotfolder.jobstatus import parse_iso, read_status, status_from_manifest
 from hotfolder.layout import Layout
+from hotfolder.order import QueueOrder
 from hotfolder.spool import Spool
-from hotfolder.status import parse_iso, read_status, status_from_manifest
+
+# queue.json's heartbeat older than this, with the service holding its lock: not responding.
+STALE_SECONDS = 60.0
 
 
 def service_state(layout: Layout) -> str:
@@ -33,27 +38,45 @@ def service_state(layout: Layout) -> str:
         os.close(fd)
 
 
+def read_queue(layout: Layout) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(layout.queue_json.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def effective_state(service: str, queue: dict[str, Any], now: float) -> str:
+    """What the service is doing, from its lock and queue.json: queue.json's `state`,
+    `not responding` (a live lock with a stale heartbeat), or `stopped`."""
+    if not service.startswith("running"):
+        return "stopped"
+    beat = parse_iso(queue.get("heartbeat_at"))
+    if beat is None or now - beat > STALE_SECONDS:
+        return "not responding"
+    return str(queue.get("state") or "running")
+
+
 def queue_report(config: Config) -> dict[str, Any]:
     layout = Layout(config.root_path)
     spool = Spool(layout)
     # Read the disk, not the service's memory, so this works when the service is down.
     spool_view = {
-        "queued": [m.name for m in _scan_sorted(spool, layout)],
+        "queued": [m.name for m in _scan_sorted(spool, layout, config)],
         "processing": [m.name for m in spool.scan(layout.processing).values()],
     }
+    queue = read_queue(layout)
+    service = service_state(layout)
     report: dict[str, Any] = {
         "root": str(layout.root),
-        "service": service_state(layout),
+        "service": service,
+        "state": effective_state(service, queue, time.time()),
         "paused": layout.pause_flag.exists(),
         "queued_count": len(spool_view["queued"]),
         "processing_count": len(spool_view["processing"]),
         "max_pending": config.max_pending,
     }
-    try:
-        queue = json.loads(layout.queue_json.read_bytes())
-    except (OSError, ValueError):
-        queue = {}
-    for key in ("completed_count", "failed_count", "cancelled_count", "observer"):
+    for key in ("completed_count", "failed_count", "cancelled_count", "waiting_count", "observer"):
         if key in queue:
             report[key] = queue[key]
     beat = parse_iso(queue.get("heartbeat_at"))
@@ -66,8 +89,11 @@ def queue_report(config: Config) -> dict[str, Any]:
     return report
 
 
-def _scan_sorted(spool: Spool, layout: Layout) -> list[Any]:
-    return sorted(spool.scan(layout.pending).values(), key=lambda m: m.sort_key)
+def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:
+    # With the service down no station has had a turn yet: the order a fresh start would take.
+    return QueueOrder(config.dispatch).arrange(
+        spool.scan(layout.pending).values(), key=lambda m: m.sort_key, name=lambda m: m.name
+    )
 
 
 def job_report(config: Config, name: str) -> dict[str, Any] | None:

@@ -1,7 +1,11 @@
-"""`hotfolder retry NAME`: a failed or cancelled job's files in failed/ become a job again.
+"""`hotfolder retry`: failed or cancelled jobs' files in failed/ become jobs again.
 
-The files are checked as a new drop would be (the sidecar may have been fixed in failed/
-meanwhile); the job keeps its id, attempts and earlier errors. `Jobs.retry` makes the move.
+`retry NAME... | FOLDER/ | --code CODE | --all` selects jobs in failed/ (by name, with or
+without the image's extension; every job under a folder; by reason code; all), oldest
+first, and puts back as many as fit under `max_pending`; the rest stay and are reported.
+Each keeps its original name (no `~2`), its id, attempts and earlier errors. The files
+are checked as a new drop would be (the sidecar may have been fixed in failed/
+meanwhile). `Jobs.retry` makes the move.
 """
 
 from __future__ import annotations
@@ -27,10 +31,17 @@ Layers = Callable[[Path], "list[tuple[str, dict[str, Any]]] | Rejected"]
 def retry(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[bool, str]:
     """Put a failed or cancelled job back into the queue; say what happened."""
     name = name.strip("/")
-    layout = jobs.layout
     with jobs.lock:
         if jobs.find(name) is not None:
             return False, f"{name} is already queued or processing"
+        if jobs.pending_count() >= config.max_pending:
+            return False, f"the queue is full ({config.max_pending}); retry {name} later"
+        return _retry_one(jobs, config, layers, name)
+
+
+def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[bool, str]:
+    layout = jobs.layout
+    with jobs.lock:
         base = name.rpartition("/")[2]
         folder = (layout.failed / name).parent
         found = []
@@ -41,8 +52,6 @@ def retry(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[bool, 
         if len(image_files) != 1 or len(side_files) > 1:
             what = "no image" if not image_files else "more than one image or sidecar"
             return False, f"failed/ holds {what} for {name}; nothing to retry"
-        if jobs.pending_count() >= config.max_pending:
-            return False, f"the queue is full ({config.max_pending}); retry {name} later"
         image, side = image_files[0], side_files[0] if side_files else None
         try:
             spec_layers = layers((layout.inbox / name).parent / image.name)

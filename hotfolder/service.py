@@ -15,24 +15,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import fsops, rejection
+from hotfolder import __version__, fsops
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
 from hotfolder.editors import Editor
-from hotfolder.errors import ConfigError, HotfolderError, ServiceLocked
+from hotfolder.errors import ConfigError, ServiceLocked, SetupError
 from hotfolder.history import History
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
+from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
-from hotfolder.retry import retry
+from hotfolder.publisher import publisher_for
+from hotfolder.retries import Selection, retry_selection
 from hotfolder.slots.base import Slot, slot_names
 from hotfolder.slots.process import ProcessSlot
 from hotfolder.slots.thread import ThreadSlot
 from hotfolder.spool import Spool
-from hotfolder.state import ServiceState
-from hotfolder.status import HEARTBEAT_SECONDS, Board, Publisher
+from hotfolder.state import Phase, ServiceState
+from hotfolder.status import HEARTBEAT_SECONDS, Board
 from hotfolder.watch import Watcher, choose_observer, filesystem_type, is_network_fs
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,49 @@ log = logging.getLogger(__name__)
 STALE_TEMP_SECONDS = 3600.0
 
 
-class EditorsUnavailable(HotfolderError):
+def banner(config: Config, config_file: Path | None, observer: str, *, once: bool) -> str:
+    """The start-up line of the log: what runs, where, from which configuration."""
+    layout = Layout(config.root_path)
+    metrics = []
+    if config.metrics_textfile is not None:
+        metrics.append(f"textfile {config.metrics_textfile}")
+    if config.metrics.port is not None:
+        metrics.append(f"http://{config.metrics.host}:{config.metrics.port}/metrics")
+    return (
+        f"hotfolder {__version__} starting: root {layout.root}, "
+        f"config {config_file or 'built-in defaults'}, "
+        f"editor {config.editor.name} on {', '.join(config.editor.devices)}, "
+        f"max_pending {config.max_pending}, "
+        f"observer {observer}{' (unused: --once)' if once else ''}, "
+        f"metrics {', '.join(metrics) or 'off'}, page {layout.page_path}"
+    )
+
+
+def low_disk(layout: Layout, floor: int) -> str | None:
+    """Why admission must wait for disk space (below `min_free_bytes`), or None."""
+    for folder in (layout.root, layout.outbox):
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        free = info.f_bavail * info.f_frsize
+        if free < floor:
+            return (
+                f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
+                f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
+            )
+    return None
+
+
+class EditorsUnavailable(SetupError):
     """No slot could load its editor at start-up; the message says why."""
+
+
+def loading_note(config: Config) -> str:
+    """queue.json's `notes.editor` while the slots load their editors."""
+    if config.editor.name == "qwen" and config.editor.warms_up:
+        return "loading model, then warming up (one edit of the default preset)"
+    return "loading model"
 
 
 @contextlib.contextmanager
@@ -93,14 +136,18 @@ class Service:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        config_file: Path | None = None,
     ) -> None:
         """`editor`: run this editor object in a thread (tests); else a process per device.
-        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs."""
+        `clock` (wall time) and `monotonic` let tests drive time-outs and back-offs.
+        `config_file`: where `config` came from, for the start-up banner."""
         self.config = config
+        self.config_file = config_file
         self.layout = Layout(config.root_path)
         self._editor = editor
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
-        self.state = ServiceState()
+        # Stopped until `run` starts: a command that only publishes says so (see cli._control).
+        self.state = ServiceState(phase=Phase.stopped)
         self.jobs = self._jobs(clock, monotonic)
         self.board = self.jobs.board
         self.spool = self.jobs.spool
@@ -123,11 +170,14 @@ class Service:
         self.controls = ControlDesk(
             self.layout,
             {
-                "cancel": self.jobs.cancel,
-                "retry": lambda name: retry(self.jobs, config, self.intake.layers, name),
+                "cancel": lambda request: self.jobs.cancel(str(request["name"])),
+                "retry": lambda request: retry_selection(
+                    self.jobs, config, self.intake.layers, Selection.from_request(request)
+                ),
             },
         )
-        self.publisher = Publisher(self.board, beat=self.board.sweep)
+        self.metrics = Metrics(config) if config.metrics.textfile or config.metrics.port else None
+        self.publisher = publisher_for(self.board, self.metrics)
         self.watcher: Watcher | None = None
         self._signals = 0
         self._next_replay = 0.0
@@ -151,7 +201,7 @@ class Service:
             monotonic=monotonic,
             history=self.history,
         )
-        self.notifier = Notifier()
+        self.notifier = Notifier(allowed_hosts=self.config.notify.allowed_hosts)
         return Jobs(
             self.layout,
             self.config,
@@ -194,27 +244,14 @@ class Service:
 
     def _low_disk(self) -> str | None:
         """Why admission must wait for disk space, or None."""
-        floor = self.config.min_free_bytes
-        note = None
-        for folder in (self.layout.root, self.layout.outbox):
-            try:
-                info = os.statvfs(folder)
-            except OSError:
-                continue
-            free = info.f_bavail * info.f_frsize
-            if free < floor:
-                note = (
-                    f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
-                    f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
-                )
-                break
-        if self.state.note("disk", note):
+        note = low_disk(self.layout, self.config.min_free_bytes)
+        if note != self.state.get("disk"):
+            self.state.accepting = note is None  # before the note, which wakes the publisher
+            self.state.note("disk", note)
             if note is None:
                 log.info("disk space is back; admitting again")
             else:
                 log.warning("%s", note)
-            self.state.accepting = note is None
-            self.board.changed.set()
         return note
 
     def _housekeeping(self) -> None:
@@ -226,7 +263,7 @@ class Service:
             # Rejections cut short by a refusing disk are finished once it takes files again.
             self._next_replay = now + HEARTBEAT_SECONDS
             try:
-                rejection.replay(self.layout, self.board)
+                self.jobs.replay_rejections()
             except OSError as e:
                 log.warning("cannot finish an interrupted rejection yet: %s", e)
         self.controls.poll()
@@ -254,7 +291,7 @@ class Service:
                 log.info("removed %d temporary file(s) left in %s", removed, folder)
         self.jobs.recover()
         self.state.paused = is_paused(self.layout)
-        self.board.publish()
+        self.board.publish(refresh=True)
 
     def _start_slots(self) -> None:
         """Start every slot and wait for its editor (minutes for the real model) while the
@@ -262,6 +299,8 @@ class Service:
         self.dispatcher.start()
         notes = self.dispatcher.wait_loaded()
         self.state.note("editor", None)
+        if self.dispatcher.stopping.is_set():
+            return  # told to stop while the editors loaded: a clean stop, not a failure
         broken = {name: note for name, note in notes.items() if note is not None}
         # A Ray cluster that is away or full is waited for (executor note), not a bad setup.
         if broken and len(broken) == len(notes) and self.state.get("executor") is None:
@@ -273,6 +312,8 @@ class Service:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
+        self.state.phase = Phase.stopping
+        self.board.changed.set()
         if self._signals == 1:
             log.info("signal %d: finishing the jobs in flight, then stopping", signum)
             self.dispatcher.stop()
@@ -285,32 +326,56 @@ class Service:
         self.layout.create()
         check_one_filesystem(self.layout)
         with root_lock(self.layout):
+            self.state.phase = Phase.starting
+            log.info("%s", banner(self.config, self.config_file, self.observer_kind, once=once))
+            if self.metrics is not None:
+                self.metrics.start()  # a bad textfile folder or a taken port: exit 2, now
             previous = {
                 sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
             }
-            self.state.note("editor", "loading model")
+            self.state.note("editor", loading_note(self.config))
             self.notifier.start()
             self.publisher.start()
+            failure: BaseException | None = None
             try:
                 self.recover()
                 self._start_slots()
+                if self.state.phase == Phase.starting:
+                    self.state.phase = Phase.running
+                    self.board.changed.set()
                 if once:
                     self._drain()
                 else:
                     self._serve()
+            except BaseException as e:
+                failure = e
+                raise
             finally:
+                self.state.phase = Phase.stopping
                 self.dispatcher.stop()
                 self.dispatcher.join()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
                 if self.watcher is not None:
                     self.watcher.stop()
-                self.publisher.stop()
-                self.board.publish()
-                self.history.close()
-                self.notifier.stop()
+                self._stopped(failure)
         log.info("stopped")
         return 0
+
+    def _stopped(self, failure: BaseException | None) -> None:
+        """The last word in queue.json and on the page: stopped, and why if it failed."""
+        self.publisher.stop()
+        self.state.phase = Phase.stopped
+        self.state.clear_notes()
+        if failure is not None and not isinstance(failure, KeyboardInterrupt | SystemExit):
+            self.state.note("service", f"stopped: {failure}")
+        try:
+            self.publisher.publish(final=True)
+        finally:
+            if self.metrics is not None:
+                self.metrics.stop()
+            self.history.close()
+            self.notifier.stop()
 
     def _drain(self) -> None:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
@@ -318,10 +383,12 @@ class Service:
             self.intake.tick()
             self._housekeeping()
             self.dispatcher.wake.set()
-            idle = not self.intake.busy() and self.dispatcher.idle()
-            if idle and (
-                not self.jobs.queued() or self.state.paused or not self.jobs.can_dispatch()
-            ):
+            # One look at the queue under its lock: a claim cannot slip between the two.
+            with self.jobs.lock:
+                queued, running = self.jobs.queued(), self.jobs.in_flight()
+            stuck = self.state.paused or not self.jobs.can_dispatch()
+            idle = not self.intake.busy() and not running and self.dispatcher.idle()
+            if idle and (not queued or stuck):
                 break
             self._wake.wait(timeout=0.05)
             self._wake.clear()

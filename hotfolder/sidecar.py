@@ -8,6 +8,7 @@ set, so a sidecar can write `seed: null` to get a random seed despite its defaul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -21,6 +22,8 @@ from yaml.nodes import MappingNode, Node
 from hotfolder import fsops
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected, describe_validation_error
+from hotfolder.notify import host_problem
+from hotfolder.yamltext import decode, explain
 
 SIDECAR_SUFFIXES = (".yaml", ".yml")
 DEFAULTS_NAME = "_defaults.yaml"
@@ -40,13 +43,14 @@ Sidecar keys (all optional except instruction, which may come from a _defaults.y
   preset: qwen-4step                  # one of the configured presets
   negative_prompt: ""                 # text
   true_cfg_scale: 4.0                 # number 0..100
-  steps: 8                            # whole number 1..1000
+  steps: 8                            # whole number from 1 to limits.max_steps (50 unless set)
   priority: normal                    # normal | high
   output:
-    format: png                       # png | jpeg | webp
+    format: png                       # png | jpeg | webp | same (the input's: jpeg, png, webp; else png)
     quality: 92                       # 1..100, for jpeg and webp
     size: input                       # input | model
-  notify_url: https://host/hook       # optional: the final status JSON is POSTed here"""
+    keep_gps: false                   # true: the result keeps the camera's GPS position
+  notify_url: https://host/hook       # optional, a host in notify.allowed_hosts: the final status is POSTed there"""
 
 
 def _not_blank(text: str) -> str:
@@ -57,17 +61,23 @@ def _not_blank(text: str) -> str:
     return stripped
 
 
+def _plain_url(text: str) -> str:
+    if not re.fullmatch(r"https?://\S+", text):
+        raise ValueError("is not an http(s) URL; write it like https://hooks.example.lan/done")
+    return text
+
+
 Instruction = Annotated[str, AfterValidator(_not_blank)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 PresetName = Annotated[str, Field(min_length=1)]
 CfgScale = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Steps = Annotated[int, Field(ge=1, le=1000)]
 Priority = Literal["normal", "high"]
-OutputFormat = Literal["png", "jpeg", "webp"]
+OutputFormat = Literal["png", "jpeg", "webp", "same"]
 Quality = Annotated[int, Field(ge=1, le=100)]
 OutputSize = Literal["input", "model"]
 # Where the final status JSON is POSTed when the job ends (optional, per job or per folder).
-NotifyUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
+NotifyUrl = Annotated[str, Field(max_length=2000), AfterValidator(_plain_url)]
 
 
 class _Model(BaseModel):
@@ -81,6 +91,7 @@ class OutputOptions(_Model):
     format: OutputFormat = "png"
     quality: Quality = 92
     size: OutputSize = "input"
+    keep_gps: bool = False
 
 
 class JobSpec(_Model):
@@ -101,6 +112,7 @@ class _OutputLayer(_Model):
     format: OutputFormat | None = None
     quality: Quality | None = None
     size: OutputSize | None = None
+    keep_gps: bool | None = None
 
 
 class _Layer(_Model):
@@ -172,18 +184,36 @@ class _SafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    if isinstance(error, _Refused) and error.problem_mark is not None:
         mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        what = error.problem or error.context or "invalid YAML"
-        if isinstance(error, _Refused):
-            return f"{what} (at {where})"
-        if isinstance(error, yaml.constructor.ConstructorError):
-            # Mostly tags such as !!python/object, which the safe loader refuses to build.
-            return f"{what} (at {where}); write plain values without `!!` tags"
-        return f"not valid YAML at {where}: {what}; fix the syntax there"
+        return f"{error.problem} (at line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(error, yaml.constructor.ConstructorError) and error.problem_mark is not None:
+        # Mostly tags such as !!python/object, which the safe loader refuses to build.
+        mark = error.problem_mark
+        return (
+            f"{error.problem or error.context} (at line {mark.line + 1}, column "
+            f"{mark.column + 1}); write plain values without `!!` tags"
+        )
+    if isinstance(error, yaml.MarkedYAMLError):
+        return explain(error, text)
     return f"not valid YAML: {error}; fix the syntax"
+
+
+class YamlMapping(dict[str, Any]):
+    """A parsed sidecar that remembers on which line each key is (`output.format` too)."""
+
+    lines: dict[str, int]
+
+
+def _key_lines(node: Node, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, MappingNode) and len(prefix.split(".")) <= 2:
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key + "."))
+    return lines
 
 
 def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
@@ -199,13 +229,10 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
     if len(data) > max_bytes:
         raise reject(f"the file is {len(data)} bytes; the limit is {max_bytes}; shorten it")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise reject(
-            f"not valid UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
-        ) from e
-    # Windows editors write a byte-order mark; it is valid UTF-8 and means nothing here.
-    text = text.removeprefix("\ufeff")
+        # UTF-8, or UTF-16 by its byte-order mark as PowerShell 5 writes it: YAML allows both.
+        text = decode(data).removeprefix("\ufeff")
+    except ValueError as e:
+        raise reject(str(e)) from e
     loader: _SafeLoader | None = None
     try:
         # The reader checks for control characters as soon as it is built, so build it in here.
@@ -218,7 +245,7 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
             raise reject("the file holds more than one YAML document (`---`); keep one")
         document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        raise reject(_yaml_problem(e)) from e
+        raise reject(_yaml_problem(e, text)) from e
     except (ValueError, TypeError, OverflowError) as e:
         # Constructors raise these on values like a 5000-digit number or a date 2024-13-45.
         raise reject(f"a value cannot be read: {e}; quote it as text or fix it") from e
@@ -230,7 +257,9 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
     if not isinstance(document, dict):
         kind = "a list" if isinstance(document, list) else "a single value"
         raise reject(f'the file must hold keys like `instruction: "…"`, not {kind}')
-    return document
+    mapping = YamlMapping(document)
+    mapping.lines = _key_lines(node) if node is not None else {}
+    return mapping
 
 
 def read_layer(path: Path, *, max_bytes: int, source: str | None = None) -> dict[str, Any]:
@@ -271,11 +300,9 @@ def check_layer(mapping: Mapping[str, Any], *, source: str) -> None:
     try:
         _Layer.model_validate(dict(mapping))
     except ValidationError as e:
-        raise Rejected(
-            Reason.invalid_sidecar,
-            f"{source}: {describe_validation_error(e, 'sidecar key')}",
-            KEYS_HELP,
-        ) from e
+        lines = getattr(mapping, "lines", None)
+        problem = describe_validation_error(e, "sidecar key", model=_Layer, lines=lines)
+        raise Rejected(Reason.invalid_sidecar, f"{source}: {problem}", KEYS_HELP) from e
 
 
 def _merge(
@@ -344,6 +371,7 @@ def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) 
             f"{origin.get('preset', 'configuration')}: sidecar key `preset`: {preset!r} is not a "
             f"configured preset; use one of: {known}",
         )
+    _check_limits(merged, origin, config)
     try:
         return JobSpec.model_validate(merged)
     except ValidationError as e:  # pragma: no cover - every layer was checked above
@@ -351,3 +379,20 @@ def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) 
         raise Rejected(
             Reason.invalid_sidecar, f"{sources}: {describe_validation_error(e, 'sidecar key')}"
         ) from e
+
+
+def _check_limits(merged: Mapping[str, Any], origin: Mapping[str, str], config: Config) -> None:
+    """What the operator caps for untrusted stations: `limits.max_steps`, `notify.allowed_hosts`."""
+    steps = merged.get("steps")
+    if steps is not None and steps > config.limits.max_steps:
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"{origin['steps']}: sidecar key `steps` is {steps}; this service allows at most "
+            f"{config.limits.max_steps} (limits.max_steps); ask for fewer, or leave steps out "
+            "to use the preset's",
+        )
+    url = merged.get("notify_url")
+    if url is not None:
+        problem = host_problem(url, config.notify.allowed_hosts)
+        if problem is not None:
+            raise Rejected(Reason.invalid_sidecar, f"{origin['notify_url']}: {problem}")

@@ -24,11 +24,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotfolder import fsops
 from hotfolder.layout import Layout
+from hotfolder.order import QueueOrder, station_of
 
 MANIFEST_SUFFIX = ".job.json"
 
 
 class JobState(StrEnum):
+    # A drop seen in inbox/ but not admitted yet (status files only; a manifest never has it).
+    waiting = "waiting"
     queued = "queued"
     processing = "processing"
     completed = "completed"
@@ -85,8 +88,10 @@ class Manifest(BaseModel):
 class Spool:
     """Admit, claim, requeue and finish jobs; one lock guards the in-memory index of the disk."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, order: QueueOrder | None = None) -> None:
         self.layout = layout
+        # The order in force (dispatch: fifo | fair), shared with the board's positions.
+        self.order = order or QueueOrder()
         self._lock: threading.RLock = threading.RLock()
         self._pending: dict[str, Manifest] = {}
         self._processing: dict[str, Manifest] = {}
@@ -166,10 +171,19 @@ class Spool:
             return sum(1 for m in self._pending.values() if m.state == JobState.queued)
 
     def queued(self) -> list[Manifest]:
-        """Pending jobs in the order the worker will take them."""
+        """Pending jobs in the order the workers will take them."""
         with self._lock:
             waiting = [m for m in self._pending.values() if m.state == JobState.queued]
-            return sorted(waiting, key=lambda m: m.sort_key)
+            return self.order.arrange(waiting, key=_sort_key, name=_name)
+
+    def station_count(self, station: str) -> int:
+        """Queued jobs of one station (a top-level folder of inbox/; "" for inbox/ itself)."""
+        with self._lock:
+            return sum(
+                1
+                for m in self._pending.values()
+                if m.state == JobState.queued and station_of(m.name) == station
+            )
 
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
@@ -226,10 +240,12 @@ class Spool:
         manifest at once in memory, so nothing else can take or change it; the disk follows
         with `record_claim` (the caller's next step, off the device's path)."""
         with self._lock:
-            queue = self.queued()
-            if not queue:
+            waiting = (m for m in self._pending.values() if m.state == JobState.queued)
+            first = self.order.first(waiting, key=_sort_key, name=_name)
+            if first is None:
                 return None
-            manifest = queue[0].model_copy(update={**claim, "head": False})
+            self.order.served(first.name)
+            manifest = first.model_copy(update={**claim, "head": False})
             del self._pending[manifest.name]
             self._processing[manifest.name] = manifest
             self._unrecorded.add(manifest.name)
@@ -309,3 +325,11 @@ class Spool:
             self._processing.pop(manifest.name, None)
             self._pending.pop(manifest.name, None)
             self._prune(folder, manifest)
+
+
+def _sort_key(manifest: Manifest) -> tuple[int, int, int]:
+    return manifest.sort_key
+
+
+def _name(manifest: Manifest) -> str:
+    return manifest.name

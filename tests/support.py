@@ -65,7 +65,7 @@ def write_config(root: Path, **overrides: Any) -> Path:
     path = root / "config" / "hotfolder.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data))
-    for folder in ("inbox", "outbox", "failed"):
+    for folder in ("inbox", "outbox", "failed", ".hotfolder"):
         (root / folder).mkdir(exist_ok=True)
     return path
 

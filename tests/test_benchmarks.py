@@ -1,4 +1,5 @@
-"""benchmarks/run.py keeps running: its cheapest part only, no timing asserted (that is its job)."""
+"""benchmarks/run.py and benchmarks/gpu.py keep running: their cheapest parts only, no timing
+asserted (that is their job)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from support import REPO, cli_env
 
 
@@ -24,3 +26,39 @@ def test_the_benchmark_script_prints_its_figures_as_json() -> None:
     assert figures["pickup_ms_p95_native"] is None  # parts not asked for stay null
     assert "burst_peak_rss_mb" in figures
     assert figures["ray_scaling_3_workers"] is None  # and the Ray figures are there too
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_at_tiny_size_without_cuda() -> None:
+    """benchmarks/gpu.py keeps running where there is no GPU: one set, one job, two drops."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: gpu.py would run at full size")
+    script = str(REPO / "benchmarks" / "gpu.py")
+    result = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--sets",
+            "eager,compile+fp8",
+            "--jobs",
+            "1",
+            "--service-jobs",
+            "2",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tiny size on the CPU" in result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["size"] == "tiny"
+    eager = report["sets"]["eager"]
+    assert eager["median_seconds"] > 0
+    assert eager["duty_cycle"]["jobs"] == 2
+    assert 0 < eager["duty_cycle"]["ratio"] <= 1
+    # fp8 needs a GPU of compute capability 8.9+: the set says why it did not run.
+    assert "compute capability 8.9" in report["sets"]["compile+fp8"]["error"]

@@ -68,3 +68,40 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
     assert same.returncode == 0
     for command in ("run", "status", "cancel", "retry", "pause", "resume", "history", "check"):
         assert command in same.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max_pendng: 3\n", "config key `max_pendng` is not known; did you mean `max_pending`?"),
+        ("editor:\n  nmae: qwen\n", "config key `editor.nmae` is not known; did you mean `name`?"),
+        ("presets:\n  x:\n    steps: 2\n    stpes: 3\n", "did you mean `steps`?"),
+        ("limits:\n\tmax_steps: 3\n", "line 2 is indented with a tab"),
+        ("editor:\n  model: a: b\n", 'put the whole value in double quotes: model: "a: b"'),
+    ],
+)
+def test_config_mistakes_are_plain_sentences(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_utf16_config_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes("max_pending: 3\r\n".encode("utf-16"))
+    assert load_config(path).max_pending == 3
+
+
+def test_the_readme_links_only_to_files_in_the_project() -> None:
+    import re
+
+    text = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert "docs/contract.md" in links
+    for link in links:
+        if "://" not in link:
+            assert (REPO / link).resolve().is_relative_to(REPO.resolve()), link
+            assert (REPO / link).exists(), link

@@ -117,7 +117,7 @@ def test_retry_a_failed_job_after_fixing_its_sidecar(root: Path) -> None:
 
 
 def test_retry_a_cancelled_job_with_the_service_down(root: Path) -> None:
-    (root / ".hotfolder").mkdir()
+    (root / ".hotfolder").mkdir(exist_ok=True)
     (root / ".hotfolder" / "PAUSE").write_text("")
     drop_pair(root / "inbox", "later")
     assert hotfolder("run", "--once", "--root", str(root), cwd=root).returncode == 0
@@ -142,8 +142,10 @@ def test_pause_survives_a_restart_and_priority_goes_first(root: Path) -> None:
         wait_for(lambda: has_status(root, "n2", "queued"))
         drop_pair(root / "inbox", "h1", priority="high")
         wait_for(lambda: has_status(root, "h1", "queued"))
-        queue = read_json(root / "outbox" / "queue.json")
-        assert queue is not None
+        # queue.json is rewritten by the publisher a moment after the status file.
+        queue = wait_for(
+            lambda: (q := read_json(root / "outbox" / "queue.json")) and len(q["jobs"]) == 3 and q
+        )
         assert queue["paused"] is True
         assert [j["name"] for j in queue["jobs"]] == ["h1", "n1", "n2"]
         assert service.stop() == 0

@@ -149,3 +149,42 @@ def test_busy_ratio_is_the_editing_share_of_the_window(
     busy.spans.extend(spans)
     busy.editing_since = editing_since
     assert busy.ratio(now) == expected
+
+
+def test_a_hand_over_under_way_is_busy_and_the_pictures_come_back(tmp_path: Path) -> None:
+    """Pass: between the claim and the slot taking the ticket, the queue is empty and yet the
+    dispatcher is not idle (`run --once` must not stop there); the job then completes with
+    its before/after thumbnails written beside the outbox."""
+    jobs = make_jobs(tmp_path)
+    gate = Gate()
+    work = dispatcher(jobs, [gate])
+    held, release = threading.Event(), threading.Event()
+    take = work.prefetch.take
+
+    def slow_take(manifest: Manifest) -> Any:
+        held.set()
+        release.wait(10)
+        return take(manifest)
+
+    work.prefetch.take = slow_take  # type: ignore[method-assign]
+    try:
+        admit(jobs, "a")
+        work.wake.set()
+        assert held.wait(10)
+        assert jobs.queued() == [] and not work.idle()
+        release.set()
+        gate.open("a")
+        wait_for(
+            lambda: (
+                (read_json(tmp_path / "outbox" / "a.status.json") or {}).get("status")
+                == "completed"
+            ),
+            10,
+        )
+        for which in ("before", "after"):
+            assert (tmp_path / "outbox" / ".thumbs" / f"a.{which}.jpg").stat().st_size > 0
+        wait_for(work.idle, 10)
+    finally:
+        release.set()
+        work.stop()
+        work.join()

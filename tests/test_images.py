@@ -103,7 +103,12 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_suffixes() -> None:
-    assert IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+    expected = (
+        *(".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"),
+        *(".heic", ".heif", ".avif"),
+        *(".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"),
+    )
+    assert expected == IMAGE_SUFFIXES
 
 
 @pytest.mark.parametrize(
@@ -200,7 +205,9 @@ def test_random_bytes_are_invalid(tmp_path: Path) -> None:
     path = write(tmp_path, "a.jpg", bytes(range(256)) * 40)
     problem = rejection(path)
     assert problem.code is Reason.invalid_image
-    assert problem.message.startswith("a.jpg is not a JPEG, PNG, WebP, TIFF or BMP image")
+    assert problem.message.startswith(
+        "a.jpg is not a JPEG, PNG, WebP, TIFF, BMP, HEIF or AVIF image"
+    )
 
 
 def test_empty_file_is_invalid(tmp_path: Path) -> None:

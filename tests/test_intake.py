@@ -48,9 +48,13 @@ class Rig:
             self.config,
             self.jobs,
             clock=self.clock,
-            on_cancel=self.cancelled.append,
+            on_cancel=self._cancel,
         )
         self.inbox = self.layout.inbox
+
+    def _cancel(self, name: str) -> tuple[bool, str]:
+        self.cancelled.append(name)
+        return self.jobs.cancel(name)
 
     def tick(self, advance: float = 0.0) -> None:
         self.clock.advance(advance)
@@ -361,6 +365,104 @@ def test_cancel_file_reaches_the_service_and_is_removed(rig: Rig) -> None:
     rig.tick(2.5)
     assert rig.cancelled == ["st/IMG_1"]
     assert files_under(rig.inbox) == []
+
+
+def test_a_cancel_that_matches_nothing_leaves_a_reason_file(rig: Rig) -> None:
+    (rig.inbox / "st").mkdir()
+    (rig.inbox / "st" / "IMG_9.cancel").write_text("")
+    rig.tick()
+    rig.tick(2.5)
+    assert files_under(rig.inbox) == []
+    reason = (rig.layout.failed / "st" / "IMG_9.cancel.reason.txt").read_text()
+    assert reason.startswith("no_image: inbox/st/IMG_9.cancel cancelled nothing: ")
+    assert "No job named st/IMG_9 is known" in reason
+    assert rig.queued() == []
+
+
+def test_a_cancel_for_a_finished_job_says_what_became_of_it(rig: Rig) -> None:
+    write_sidecar(rig.inbox / "done.yaml", instruction=5)  # rejected: invalid_sidecar
+    make_image(rig.inbox / "done.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    (rig.inbox / "done.cancel").write_text("")
+    rig.intake.note(rig.inbox / "done.cancel")
+    rig.tick()
+    rig.tick(2.5)
+    reason = (rig.layout.failed / "done.cancel.reason.txt").read_text()
+    assert "The job done is failed; only a queued or processing job can be cancelled" in reason
+    assert rig.reason("done").startswith("invalid_sidecar: ")  # the job's own reason is kept
+
+
+def test_a_cancel_matches_its_job_whatever_the_letter_case(rig: Rig) -> None:
+    make_image(rig.inbox / "Keep.jpg")
+    write_sidecar(rig.inbox / "Keep.yaml")
+    make_image(rig.inbox / "Stop.jpg")
+    write_sidecar(rig.inbox / "Stop.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["Keep", "Stop"]
+    (rig.inbox / "stop.cancel").write_text("")
+    rig.intake.note(rig.inbox / "stop.cancel")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["Keep"]
+    assert rig.reason("Stop").startswith("cancelled: ")
+
+
+@pytest.mark.parametrize(
+    ("image", "side"),
+    [
+        ("CaseMix.JPG", "casemix.yaml"),
+        ("img_1.jpg", "IMG_1.YML"),
+        ("Cafe\u0301.jpg", "Caf\u00e9.yaml"),  # macOS writes NFD; a script writes NFC
+        ("Caf\u00e9.jpg", "CAFE\u0301.yaml"),
+    ],
+)
+def test_pairing_ignores_letter_case_and_unicode_form(rig: Rig, image: str, side: str) -> None:
+    make_image(rig.inbox / image)
+    write_sidecar(rig.inbox / side)
+    rig.tick()
+    rig.tick(2.5)
+    stem = image.rpartition(".")[0]
+    assert rig.queued() == [stem]  # named after the image, as dropped
+    expected = [image, stem + "." + side.rpartition(".")[2]]  # the sidecar takes the job's name
+    assert sorted(files_under(rig.layout.pending)) == sorted(expected)
+    assert files_under(rig.layout.failed) == []
+
+
+def test_two_images_differing_only_in_case_are_ambiguous(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    (rig.inbox / "_defaults.yaml").write_text("instruction: warmer\n")
+    make_image(rig.inbox / "IMG_1.jpg")
+    make_image(rig.inbox / "img_1.png")
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(2.5)
+    assert rig.queued() == []
+    reason = rig.reason("IMG_1")
+    assert reason.startswith("ambiguous: IMG_1.jpg, img_1.png: names that differ only in letter")
+    assert sorted(files_under(rig.layout.failed)) == ["IMG_1.jpg", "IMG_1.png", "IMG_1.reason.txt"]
+
+
+def test_a_reason_file_dragged_back_into_inbox_is_ignored(rig: Rig) -> None:
+    make_image(rig.inbox / "back.jpg")
+    write_sidecar(rig.inbox / "back.yaml")
+    (rig.inbox / "back.reason.txt").write_text("queue_full: the queue is full\n")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["back"]
+    assert files_under(rig.inbox) == ["back.reason.txt"]  # left alone: never a job, never ~2
+    assert files_under(rig.layout.failed) == []
+
+
+def test_a_utf16_sidecar_from_powershell_is_read(rig: Rig) -> None:
+    make_image(rig.inbox / "ps.jpg")
+    # PowerShell 5: "instruction: Make it warmer" > ps.yaml writes UTF-16 LE with a BOM.
+    (rig.inbox / "ps.yaml").write_bytes("instruction: Make it warmer\r\n".encode("utf-16"))
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["ps"]
+    assert rig.spool.queued()[0].spec["instruction"] == "Make it warmer"
 
 
 def test_an_unreachable_inbox_pauses_intake_and_forgets_nothing(rig: Rig, tmp_path: Path) -> None:

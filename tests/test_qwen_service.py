@@ -13,7 +13,7 @@ from hotfolder.images import read_metadata
 pytestmark = pytest.mark.slow
 
 
-def qwen_config(root: Path, model: Path) -> Path:
+def qwen_config(root: Path, model: Path, **editor: object) -> Path:
     return write_config(
         root,
         editor={
@@ -22,6 +22,7 @@ def qwen_config(root: Path, model: Path) -> Path:
             "device": "cpu",
             "dtype": "float32",
             "max_pixels": 4096,
+            **editor,
         },
         presets={"tiny": {"steps": 2, "true_cfg_scale": 1.0, "nominal_seconds": 1}},
         default_preset="tiny",
@@ -78,3 +79,16 @@ def test_selftest_passes_on_the_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "selftest passed" in result.stdout
     assert "FAIL" not in result.stdout
+
+
+def test_warm_up_runs_once_in_the_worker_before_the_first_job(
+    tmp_path: Path, tiny_qwen_model: Path
+) -> None:
+    qwen_config(tmp_path, tiny_qwen_model, warmup=True)
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=3)
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert has_status(tmp_path, "IMG_1", "completed")
+    log = result.stderr
+    assert log.count("warmed up on cpu") == 1, log[-3000:]
+    assert log.index("warmed up on cpu") < log.index("processing IMG_1"), log[-3000:]

@@ -129,7 +129,7 @@ def test_ten_thousand_files_at_once_are_all_accounted_for(tmp_path: Path) -> Non
     (inbox / "_defaults.yaml").write_text("instruction: Make the sky blue\n")
     # Paused, the worker takes nothing: exactly MAX_PENDING are admitted and every heartbeat
     # comes from the loop that does the intake, which is what this test is about.
-    (root / ".hotfolder").mkdir()
+    (root / ".hotfolder").mkdir(exist_ok=True)
     (root / ".hotfolder" / "PAUSE").touch()
     names = [f"i{i:05d}" for i in range(BURST)]
     staging = root / "staging"

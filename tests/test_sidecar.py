@@ -111,7 +111,72 @@ def test_unicode_and_byte_order_mark() -> None:
 
 def test_invalid_utf8_rejected() -> None:
     message = rejected_parse(b"instruction: caf\xe9\n")
-    assert "UTF-8" in message
+    assert "not valid UTF-8 text (bad byte at offset 16); save it as UTF-8" in message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_utf16_and_utf32_are_read_as_yaml_allows(encoding: str) -> None:
+    # PowerShell 5 (`"instruction: x" > a.yaml`) writes UTF-16 LE with a byte-order mark.
+    data = "instruction: Café\r\nseed: 3\r\n".encode(encoding)
+    assert parse(data) == {"instruction": "Café", "seed": 3}
+
+
+def test_broken_utf16_says_so() -> None:
+    message = rejected_parse(b"\xff\xfei\x00n\x00\x00\xd8")  # a lone surrogate
+    assert "not valid UTF-16 text" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "instruction: Make the sky: blue\nseed: 3\n",
+            'line 1: the value of `instruction` holds ": ", which YAML reads as the start of '
+            'another key; put the whole value in double quotes: instruction: "Make the sky: blue"',
+        ),
+        (
+            "instruction: x\noutput:\n\tformat: png\n",
+            "line 3 is indented with a tab; YAML indents with spaces only",
+        ),
+        (
+            'seed: 3\ninstruction: "Make the sky blue\npreset: qwen-4step\n',
+            'line 2: the quote " opened there is never closed; end the value with " on the same',
+        ),
+        (
+            "instruction: x\n  seed: 3\n",
+            "line 2 is indented more than the key above it; start `seed` in the same column",
+        ),
+        ('instruction: "Make" the sky\n', "line 1: more text follows a closing quote"),
+    ],
+)
+def test_common_yaml_mistakes_are_plain_sentences(text: str, expected: str) -> None:
+    message = rejected_parse(text)
+    assert expected in message
+    assert "mapping values" not in message and "scanning" not in message
+
+
+def test_a_list_where_a_value_belongs_names_the_line() -> None:
+    layer = parse("seed: 3\ninstruction:\n  - make it blue\n  - and red\n")
+    message = rejected([("a.yaml", layer)])
+    assert message.startswith("a.yaml: sidecar key `instruction` (line 2) holds a list")
+
+
+@pytest.mark.parametrize(
+    ("mapping", "meant"),
+    [
+        ({"sed": 1}, "seed"),
+        ({"instrution": "x"}, "instruction"),
+        ({"output": {"fromat": "png"}}, "format"),
+    ],
+)
+def test_unknown_keys_get_a_did_you_mean(mapping: dict[str, Any], meant: str) -> None:
+    message = rejected([("a.yaml", {"instruction": "x", **mapping})])
+    assert f"is not known; did you mean `{meant}`? Otherwise remove it" in message
+
+
+def test_an_unknown_key_far_from_any_gets_no_guess() -> None:
+    message = rejected([("a.yaml", {"instruction": "x", "zzzzzz": 1})])
+    assert "`zzzzzz` is not known; check its spelling or remove it" in message
 
 
 @pytest.mark.parametrize(
@@ -194,7 +259,7 @@ def test_nesting_up_to_the_cap_is_fine() -> None:
         ("yes: x\n", "is not a name"),
         ("? [a, b]\n: x\n", "is not a name"),
         ("instruction: [unclosed\n", "not valid YAML at line"),
-        ("instruction:\tx\n\t- y\n", "not valid YAML at line"),
+        ("instruction:\tx\n\t- y\n", "line 1 has a tab at column 13 where YAML wants a space"),
         ("seed: !!python/object/apply:os.system ['true']\n", "!!"),
         ("seed: " + "9" * 5000 + "\n", "cannot be read"),
         ("instruction: 2024-13-45\n", "cannot be read"),
@@ -280,7 +345,7 @@ def test_read_layer_missing_file_raises_oserror(tmp_path: Path) -> None:
         ({"true_cfg_scale": 4}, "true_cfg_scale", 4.0),
         ({"true_cfg_scale": 100.0}, "true_cfg_scale", 100.0),
         ({"steps": 1}, "steps", 1),
-        ({"steps": 1000}, "steps", 1000),
+        ({"steps": 50}, "steps", 50),
         ({"priority": "high"}, "priority", "high"),
         ({"priority": "normal"}, "priority", "normal"),
     ],
@@ -316,7 +381,7 @@ def test_instruction_is_stripped() -> None:
         ({"instrcution": "x"}, "instrcution", "is not known"),
         ({"output": {"fromat": "png"}}, "output.fromat", "is not known"),
         ({"instruction": 42}, "instruction", "valid string"),
-        ({"instruction": ["a"]}, "instruction", "valid string"),
+        ({"instruction": ["a"]}, "instruction", "holds a list, but takes one value"),
         ({"instruction": "   "}, "instruction", "blank"),
         ({"seed": "42"}, "seed", "valid integer"),
         ({"seed": True}, "seed", "valid integer"),
@@ -340,8 +405,8 @@ def test_instruction_is_stripped() -> None:
         ({"priority": True}, "priority", "'normal' or 'high'"),
         ({"output": "png"}, "output", "must hold keys"),
         ({"output": ["png"]}, "output", "must hold keys"),
-        ({"output": {"format": "gif"}}, "output.format", "'png', 'jpeg' or 'webp'"),
-        ({"output": {"format": "PNG"}}, "output.format", "'png', 'jpeg' or 'webp'"),
+        ({"output": {"format": "gif"}}, "output.format", "'png', 'jpeg', 'webp' or 'same'"),
+        ({"output": {"format": "PNG"}}, "output.format", "'png', 'jpeg', 'webp' or 'same'"),
         ({"output": {"quality": 0}}, "output.quality", "greater than or equal to 1"),
         ({"output": {"quality": 101}}, "output.quality", "less than or equal to 100"),
         ({"output": {"quality": "92"}}, "output.quality", "valid integer"),
@@ -355,9 +420,21 @@ def test_invalid_values_name_the_key(mapping: dict[str, Any], key: str, hint: st
     assert hint in message
 
 
+def test_steps_are_capped_by_limits_max_steps() -> None:
+    message = rejected([("a.yaml", {"instruction": "x", "steps": 51})])
+    assert message.startswith("a.yaml: sidecar key `steps` is 51")
+    assert "at most 50 (limits.max_steps)" in message
+    generous = Config(limits=Limits(max_steps=1000))
+    assert resolve([("a.yaml", {"instruction": "x", "steps": 1000})], config=generous).steps == 1000
+    # The cap is on what a station asks for; the operator's presets are not capped.
+    assert one({"instruction": "x", "preset": "qwen-40step"}).steps is None
+
+
 def test_invalid_values_from_yaml_text() -> None:
     layer = parse('instruction: x\nseed: "42"\n')
     message = rejected([("IMG_0042.yaml", layer)])
+    assert "(line 2)" in message
+    message = message.replace(" (line 2)", "")
     assert message == (
         "IMG_0042.yaml: sidecar key `seed`: Input should be a valid integer (got '42')"
     )

@@ -300,3 +300,21 @@ def test_a_slot_that_cannot_load_says_why(tmp_path: Path) -> None:
 def test_slot_names_tell_twins_apart() -> None:
     assert slot_names(["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1"]
     assert slot_names(["cpu", "cpu", "cuda:0"]) == ["cpu#1", "cpu#2", "cuda:0"]
+
+
+def test_a_process_that_dies_while_loading_says_so_and_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULTS_ENV, "crash-on-load")
+    recorder = Recorder()
+    slot = ProcessSlot("cpu", "cpu", identity_config(tmp_path, 0), recorder)
+    slot.start()
+    try:
+        note = recorder.next("state", timeout=60)[1]
+        assert (
+            note == "its process died while loading the editor: its process exited with status 134"
+        )
+        assert not slot.ready()
+    finally:
+        slot.stop()
+        slot.join(timeout=30)

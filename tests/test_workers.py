@@ -88,3 +88,12 @@ def test_three_workers_share_the_queue_and_say_where_each_job_ran(tmp_path: Path
         )
         assert all(0 < w["busy_ratio"] <= 1 for w in final["workers"])
         assert service.stop() == 0
+
+
+def test_the_identity_editor_says_cpu_unless_told_otherwise() -> None:
+    assert Config(editor={"name": "identity"}).editor.devices == ["cpu"]  # type: ignore[arg-type]
+    assert Config(editor={"name": "identity", "device": ["cpu", "cpu"]}).editor.devices == [  # type: ignore[arg-type]
+        "cpu",
+        "cpu",
+    ]
+    assert Config().editor.devices == ["cuda"]

@@ -54,5 +54,9 @@ class Editor(Protocol):
     def prepare(self, preset: Preset) -> None:
         """Make `preset` the active one (scheduler, LoRA); loads what it needs the first time."""
 
+    def warm_up(self, preset: Preset) -> None:
+        """Before the first job: whatever makes it as fast as the rest (the qwen editor's
+        `warmup` option edits once with `preset`); nothing for editors that need none."""
+
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:
         """Edit one image. Call `progress` after each step and let Interrupted propagate."""

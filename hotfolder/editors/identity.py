@@ -10,7 +10,8 @@ from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, Progres
 
 # Fault injection for the reliability tests: with this variable set, an instruction that
 # contains @crash kills the process, @hang stops without progress, @raise raises, @oom
-# reports out of memory. Without it, instructions are never looked at.
+# reports out of memory; set to "crash-on-load", loading kills the process. Without it,
+# instructions are never looked at.
 FAULTS_ENV = "HOTFOLDER_FAULTS"
 
 
@@ -33,9 +34,13 @@ class IdentityEditor:
         self.delay_seconds = delay_seconds
 
     def load(self) -> None:
-        return None
+        if os.environ.get(FAULTS_ENV) == "crash-on-load":
+            os._exit(134)
 
     def prepare(self, preset: Preset) -> None:
+        return None
+
+    def warm_up(self, preset: Preset) -> None:
         return None
 
     def edit(self, request: EditRequest, progress: ProgressFn) -> EditResult:

@@ -13,15 +13,27 @@ import gc
 import importlib.util
 import logging
 import math
-from collections.abc import Mapping
-from pathlib import Path
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from PIL import Image
 
 from hotfolder.config import EditorConfig, LoraConfig, Preset
+from hotfolder.editors import speed, weights
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
+from hotfolder.editors.weights import EditorUnavailable, first_line
 from hotfolder.errors import ConfigError, HotfolderError
+
+__all__ = [
+    "LIGHTNING_SCHEDULER_CONFIG",
+    "PIPELINE_CLASSES",
+    "WARMUP_EDITS",
+    "EditorUnavailable",
+    "QwenEditor",
+    "has_torchvision",
+    "image_only_processor_class",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +62,13 @@ LIGHTNING_SCHEDULER_CONFIG: Final[Mapping[str, Any]] = {
     "use_karras_sigmas": False,
 }
 
-_DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
-
-
-class EditorUnavailable(HotfolderError):
-    """The qwen editor cannot start or switch presets: weights, a LoRA or the device are missing."""
+# The warm-up's edits: (input width, height) and instruction. With compile on, the second
+# has another number of image tokens and a longer prompt, so torch.compile makes its graphs
+# shape-generic now (its automatic dynamic shapes) instead of at the first jobs.
+WARMUP_EDITS: Final = (
+    ((1024, 768), "make the sky blue"),
+    ((768, 768), "replace the background with a plain light grey studio wall, keep the rest"),
+)
 
 
 def has_torchvision() -> bool:
@@ -97,30 +111,6 @@ def image_only_processor_class() -> type[Any]:
     return ImageOnlyQwen2VLProcessor
 
 
-def _looks_like_path(text: str) -> bool:
-    """A hub id is `name` or `owner/name`; anything else the user wrote is a path."""
-    return (
-        Path(text).is_absolute()
-        or text.startswith((".", "~"))
-        or "\\" in text
-        or text.count("/") > 1
-        or text.endswith((".safetensors", ".bin"))
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _offline_note() -> str:
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return " (HF_HUB_OFFLINE is set, so nothing is downloaded)"
-    return ""
-
-
 def _oom_errors(torch: Any) -> tuple[type[BaseException], ...]:
     # torch.OutOfMemoryError (torch >= 2.5) is what torch.cuda.OutOfMemoryError now aliases.
     return tuple(
@@ -148,15 +138,20 @@ class QwenEditor:
     """Qwen-Image-Edit (or -2509 with `pipeline: edit-plus`) on one device.
 
     `base_loads` counts loads of the base weights; it stays 1 however often presets switch.
+    `build`, if given, makes the pipeline in place of `from_pretrained` (benchmarks/gpu.py: the
+    full-size architecture with random weights, built on the device); the options apply alike.
     """
 
     name = "qwen"
 
-    def __init__(self, editor: EditorConfig) -> None:
+    def __init__(self, editor: EditorConfig, *, build: Callable[[], Any] | None = None) -> None:
         self.config = editor
         # One editor, one device: a slot of its own for each entry of a device list.
         self.device = editor.devices[0]
         self.base_loads = 0
+        self.warmups = 0
+        self.warmup_seconds: float | None = None
+        self._build = build
         self._torch: Any = None
         self._pipe: Any = None
         self._default_scheduler: Any = None
@@ -170,42 +165,34 @@ class QwenEditor:
         return self._pipe
 
     def load(self) -> None:
-        """Load the base weights onto the device, once."""
+        """Load the base weights onto the device, once, and apply the speed options."""
         if self._pipe is not None:
             return
         torch, diffusers = self._import()
         self._check_device(torch)
-        source = self._model_source()
-        pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
-        kwargs: dict[str, Any] = {
-            _dtype_kwarg(): getattr(torch, self.config.dtype),
-            "revision": self.config.revision,
-        }
-        try:
-            if not has_torchvision():
-                kwargs["processor"] = image_only_processor_class().from_pretrained(
-                    source, subfolder="processor", revision=self.config.revision
-                )
-            pipe = pipeline_class.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as e:
-            raise EditorUnavailable(self._missing_model_message(e)) from e
+        speed.check(self.config, self.device, torch)
+        pipe = self._build() if self._build is not None else self._from_pretrained(torch, diffusers)
         self.base_loads += 1
         pipe.set_progress_bar_config(disable=True)  # progress goes to status files, not stderr
+        quantize = self.config.quantize
+        if quantize != "none" and self.config.offload != "none":
+            speed.quantize(pipe, quantize)  # before the offload hooks move weights around
         try:
-            if self.config.offload == "model":
-                pipe.enable_model_cpu_offload(device=self.device)
-            elif self.config.offload == "sequential":
-                pipe.enable_sequential_cpu_offload(device=self.device)
-            else:
-                pipe.to(self.device)
+            self._place(pipe)
         except _oom_errors(torch) as e:
             del pipe
-            e.__traceback__ = None
+            e.__traceback__ = None  # its frames hold the pipeline
             _free_memory(torch)
             raise EditorUnavailable(
                 f"{self.device} has too little free memory for {self.config.model} in "
-                f"{self.config.dtype} ({_first_line(e)}); try editor.offload: model (or sequential)"
+                f"{self.config.dtype} ({first_line(e)}); try editor.offload: model (or sequential)"
             ) from e
+        if quantize != "none" and self.config.offload == "none":
+            speed.quantize(pipe, quantize)  # on the device: seconds, not minutes
+        if self.config.attention_backend is not None:
+            speed.set_attention_backend(pipe, self.config.attention_backend)
+        if self.config.compile:
+            speed.compile_blocks(pipe, torch)
         if self.device == "cpu" and self.config.dtype != "float32":
             log.warning(
                 "editor.dtype %s on the CPU is very slow; float32 is faster there",
@@ -214,7 +201,39 @@ class QwenEditor:
         self._torch = torch
         self._pipe = pipe
         self._default_scheduler = pipe.scheduler
-        log.info("loaded %s (%s) on %s", self.config.model, pipeline_class.__name__, self.device)
+        log.info("loaded %s (%s) on %s", self.config.model, type(pipe).__name__, self.device)
+
+    def warm_up(self, preset: Preset) -> None:
+        """With `warmup` on, edit once with `preset` (twice with compile), once per editor, so
+        the first job pays for no compilation, kernel selection or memory growth."""
+        if not self.config.warms_up or self.warmups:
+            return
+        started = time.monotonic()
+        edits = WARMUP_EDITS if self.config.compile else WARMUP_EDITS[:1]
+        for (width, height), instruction in edits:
+            request = EditRequest(
+                image=Image.linear_gradient("L").resize((width, height)).convert("RGB"),
+                instruction=instruction,
+                seed=0,
+                preset_name="warm-up",
+                preset=preset,
+                steps=preset.steps,
+                true_cfg_scale=preset.true_cfg_scale,
+                negative_prompt=preset.negative_prompt,
+            )
+            try:
+                self.edit(request, lambda _step, _steps: None)
+            except HotfolderError:
+                raise
+            except Exception as e:  # a compiler or kernel failure: say which option to drop
+                raise EditorUnavailable(
+                    f"the warm-up edit failed on {self.device}: {type(e).__name__}: "
+                    f"{first_line(e)}; try without editor.compile, attention_backend or "
+                    "quantize (docs/gpu.md)"
+                ) from e
+        self.warmups += 1
+        self.warmup_seconds = time.monotonic() - started
+        log.info("warmed up on %s in %.1f s", self.device, self.warmup_seconds)
 
     def prepare(self, preset: Preset) -> None:
         """Make `preset`'s scheduler and LoRA the active ones; a LoRA loads the first time it is used.
@@ -264,6 +283,9 @@ class QwenEditor:
         size = self.output_size(request.image.size)
         if size is not None:
             kwargs["width"], kwargs["height"] = size
+        # Without max_pixels the pipelines generate about one megapixel.
+        generated = size or (1024, 1024)
+        speed.set_vae_tiling(self._pipe, speed.use_vae_tiling(self.config.vae_tiling, generated))
         out_of_memory: BaseException | None = None
         try:
             output = self._pipe(**kwargs)
@@ -276,7 +298,7 @@ class QwenEditor:
             raise OutOfMemory(
                 f"{self.device} ran out of memory editing a {request.image.width}x"
                 f"{request.image.height} image with preset {request.preset_name}: "
-                f"{_first_line(out_of_memory)}"
+                f"{first_line(out_of_memory)}"
             ) from out_of_memory
         image: Image.Image = output.images[0]
         if image.mode != "RGB":
@@ -299,6 +321,31 @@ class QwenEditor:
         )
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _from_pretrained(self, torch: Any, diffusers: Any) -> Any:
+        source = weights.model_source(self.config.model)
+        pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
+        kwargs: dict[str, Any] = {
+            _dtype_kwarg(): getattr(torch, self.config.dtype),
+            "revision": self.config.revision,
+        }
+        try:
+            if not has_torchvision():
+                kwargs["processor"] = image_only_processor_class().from_pretrained(
+                    source, subfolder="processor", revision=self.config.revision
+                )
+            return pipeline_class.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as e:
+            raise EditorUnavailable(weights.missing_model_message(self.config, e)) from e
+
+    def _place(self, pipe: Any) -> None:
+        """Put the pipeline on the device, or arm diffusers' offload hooks."""
+        if self.config.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.config.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
 
     @staticmethod
     def _import() -> tuple[Any, Any]:
@@ -336,39 +383,6 @@ class QwenEditor:
                 f"editor.device is {device} but torch sees {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
             )
 
-    def _model_source(self) -> str:
-        model = self.config.model
-        path = Path(model).expanduser()
-        if path.is_dir():
-            if not (path / "model_index.json").is_file():
-                raise EditorUnavailable(
-                    f"editor.model {path} is a folder but not a diffusers pipeline (no model_index.json); "
-                    f"point it at {_DIFFUSERS_LAYOUT}"
-                )
-            return str(path)
-        if path.exists():
-            raise EditorUnavailable(
-                f"editor.model {path} is a file; point it at {_DIFFUSERS_LAYOUT}"
-            )
-        if _looks_like_path(model):
-            raise EditorUnavailable(
-                f"editor.model folder {path} does not exist; point it at {_DIFFUSERS_LAYOUT}, "
-                "or use a hub id such as Qwen/Qwen-Image-Edit-2509"
-            )
-        return model
-
-    def _missing_model_message(self, error: BaseException) -> str:
-        model = self.config.model
-        if Path(model).expanduser().is_dir():
-            return f"editor.model {model} could not be loaded as a diffusers pipeline: {_first_line(error)}"
-        revision = f" --revision {self.config.revision}" if self.config.revision else ""
-        return (
-            f"model {model} is not in the local Hugging Face cache and could not be fetched"
-            f"{_offline_note()}: {_first_line(error)}. Download it with "
-            f"`huggingface-cli download {model}{revision}` (or `hf download`), "
-            f"or set editor.model to {_DIFFUSERS_LAYOUT}"
-        )
-
     def _lightning(self) -> Any:
         if self._lightning_scheduler is None:
             from diffusers import FlowMatchEulerDiscreteScheduler
@@ -383,51 +397,20 @@ class QwenEditor:
         if key in self._adapters:
             return self._adapters[key]
         name = f"lora{len(self._adapters) + 1}"
-        where, kwargs = self._lora_location(lora)
+        where, kwargs = weights.lora_location(lora)
         try:
-            self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
+            with speed.lora_on_quantized():
+                self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)
         except _oom_errors(self._torch) as e:
             self._forget_adapter(name)
             _free_memory(self._torch)
-            raise OutOfMemory(f"out of memory loading LoRA {lora.source}: {_first_line(e)}") from e
+            raise OutOfMemory(f"out of memory loading LoRA {lora.source}: {first_line(e)}") from e
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             self._forget_adapter(name)
-            raise EditorUnavailable(self._missing_lora_message(lora, e)) from e
+            raise EditorUnavailable(weights.missing_lora_message(lora, e)) from e
         self._adapters[key] = name
         log.info("loaded LoRA %s as adapter %s", lora.source, name)
         return name
-
-    @staticmethod
-    def _lora_location(lora: LoraConfig) -> tuple[str, dict[str, Any]]:
-        """Where `load_lora_weights` finds the LoRA: (repo id or folder, keyword arguments)."""
-        path = Path(lora.source).expanduser()
-        if path.is_file():
-            return str(path.parent), {"weight_name": path.name}
-        kwargs = {
-            key: value
-            for key, value in (("subfolder", lora.subfolder), ("weight_name", lora.weight_name))
-            if value is not None
-        }
-        if path.is_dir():
-            return str(path), kwargs
-        if _looks_like_path(lora.source):
-            raise EditorUnavailable(
-                f"LoRA {path} does not exist; point the preset's lora.source at a .safetensors file, "
-                "a folder holding one, or a hub repo id"
-            )
-        return lora.source, kwargs
-
-    @staticmethod
-    def _missing_lora_message(lora: LoraConfig, error: BaseException) -> str:
-        if Path(lora.source).expanduser().exists():
-            return f"LoRA {lora.source} could not be loaded: {_first_line(error)}"
-        inside = "/".join(part for part in (lora.subfolder, lora.weight_name) if part)
-        return (
-            f"LoRA {lora.source} {inside} is not in the local Hugging Face cache and could not be "
-            f"fetched{_offline_note()}: {_first_line(error)}. Download it with "
-            f"`huggingface-cli download {lora.source} {inside}`, or point the preset's "
-            "lora.source at a local .safetensors file"
-        )
 
     def _forget_adapter(self, name: str) -> None:
         """Remove whatever part of a failed LoRA load peft had registered."""

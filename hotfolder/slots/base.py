@@ -40,6 +40,10 @@ class Ticket:
     output_size: str  # input (resize back to `size`) | model
     timeout_seconds: float
     metadata: dict[str, str] = field(default_factory=dict)
+    # limits.oversize: fit: the upright size before the image was scaled down to `size`;
+    # output.size: input scales the result back to it.
+    original_size: tuple[int, int] | None = None
+    exif: bytes | None = None  # the camera EXIF the result keeps (hotfolder.exifdata.kept)
 
     @classmethod
     def with_image(cls, image: Image.Image, **fields: Any) -> Ticket:
@@ -61,6 +65,7 @@ class Outcome:
     error: str | None = None
     details: str = ""
     edit_seconds: float = 0.0
+    thumbnail: bytes | None = None  # the result at most 256 px, made on the encode thread
 
     @property
     def ok(self) -> bool:

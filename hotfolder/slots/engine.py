@@ -5,7 +5,7 @@ It runs wherever the editor lives: in a process of its own (`slots.child`), in a
 of the service (`slots.thread`), or in a Ray actor. It speaks in events, plain tuples
 handed to `emit`, which must never block the editing thread for long:
 
-    ("ready", device)                  the editor is loaded
+    ("ready", device)                  the editor is loaded (and warmed up)
     ("load_failed", message)           it cannot be; the engine stops
     ("progress", job_id, step, steps)
     ("edited", job_id)                 the device is free; the result is being encoded
@@ -79,6 +79,8 @@ class Engine:
             if self.warm_preset is not None:
                 # The default preset's LoRA loads now: a missing one stops start-up, not a job.
                 self.editor.prepare(self.warm_preset)
+                # Compilation and the like happen before the slot says it is ready.
+                self.editor.warm_up(self.warm_preset)
         except HotfolderError as e:
             self.emit(("load_failed", str(e)))
             return False

@@ -127,16 +127,20 @@ class ProcessSlot:
                 code = proc.wait()
                 why = self._kill_reason or describe_exit(code)
                 self._kill_reason = None
-                became_ready = self.core.note is None
+                became_ready = self.core.loaded
                 self.core.lost(f"the slot on {self.device} died: {why}")
                 if self._stopping.is_set():
                     break
                 failures = 0 if became_ready else failures + 1
-                if not became_ready and self.core.note:
-                    log.error("slot %s could not start: %s", self.name, self.core.note)
-                else:
+                if became_ready:
                     log.error("slot %s: %s; restarting it", self.name, why)
                     self.core.failed(f"restarting after {why}")
+                else:
+                    note = self.core.note
+                    if note in (None, "starting") or (note or "").startswith("restarting after"):
+                        note = f"its process died while loading the editor: {why}"
+                    log.error("slot %s could not start: %s", self.name, note)
+                    self.core.failed(note or why)
                 self.restarts += 1
             if failures:
                 delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS)) - 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,45 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
         assert state == reference, f"crash after step {step} ended differently"
         shutil.rmtree(root)
     assert crashes > 20, "the run should take many filesystem steps"
+
+
+def test_a_crash_after_any_step_with_two_jobs_in_flight_ends_in_the_same_state(
+    tmp_path: Path, soak: bool
+) -> None:
+    """Pass: with two slots (`device: [cpu, cpu]`) editing two of three jobs at once, a crash
+    after the i-th filesystem change and a start again ends with exactly the files,
+    statuses, reasons and result pixels of a run with no crash (attempt counts and the
+    order the two slots finish in aside), and no temporary file left anywhere. Every
+    step is covered with --soak; at CI size every third step, from a rotating start."""
+    template = tmp_path / "template"
+    write_config(
+        template,
+        settle_seconds=0,
+        sidecar_wait_seconds=0,
+        max_attempts=5,
+        editor={"name": "identity", "delay_seconds": 0.2, "device": ["cpu", "cpu"]},
+    )
+    drop_pair(template / "inbox", "one", seed=1)
+    drop_pair(template / "inbox", "two", seed=2)
+    drop_pair(template / "inbox" / "sub", "three", seed=3)
+    reference_root = tmp_path / "reference"
+    shutil.copytree(template, reference_root)
+    assert run_once(reference_root) == 0
+    reference = final_state(reference_root)
+    assert {s["status"] for s in reference["statuses"].values()} == {"completed"}
+    assert len(reference["statuses"]) == 3
+
+    stride = 1 if soak else 3
+    crashes = 0
+    for step in range(1 + random.Random().randrange(stride), 500, stride):
+        root = tmp_path / f"crash-{step}"
+        shutil.copytree(template, root)
+        if run_once(root, crash_after=step) == 0:
+            break  # the whole run needs fewer changes than this: every step was covered
+        crashes += 1
+        assert run_once(root) == 0
+        state = final_state(root)
+        assert state == reference, f"crash after step {step} ended differently"
+        assert not list(root.rglob(".hf-*")), f"crash after step {step} left temporary files"
+        shutil.rmtree(root)
+    assert crashes * stride > 30, "the run should take many filesystem steps"

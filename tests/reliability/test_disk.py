@@ -130,9 +130,16 @@ def test_a_read_only_folder_keeps_inputs_queued_until_it_is_writable(
             held = files_under(tmp_path / "processing") + files_under(tmp_path / "inbox")
             assert "ro.png" in held
             if folder == "archive":
-                queue = read_json(tmp_path / "outbox" / "queue.json")
-                assert queue is not None
-                assert "cannot finish ro" in queue["notes"].get("worker", "")
+                # queue.json is rewritten by the publisher thread a moment after the log line.
+                wait_for(
+                    lambda: (
+                        "cannot finish ro"
+                        in (read_json(tmp_path / "outbox" / "queue.json") or {})
+                        .get("notes", {})
+                        .get("worker", "")
+                    ),
+                    what="queue.json to say why the job waits",
+                )
             umount(target)
             final = "completed" if folder == "archive" else "failed"
             wait_for(lambda: has_status(tmp_path, "ro", final), timeout=90)

@@ -3,100 +3,129 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import cli_env, drop_pair, has_status, hotfolder, status_of, wait_for, write_config
+from support import (
+    ServiceProcess,
+    drop_pair,
+    has_status,
+    hotfolder,
+    read_json,
+    status_of,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
 FAULTS = {"HOTFOLDER_FAULTS": "1"}
 
 
-def supervise(root: Path, until: list[str], restarts: int = 6, timeout: float = 120) -> list[int]:
-    """Run the service like systemd's Restart=always would, until every name in `until` is done."""
-    env = {**cli_env(), **FAULTS}
-    codes: list[int] = []
-    log = (root / "service.log").open("ab")
-    try:
-        for _ in range(restarts):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hotfolder", "run", "--root", str(root)],
-                env=env,
-                cwd=root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_for(
-                    lambda p=proc: (
-                        p.poll() is not None  # type: ignore[misc]
-                        or all(has_status(root, n, "completed", "failed") for n in until)
-                    ),
-                    timeout=timeout,
-                )
-            finally:
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=60)
-            codes.append(proc.returncode)
-            if all(has_status(root, n, "completed", "failed") for n in until):
-                return codes
-    finally:
-        log.close()
-    raise AssertionError(f"not done after {restarts} starts; exit codes {codes}")
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault hooks on for every service this test starts (its slots inherit them)."""
+    monkeypatch.setenv("HOTFOLDER_FAULTS", "1")
 
 
-def test_a_job_that_kills_the_process_ends_as_crashed_and_the_next_proceeds(tmp_path: Path) -> None:
-    """Pass: a job whose edit kills the process is tried max_attempts times, then lands in
-    failed/ as `crashed`; the job behind it completes."""
+def workers(root: Path) -> list[dict[str, Any]]:
+    queue = read_json(root / "outbox" / "queue.json") or {}
+    rows: list[dict[str, Any]] = queue.get("workers") or []
+    return rows
+
+
+def slot_back(root: Path, restarts: int) -> dict[str, Any] | None:
+    """The one slot, once it has restarted `restarts` times and has a live process again."""
+    rows = workers(root)
+    if len(rows) == 1 and rows[0].get("restarts") == restarts and rows[0].get("pid"):
+        return rows[0]
+    return None
+
+
+def test_a_job_that_kills_the_process_ends_as_crashed_and_the_next_proceeds(
+    tmp_path: Path, faults: None
+) -> None:
+    """Pass: a job whose edit kills its slot's process is tried max_attempts times, then
+    lands in failed/ as `crashed`; the slot process is restarted after each crash (restarts
+    2, a new pid) while the service keeps running with the same pid; the job behind it
+    completes, and the service then stops with exit 0."""
     write_config(tmp_path, max_attempts=2, settle_seconds=0.1)
-    drop_pair(tmp_path / "inbox", "a-poison", instruction="@crash now")
-    drop_pair(tmp_path / "inbox", "b-next")
-    codes = supervise(tmp_path, ["a-poison", "b-next"])
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        first_pid = wait_for(lambda: slot_back(tmp_path, 0))["pid"]
+        drop_pair(tmp_path / "inbox", "a-poison", instruction="@crash now")
+        drop_pair(tmp_path / "inbox", "b-next")
+        wait_for(lambda: has_status(tmp_path, "a-poison", "failed"), what="a-poison to fail")
+        wait_for(lambda: has_status(tmp_path, "b-next", "completed"), what="b-next to complete")
+        slot = wait_for(lambda: slot_back(tmp_path, 2), what="the slot restarted twice")
+        assert service.proc.poll() is None, service.log()
+        assert read_json(tmp_path / "outbox" / "queue.json")["pid"] == service.proc.pid  # type: ignore[index]
+        assert service.stop() == 0, service.log()
+    assert slot["pid"] != first_pid
     poison = status_of(tmp_path, "a-poison")
     assert poison is not None
     assert poison["error_code"] == "crashed"
     assert poison["attempts"] == 2
-    assert codes.count(137) == 2
-    assert has_status(tmp_path, "b-next", "completed")
     assert (tmp_path / "failed" / "a-poison.reason.txt").read_text().startswith("crashed: ")
+    assert (tmp_path / "failed" / "a-poison.jpg").exists()
+    assert status_of(tmp_path, "b-next")["attempts"] == 1  # type: ignore[index]
+    assert service.log().count("exited with status 137; restarting it") == 2, service.log()
 
 
-def test_a_hung_editor_times_out_and_the_service_recovers(tmp_path: Path) -> None:
+def test_a_hung_editor_times_out_and_the_service_recovers(tmp_path: Path, faults: None) -> None:
     """Pass: an edit that stops reporting progress is failed as `timeout` once past the
-    preset's job_timeout_seconds (plus a grace), the service exits for its supervisor,
-    and after the restart the next job completes."""
+    preset's job_timeout_seconds (1 s) plus the 5 s grace: the service kills that slot's
+    process and starts a new one (restarts 1, a new pid) without exiting itself (same pid,
+    still running, exit 0 on SIGTERM at the end); the next job completes."""
     write_config(
         tmp_path,
         settle_seconds=0.1,
         presets={"qwen-4step": {"steps": 4, "true_cfg_scale": 1.0, "job_timeout_seconds": 1}},
     )
-    drop_pair(tmp_path / "inbox", "a-hang", instruction="@hang please")
-    drop_pair(tmp_path / "inbox", "b-next")
-    codes = supervise(tmp_path, ["a-hang", "b-next"])
-    hung = status_of(tmp_path, "a-hang")
-    assert hung is not None
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        first_pid = wait_for(lambda: slot_back(tmp_path, 0))["pid"]
+        drop_pair(tmp_path / "inbox", "a-hang", instruction="@hang please")
+        drop_pair(tmp_path / "inbox", "b-next")
+        processing = wait_for(lambda: has_status(tmp_path, "a-hang", "processing"))
+        started = time.monotonic()
+        hung = wait_for(lambda: has_status(tmp_path, "a-hang", "failed"), what="the time-out")
+        waited = time.monotonic() - started
+        wait_for(lambda: has_status(tmp_path, "b-next", "completed"), what="b-next to complete")
+        slot = wait_for(lambda: slot_back(tmp_path, 1), what="the slot restarted")
+        assert service.proc.poll() is None, service.log()
+        assert read_json(tmp_path / "outbox" / "queue.json")["pid"] == service.proc.pid  # type: ignore[index]
+        assert service.stop() == 0, service.log()
+    assert processing["attempts"] == 1
     assert hung["error_code"] == "timeout"
-    assert 3 in codes
-    assert has_status(tmp_path, "b-next", "completed")
+    assert hung["attempts"] == 1
+    assert waited > 4.0, f"failed after {waited:.1f} s: before the limit and its grace"
+    assert slot["pid"] != first_pid
+    assert (tmp_path / "failed" / "a-hang.reason.txt").read_text().startswith("timeout: ")
+    assert "a-hang hung past its time limit; killing its process" in service.log()
 
 
 def test_a_slow_edit_that_reports_progress_times_out_cleanly(tmp_path: Path) -> None:
     """Pass: an edit still making progress past its limit is interrupted at the next step
-    as `timeout`, without restarting the service."""
+    as `timeout`, without killing its slot (restarts 0, same pid) or the service."""
     write_config(
         tmp_path,
         settle_seconds=0.1,
         editor={"name": "identity", "delay_seconds": 30},
         presets={"qwen-4step": {"steps": 4, "true_cfg_scale": 1.0, "job_timeout_seconds": 1}},
     )
-    drop_pair(tmp_path / "inbox", "slow")
-    codes = supervise(tmp_path, ["slow"])
-    assert status_of(tmp_path, "slow")["error_code"] == "timeout"  # type: ignore[index]
-    assert codes == [0]  # stopped by the supervisor (SIGTERM) at the end, never crashed
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        first_pid = wait_for(lambda: slot_back(tmp_path, 0))["pid"]
+        drop_pair(tmp_path / "inbox", "slow")
+        slow = wait_for(lambda: has_status(tmp_path, "slow", "failed"), what="the time-out")
+        assert slot_back(tmp_path, 0) is not None, workers(tmp_path)
+        assert workers(tmp_path)[0]["pid"] == first_pid
+        assert service.stop() == 0, service.log()
+    assert slow["error_code"] == "timeout"
+    assert "killing its process" not in service.log()
 
 
 @pytest.mark.parametrize(

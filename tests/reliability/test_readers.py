@@ -16,7 +16,8 @@ from hotfolder.fsops import remove_stale_temps
 
 pytestmark = pytest.mark.slow
 
-RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
+# `waiting`: a drop seen but not admitted yet (it comes before `queued`).
+RANK = {"waiting": -1, "queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 
 def test_readers_see_whole_files_and_states_only_moving_forward(tmp_path: Path) -> None:

@@ -13,11 +13,19 @@ from support import ServiceProcess, files_under, read_json, wait_for, write_conf
 pytestmark = pytest.mark.slow
 
 
-def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, soak: bool) -> None:
+@pytest.mark.parametrize(
+    ("devices", "delay"),
+    [(["cpu"], 0.02), (["cpu", "cpu", "cpu"], 0.1)],
+    ids=["one-slot", "three-slots"],
+)
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    tmp_path: Path, soak: bool, devices: list[str], delay: float
+) -> None:
     """Pass: after N pairs and K SIGKILLs at random moments (admission, edit, result and
     status writes), every dropped file is in exactly one of archive/ or failed/, none is
     lost, no job has more than one result, every status file parses, and inbox/,
-    pending/ and processing/ are empty at the end."""
+    pending/ and processing/ are empty at the end. With three slots (`device: [cpu, cpu,
+    cpu]`, a longer edit so that kills find several jobs in flight) the same holds."""
     pairs, kills = (500, 50) if soak else (100, 8)
     rng = random.Random(20261129)
     write_config(
@@ -25,7 +33,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, s
         max_pending=pairs,
         max_attempts=10,
         settle_seconds=0.1,
-        editor={"name": "identity", "delay_seconds": 0.02},
+        editor={"name": "identity", "delay_seconds": delay, "device": devices},
     )
     inbox = tmp_path / "inbox"
     names = [f"p{i:04d}" for i in range(pairs)]

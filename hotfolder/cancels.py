@@ -1,0 +1,59 @@
+"""`NAME.cancel` files dropped into inbox/: which job they mean, and what to say when none.
+
+A cancel file that matches nothing used to vanish silently (issue 14): the person who
+dropped it could not tell a typo from a job that had already finished. Now it leaves
+`failed/NAME.cancel.reason.txt` saying what became of that name, and a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from hotfolder import fsops
+from hotfolder.errors import Reason
+from hotfolder.jobs import Jobs
+from hotfolder.layout import Layout, shortened
+from hotfolder.names import fold
+from hotfolder.rejection import write_reason
+from hotfolder.status import read_status
+
+log = logging.getLogger(__name__)
+
+CANCEL_REASON_SUFFIX = ".cancel.reason.txt"
+
+
+def job_named(jobs: Jobs, name: str) -> str:
+    """`name`, or the one queued or processing job whose name differs only in case or Unicode form."""
+    if jobs.find(name) is not None:
+        return name
+    folded = fold(name)
+    matches = [m.name for m in (*jobs.queued(), *jobs.in_flight()) if fold(m.name) == folded]
+    return matches[0] if len(matches) == 1 else name
+
+
+def unmatched(layout: Layout, relative: str, name: str, message: str) -> None:
+    """Leave a reason file (and a log line) for a cancel file that cancelled nothing."""
+    status = read_status(layout.status_path(name))
+    if status is not None:
+        details = (
+            f"The job {name} is {status.status.value}; only a queued or processing job can be "
+            "cancelled. Nothing needs doing."
+        )
+    else:
+        details = (
+            f"No job named {name} is known. A job's name is its image's path under inbox/ "
+            "without the extension (station-3/IMG_0042 for inbox/station-3/IMG_0042.jpg): drop "
+            "IMG_0042.cancel in the image's folder, or run `hotfolder status` to see the queue."
+        )
+    where = f"{name}{CANCEL_REASON_SUFFIX}"
+    if len(os.fsencode(where.rpartition("/")[2])) > fsops.NAME_MAX_BYTES:
+        where = f"{shortened(name, CANCEL_REASON_SUFFIX)}{CANCEL_REASON_SUFFIX}"
+    write_reason(
+        layout.failed / where,
+        Reason.no_image,
+        f"inbox/{relative} cancelled nothing: {message}",
+        details,
+        [],
+    )
+    log.warning("inbox/%s cancelled nothing: %s", relative, message)

@@ -1,0 +1,84 @@
+"""Whether an image file is all there by its format's own end, not by what a decoder forgives.
+
+Windows Explorer over SMB (and other copiers) sets a file's final size first and fills it
+in later. Stalled halfway, such a file has settled (size and mtime unchanged) and Pillow
+decodes its JPEG or WebP without an error, the missing part grey: the edit ran on half a
+picture while the copy went on writing into the file (issue 14). So:
+
+- JPEG: the end-of-image marker must be there. Fast path: the file, less any zero padding,
+  ends in FF D9. Otherwise the segments are walked to a real EOI (a trailer after it, such
+  as a motion photo's video, is fine); a zero-filled tail holds no marker.
+- PNG: Pillow's verify already reads the chunks up to IEND (a zero tail is a broken chunk).
+- WebP: the RIFF size must fit in the file, and compressed data never ends in a long run of
+  zero bytes.
+- TIFF and BMP: the declared sizes must fit (Pillow checks them on load). Uncompressed pixels
+  may legitimately end in zeros (black rows), so a long zero tail only makes the file wait
+  (`incomplete_image_seconds`) in case it is still being written, then it is taken.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+# A marker inside entropy-coded data: FF, then neither a stuffed 00, a restart marker, nor fill.
+_MARKER: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_EOI: Final = b"\xff\xd9"
+# No compressed WebP ends in this many zero bytes; a preallocated, half-written one does.
+WEBP_ZERO_TAIL_BYTES: Final = 512
+# An uncompressed image ending in this many zero bytes (and an eighth of the file) waits a while.
+RAW_ZERO_TAIL_BYTES: Final = 4096
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """Why a file looks unfinished; `maybe_whole`: it may be a whole image after all."""
+
+    problem: str
+    maybe_whole: bool = False
+
+
+def unfinished(data: bytes, fmt: str) -> Unfinished | None:
+    """None when the file ends as its format says it must; else why it seems unfinished."""
+    if fmt in ("JPEG", "MPO"):
+        if data.rstrip(b"\0").endswith(_EOI) or _jpeg_has_eoi(data):
+            return None
+        return Unfinished("does not reach its end-of-image marker (FF D9)")
+    zeros = len(data) - len(data.rstrip(b"\0"))
+    if fmt == "WEBP":
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if declared > len(data):
+            return Unfinished(f"is {len(data):,} bytes of the {declared:,} its header declares")
+        if zeros >= WEBP_ZERO_TAIL_BYTES:
+            return Unfinished(f"ends in {zeros:,} zero bytes where its data should be")
+    if fmt in ("TIFF", "BMP", "DIB") and zeros >= max(RAW_ZERO_TAIL_BYTES, len(data) // 8):
+        return Unfinished(f"ends in {zeros:,} zero bytes", maybe_whole=True)
+    return None
+
+
+def _jpeg_has_eoi(data: bytes) -> bool:
+    """Walk the segments from SOI, skipping each scan's entropy-coded data, to an EOI."""
+    pos, end = 2, len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            return False  # zeros (or junk) where a marker must be
+        while pos < end and data[pos] == 0xFF:
+            pos += 1  # fill bytes
+        if pos >= end:
+            return False
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # markers without a length
+        if pos + 2 > end:
+            return False
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:
+            found = _MARKER.search(data, pos)
+            if found is None:
+                return False
+            pos = found.start()
+    return False

@@ -1,0 +1,109 @@
+"""One job's status JSON (`outbox/NAME.status.json`), field for field as the SPEC shows it,
+and the ISO 8601 times it carries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from hotfolder.spool import JobState, Manifest
+
+SCHEMA = 1
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    stamp = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    step: int
+    steps: int
+
+
+class JobStatus(BaseModel):
+    """The status JSON of one job, field for field as the SPEC shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_: int = SCHEMA
+    job_id: str
+    name: str
+    status: JobState
+    position: int | None = None
+    estimated_wait_seconds: float | None = None
+    progress: Progress | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    source: str | None = None
+    instruction: str | None = None
+    model: str | None = None
+    result_path: str | None = None
+    result_seed: int | None = None
+    error_code: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    device: str | None = None  # the worker's device; null until processing
+    # Beyond the SPEC's fields: what the service is doing right now ("loading model"),
+    # and the errors of earlier attempts, kept across retries.
+    detail: str | None = None
+    errors: list[str] = []
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data = {"schema": data.pop("schema_"), **data}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobStatus:
+        data = dict(data)
+        data["schema_"] = data.pop("schema", SCHEMA)
+        return cls.model_validate(data)
+
+
+def status_from_manifest(manifest: Manifest, **changes: Any) -> JobStatus:
+    spec = manifest.spec
+    fields: dict[str, Any] = {
+        "job_id": manifest.job_id,
+        "name": manifest.name,
+        "status": manifest.state,
+        "created_at": manifest.created_at,
+        "started_at": manifest.started_at,
+        "completed_at": manifest.completed_at,
+        "source": manifest.source,
+        "instruction": spec.get("instruction"),
+        "model": spec.get("preset"),
+        "result_path": manifest.result_path,
+        "result_seed": manifest.seed,
+        "error_code": manifest.error_code,
+        "error": manifest.error,
+        "attempts": manifest.attempts,
+        "device": manifest.device,
+        "errors": manifest.errors,
+    }
+    fields.update(changes)
+    return JobStatus(**fields)
+
+
+def read_status(path: Path) -> JobStatus | None:
+    try:
+        return JobStatus.from_json(json.loads(path.read_bytes()))
+    except (OSError, ValueError):
+        return None

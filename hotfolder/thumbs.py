@@ -1,0 +1,86 @@
+"""Before/after thumbnails for the page (`outbox/.thumbs/NAME.before.jpg`, `.after.jpg`).
+
+Made where the pixels already are, never on the device's path: the 'before' one beside the
+decode ahead (dispatch's Prefetcher) or, when that missed, in the finisher from the file; the
+'after' one on the slot's encode thread (`render.finish`), carried back in the Outcome.
+A thumbnail is a convenience: failing to make or write one never fails a job.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from hotfolder import fsops
+from hotfolder.layout import Layout
+
+log = logging.getLogger(__name__)
+
+# The long side of a thumbnail, in pixels (the SPEC: at most 256).
+THUMB_PIXELS = 256
+THUMB_QUALITY = 80
+KINDS = ("before", "after")
+
+
+def make(image: Image.Image, icc_profile: bytes | None = None) -> bytes | None:
+    """A JPEG of at most THUMB_PIXELS on its long side, with the image's ICC profile."""
+    try:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        scale = THUMB_PIXELS / max(rgb.size)
+        size = rgb.size
+        if scale < 1:
+            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        # reducing_gap: a cheap box reduction first, then a good filter on the small image.
+        small = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        out = io.BytesIO()
+        extra = {"icc_profile": icc_profile} if icc_profile else {}
+        small.save(out, "JPEG", quality=THUMB_QUALITY, **extra)
+    except Exception:
+        log.warning("could not make a thumbnail", exc_info=True)
+        return None
+    return out.getvalue()
+
+
+def from_file(path: Path) -> bytes | None:
+    """A thumbnail of an image file (the finisher's fallback); JPEGs decode at reduced size."""
+    try:
+        with Image.open(path) as opened:
+            opened.draft("RGB", (THUMB_PIXELS * 2, THUMB_PIXELS * 2))
+            icc = opened.info.get("icc_profile")
+            upright = ImageOps.exif_transpose(opened)
+            return make(upright, icc if isinstance(icc, bytes) else None)
+    except Exception:
+        log.warning("could not make a thumbnail of %s", path.name, exc_info=True)
+        return None
+
+
+def save(layout: Layout, name: str, **pictures: bytes | None) -> None:
+    """Write the given thumbnails (`before=…`, `after=…`); a refusing disk is logged, not raised."""
+    for which, data in pictures.items():
+        if data is None:
+            continue
+        try:
+            fsops.write_atomic(layout.thumb_path(name, which), data)
+        except OSError as e:
+            log.warning("cannot write the %s thumbnail of %s: %s", which, name, e)
+
+
+def present(layout: Layout, name: str) -> tuple[bool, bool]:
+    """Whether the before and the after thumbnail of a job exist."""
+    before, after = (layout.thumb_path(name, which) for which in KINDS)
+    return before.is_file(), after.is_file()
+
+
+def remove(layout: Layout, name: str) -> None:
+    """Remove a job's thumbnails (with its status file, at retention)."""
+    for which in KINDS:
+        path = layout.thumb_path(name, which)
+        try:
+            fsops.remove(path)
+        except OSError as e:
+            log.warning("cannot remove %s: %s", path, e)
+            continue
+        fsops.prune_empty_dirs(path.parent, layout.thumbs)
