@@ -120,14 +120,14 @@ def test_claims_positions_and_status_follow_the_fair_order(fair: Rig) -> None:
         "big/IMG_4",
     ]
     assert fair.queued() == expected
-    fair.board.publish(positions=True)
+    fair.board.publish(refresh=True)
     assert [position(fair, n) for n in expected] == [1, 2, 3, 4, 5, 6, 7]
     queue = read_json(fair.layout.queue_json)
     assert queue is not None
     assert [j["name"] for j in queue["jobs"]] == expected
     claimed = fair.jobs.claim("w", "cpu")
     assert claimed is not None and claimed.name == "big/IMG_0"
-    fair.board.publish(positions=True)
+    fair.board.publish(refresh=True)
     # big/ was just served: small/ and loose go before its next job.
     assert fair.queued()[:3] == ["small/one", "loose", "big/IMG_1"]
     assert position(fair, "small/one") == 1

@@ -24,7 +24,7 @@ def status(root: Path, *args: str) -> tuple[int, str, str]:
 def test_a_folder_that_is_not_a_hotfolder_tree_is_exit_2_not_stopped(tmp_path: Path) -> None:
     code, out, err = status(tmp_path)
     assert code == 2 and out == ""
-    assert "is not a hotfolder folder (it has no .hotfolder/)" in err
+    assert "is not a hotfolder tree (it has no .hotfolder/)" in err
     assert len(err.strip().splitlines()) == 1
     assert status(tmp_path, "--json")[0] == 2
     assert status(tmp_path / "missing", "x")[0] == 2
