@@ -29,6 +29,24 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_SECONDS = (2.0, 10.0, 30.0, 120.0, 300.0)
 
 
+def spawn(module: str, *args: str) -> tuple[subprocess.Popen[bytes], Connection]:
+    """`python -m MODULE FD PARENT_PID ARGS...`: a child of this service on one end of a
+    socket pair (FD), whose other end comes back as a Connection."""
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(theirs.fileno()), str(os.getpid()), *args],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, Connection(ours.detach())
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "its process is gone"
@@ -147,26 +165,7 @@ class ProcessSlot:
                 self._stopping.wait(delay)
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
-        ours, theirs = socket.socketpair()
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hotfolder.slots.child",
-                    str(theirs.fileno()),
-                    str(os.getpid()),
-                    self.name,
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
+        proc, conn = spawn("hotfolder.slots.child", self.name)
         self._proc = proc
         with self._send_lock:
             conn.send(("config", self.config.model_dump_json(), self.device))

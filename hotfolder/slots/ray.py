@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -31,7 +28,7 @@ from typing import Any
 
 from hotfolder.config import Config
 from hotfolder.slots.base import SlotCore, SlotListener, Ticket
-from hotfolder.slots.process import describe_exit
+from hotfolder.slots.process import describe_exit, spawn
 from hotfolder.slots.rayactor import node_label
 from hotfolder.slots.raybridge import reachable
 
@@ -227,25 +224,7 @@ class RayExecutor:
                 slot.core.failed(f"waiting for the Ray cluster ({why})")
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
-        ours, theirs = socket.socketpair()
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hotfolder.slots.raybridge",
-                    str(theirs.fileno()),
-                    str(os.getpid()),
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
+        proc, conn = spawn("hotfolder.slots.raybridge")
         self._proc = proc
         with self._send_lock:
             # Under the lock that `stop_slot` takes: a slot stopped from now on is told so.
