@@ -32,12 +32,18 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)  # the parent died before the signal was armed
 
 
-def main(argv: list[str]) -> int:
-    fd, parent_pid, name = int(argv[0]), int(argv[1]), argv[2]
+def attach(fd: int, parent_pid: int) -> Connection:
+    """A service child's first step: die with the service, leave SIGINT and SIGTERM to it
+    (they reach the whole process group), and take its end of the socket pair."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    conn = Connection(fd)
+    return Connection(fd)
+
+
+def main(argv: list[str]) -> int:
+    fd, parent_pid, name = int(argv[0]), int(argv[1]), argv[2]
+    conn = attach(fd, parent_pid)
     try:
         _kind, config_json, device = conn.recv()
     except (EOFError, OSError):

@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import threading
@@ -25,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from hotfolder.config import Config
-from hotfolder.slots.child import _die_with_parent
+from hotfolder.slots.child import attach
 from hotfolder.slots.raykeeper import Keeper, first_line
 
 log = logging.getLogger("hotfolder.raybridge")
@@ -197,10 +196,7 @@ class Bridge:
 
 def main(argv: list[str]) -> int:
     fd, parent_pid = int(argv[0]), int(argv[1])
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    conn = Connection(fd)
+    conn = attach(fd, parent_pid)
     try:
         _kind, config_json, names = conn.recv()
     except (EOFError, OSError):
