@@ -324,7 +324,9 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
     """
     suffix = _supported_suffix(path)
     if rawfiles.is_raw(suffix):
-        width, height = rawfiles.check(rawfiles.read(path, limits), path.name, suffix)
+        raw = rawfiles.read(path, limits)
+        width, height = rawfiles.check(raw, path.name, suffix)
+        _check_ending(raw, "RAW", path.name)
         return ProbedImage(format="RAW", width=width, height=height)
     data = _read(path, limits)
     with _pillow_guard():
@@ -333,11 +335,16 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
             fmt = image.format or "unknown"
             width, height = image.size
             _decode_fully(image, data, path.name)
+    _check_ending(data, fmt, path.name)
+    return ProbedImage(format=fmt, width=width, height=height)
+
+
+def _check_ending(data: bytes, fmt: str, name: str) -> None:
+    """Raise IncompleteImage (MaybeIncomplete) unless the file ends as its format says."""
     short = unfinished(data, fmt)
     if short is not None:
         kind = MaybeIncomplete if short.maybe_whole else IncompleteImage
-        raise kind(f"{path.name} {short.problem}; it may still be copying")
-    return ProbedImage(format=fmt, width=width, height=height)
+        raise kind(f"{name} {short.problem}; it may still be copying")
 
 
 def _supported_suffix(path: Path) -> str:

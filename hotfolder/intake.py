@@ -40,6 +40,7 @@ from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
 from hotfolder.spool import Manifest
+from hotfolder.writers import Writers
 
 # The service imports the name helpers from here.
 __all__ = ["TICK_BUDGET_SECONDS", "Intake", "kind_of", "split_name"]
@@ -78,6 +79,7 @@ class Intake:
         # Says why admission must wait (e.g. the disk is nearly full); ready pairs stay put.
         self.hold = hold
         self.tracker = StabilityTracker(config.settle_seconds)
+        self.writers = Writers(layout.inbox, config.writer_wait_seconds)
         self.probes = ImageProbes(
             config.limits, incomplete_image_seconds=config.incomplete_image_seconds, lstat=lstat
         )
@@ -194,7 +196,13 @@ class Intake:
         if unfit is not None:
             self._reject(unfit)
             return
-        settled = self.tracker.observe(path, info.st_size, info.st_mtime_ns, now)
+        settled = self.tracker.observe(
+            path,
+            info.st_size,
+            info.st_mtime_ns,
+            now,
+            held=lambda unchanged: self.writers.holding(path, info, unchanged),
+        )
         kind = kind_of(name)
         if kind == "other":
             if settled and not self.budget.spent():
@@ -385,3 +393,4 @@ class Intake:
     def _forget(self, path: Path) -> None:
         self.tracker.forget(path)
         self.probes.forget(path)
+        self.writers.forget(path)

@@ -399,6 +399,7 @@ class Service:
             self.config.observer,
             self._note,
             self.config.poll_interval_seconds,
+            written=self.intake.writers.event,
         )
         self.observer_kind = self.watcher.kind
         self.watcher.start()
