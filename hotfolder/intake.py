@@ -79,7 +79,7 @@ class Intake:
         # Says why admission must wait (e.g. the disk is nearly full); ready pairs stay put.
         self.hold = hold
         self.tracker = StabilityTracker(config.settle_seconds)
-        self.writers = Writers(layout.inbox, config.writer_wait_seconds)
+        self.writers = Writers(layout.inbox, config.writer_wait_seconds, clock=clock)
         self.probes = ImageProbes(
             config.limits, incomplete_image_seconds=config.incomplete_image_seconds, lstat=lstat
         )

@@ -88,12 +88,12 @@ class Writers:
         wait_seconds: float,
         *,
         scan: Callable[[Path], dict[FileKey, str]] = open_for_writing,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inbox = inbox
         self.wait_seconds = wait_seconds
         self._scan = scan
-        self._monotonic = monotonic
+        self._clock = clock
         self._lock = threading.Lock()
         self._written: dict[str, None] = {}  # paths written and not closed yet, oldest first
         self._scanned: tuple[float, dict[FileKey, str]] | None = None
@@ -144,8 +144,8 @@ class Writers:
             if os.fspath(path) in self._written:
                 return "written and not closed yet, as inotify saw it"
             scanned = self._scanned
-        now = self._monotonic()
-        if scanned is None or now - scanned[0] >= PROC_SCAN_SECONDS:
+        now = self._clock()
+        if scanned is None or abs(now - scanned[0]) >= PROC_SCAN_SECONDS:
             scanned = (now, self._scan(self.inbox))
             with self._lock:
                 self._scanned = scanned

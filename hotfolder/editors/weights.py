@@ -3,14 +3,20 @@ the messages that name what is missing and the command that fetches it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from hotfolder.config import EditorConfig, LoraConfig
 from hotfolder.errors import SetupError
 
+log = logging.getLogger(__name__)
+
 _DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
+# How long start-up asks the hub about a model that is not cached before it gives up: without a
+# network, from_pretrained's own retries took minutes to say the same (issue 14).
+HUB_PROBE_SECONDS: Final = 10.0
 
 
 class EditorUnavailable(SetupError):
@@ -59,18 +65,88 @@ def model_source(model: str) -> str:
     return model
 
 
+def download_command(repo: str, revision: str | None = None, *files: str) -> str:
+    """The command that fetches a hub repo into the cache, as the installed huggingface_hub
+    spells it (`hf` since 1.0, `huggingface-cli` before)."""
+    from huggingface_hub import __version__
+
+    cli = "hf" if int(__version__.split(".")[0]) >= 1 else "huggingface-cli"
+    named = [name for name in files if name]
+    return " ".join(
+        [cli, "download", repo, *named, *(["--revision", revision] if revision else [])]
+    )
+
+
+def hub_folder(repo: str) -> Path:
+    """Where the Hugging Face cache keeps (or would keep) a hub model."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+
+
+def hub_sources(config: EditorConfig) -> dict[str, Any]:
+    """`from_pretrained` options for a hub model, checked before any slow download attempt.
+
+    Cached: load it from the cache alone, no network. Not cached: fail at once when offline,
+    within HUB_PROBE_SECONDS when the hub cannot be reached, naming the model, where it would
+    go and the command that fetches it; otherwise say how much will be downloaded, and where.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    model, revision = config.model, config.revision
+    try:
+        snapshot_download(model, revision=revision, local_files_only=True)
+        return {"local_files_only": True}
+    except LocalEntryNotFoundError:
+        pass
+    where = hub_folder(model)
+    fix = (
+        f"Download it with `{download_command(model, revision)}` (HF_HOME chooses the cache), "
+        f"or set editor.model to {_DIFFUSERS_LAYOUT}"
+    )
+    if offline_note():
+        raise EditorUnavailable(
+            f"model {model} is not in the local Hugging Face cache ({where}){offline_note()}. {fix}"
+        )
+    size = _hub_size(model, revision, where, fix)
+    log.warning(
+        "model %s is not in the local Hugging Face cache: downloading %s into %s; "
+        "this takes a while (`%s` fetches it beforehand)",
+        model,
+        f"{size / 1e9:.1f} GB" if size else "it",
+        where,
+        download_command(model, revision),
+    )
+    return {}
+
+
+def _hub_size(model: str, revision: str | None, where: Path, fix: str) -> int:
+    """The model's size on the hub in bytes (0 if not said); EditorUnavailable if unreachable."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        info = HfApi().model_info(
+            model, revision=revision, files_metadata=True, timeout=HUB_PROBE_SECONDS
+        )
+    except Exception as e:  # the client's errors are requests', httpx' or httpx2's, by version
+        raise EditorUnavailable(
+            f"model {model} is not in the local Hugging Face cache ({where}) and the hub "
+            f"({constants.ENDPOINT}) could not be asked about it: {first_line(e)}. {fix}"
+        ) from e
+    return sum(sibling.size or 0 for sibling in info.siblings or [])
+
+
 def missing_model_message(config: EditorConfig, error: BaseException) -> str:
     model = config.model
     if Path(model).expanduser().is_dir():
         return (
             f"editor.model {model} could not be loaded as a diffusers pipeline: {first_line(error)}"
         )
-    revision = f" --revision {config.revision}" if config.revision else ""
     return (
         f"model {model} is not in the local Hugging Face cache and could not be fetched"
         f"{offline_note()}: {first_line(error)}. Download it with "
-        f"`huggingface-cli download {model}{revision}` (or `hf download`), "
-        f"or set editor.model to {_DIFFUSERS_LAYOUT}"
+        f"`{download_command(model, config.revision)}`, or set editor.model to {_DIFFUSERS_LAYOUT}"
     )
 
 
@@ -101,6 +177,6 @@ def missing_lora_message(lora: LoraConfig, error: BaseException) -> str:
     return (
         f"LoRA {lora.source} {inside} is not in the local Hugging Face cache and could not be "
         f"fetched{offline_note()}: {first_line(error)}. Download it with "
-        f"`huggingface-cli download {lora.source} {inside}`, or point the preset's "
+        f"`{download_command(lora.source, None, inside)}`, or point the preset's "
         "lora.source at a local .safetensors file"
     )
