@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import drop_pair, has_status, hotfolder, make_image, write_config, write_sidecar
+from support import (
+    cli_env,
+    drop_pair,
+    has_status,
+    hotfolder,
+    make_image,
+    write_config,
+    write_sidecar,
+)
 
 from hotfolder.images import read_metadata
 
 pytestmark = pytest.mark.slow
 
 
-def qwen_config(root: Path, model: Path, **editor: object) -> Path:
+def qwen_config(root: Path, model: Path | str, **editor: object) -> Path:
     return write_config(
         root,
         editor={
@@ -92,3 +105,70 @@ def test_warm_up_runs_once_in_the_worker_before_the_first_job(
     log = result.stderr
     assert log.count("warmed up on cpu") == 1, log[-3000:]
     assert log.index("warmed up on cpu") < log.index("processing IMG_1"), log[-3000:]
+
+
+@pytest.fixture
+def no_hub(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a machine without a network: HF_HUB_OFFLINE unset, the hub endpoint a
+    local port that refuses connections (bound, never listening), the cache in tmp_path."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    env = {k: v for k, v in cli_env().items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env["HF_HOME"] = str(tmp_path / "hf")
+    try:
+        yield env
+    finally:
+        closed.close()
+
+
+def run_once(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(root)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # minutes of retries were the bug; the generous deadline is the check
+        check=False,
+    )
+
+
+def test_a_hub_model_not_cached_without_a_network_fails_fast(
+    tmp_path: Path, no_hub: dict[str, str]
+) -> None:
+    qwen_config(tmp_path, "hotfolder-tests/no-such-model")
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr
+    assert "hotfolder-tests/no-such-model" in message
+    assert str(tmp_path / "hf" / "hub" / "models--hotfolder-tests--no-such-model") in message
+    assert "`hf download hotfolder-tests/no-such-model`" in message
+    assert "Connection refused" in message or "could not be asked" in message
+
+
+def test_a_cached_hub_model_loads_from_the_cache_alone(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    # The cache's own layout: refs/main names a snapshot folder holding the files.
+    repo = tmp_path / "hf" / "hub" / "models--hotfolder-tests--tiny"
+    commit = "0" * 40
+    shutil.copytree(tiny_qwen_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    qwen_config(tmp_path, "hotfolder-tests/tiny")
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert has_status(tmp_path, "IMG_1", "completed") is not None, result.stderr[-3000:]
+
+
+def test_a_local_model_folder_loads_without_asking_the_hub(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    qwen_config(tmp_path, tiny_qwen_model)
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "could not be asked" not in result.stderr
+    assert has_status(tmp_path, "IMG_1", "completed") is not None, result.stderr[-3000:]

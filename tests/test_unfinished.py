@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import samples
 from PIL import Image
 from support import ServiceProcess, has_status, wait_for, write_config, write_sidecar
 from test_intake import Rig
 
-import samples
 from hotfolder import images
 from hotfolder.config import Limits
 from hotfolder.endings import unfinished
-
 
 SUFFIXES = {"HEIF": "heic", "AVIF": "avif", "JPEG": "jpg"}
 

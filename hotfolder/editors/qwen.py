@@ -326,17 +326,17 @@ class QwenEditor:
     def _from_pretrained(self, torch: Any, diffusers: Any) -> Any:
         source = weights.model_source(self.config.model)
         pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
-        # A folder loads as it is; a hub id from the cache alone, or after a quick look at the hub.
-        where = {} if Path(source).is_dir() else weights.hub_sources(self.config)
+        if not Path(source).is_dir():
+            # A hub id: from the cache alone, or after a quick look at the hub.
+            source = weights.hub_source(self.config)
         kwargs: dict[str, Any] = {
             _dtype_kwarg(): getattr(torch, self.config.dtype),
             "revision": self.config.revision,
-            **where,
         }
         try:
             if not has_torchvision():
                 kwargs["processor"] = image_only_processor_class().from_pretrained(
-                    source, subfolder="processor", revision=self.config.revision, **where
+                    source, subfolder="processor", revision=self.config.revision
                 )
             return pipeline_class.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as e:

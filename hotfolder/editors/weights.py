@@ -84,20 +84,20 @@ def hub_folder(repo: str) -> Path:
     return Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
 
 
-def hub_sources(config: EditorConfig) -> dict[str, Any]:
-    """`from_pretrained` options for a hub model, checked before any slow download attempt.
+def hub_source(config: EditorConfig) -> str:
+    """What `from_pretrained` loads for a hub model, checked before any slow download attempt.
 
-    Cached: load it from the cache alone, no network. Not cached: fail at once when offline,
-    within HUB_PROBE_SECONDS when the hub cannot be reached, naming the model, where it would
-    go and the command that fetches it; otherwise say how much will be downloaded, and where.
+    Cached: the snapshot folder in the cache, loaded with no network at all. Not cached: fail
+    at once when offline, within HUB_PROBE_SECONDS when the hub cannot be asked, naming the
+    model, where it would go and the command that fetches it; otherwise say how much will be
+    downloaded, and where, and return the hub id.
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     model, revision = config.model, config.revision
     try:
-        snapshot_download(model, revision=revision, local_files_only=True)
-        return {"local_files_only": True}
+        return str(snapshot_download(model, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
         pass
     where = hub_folder(model)
@@ -118,7 +118,7 @@ def hub_sources(config: EditorConfig) -> dict[str, Any]:
         where,
         download_command(model, revision),
     )
-    return {}
+    return model
 
 
 def _hub_size(model: str, revision: str | None, where: Path, fix: str) -> int:
