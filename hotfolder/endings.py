@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 # A marker inside entropy-coded data: FF, then neither a stuffed 00, a restart marker, nor fill.
 _MARKER: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -67,6 +67,10 @@ def unfinished(data: bytes, fmt: str) -> Unfinished | None:
             return Unfinished(f"is {len(data):,} bytes of the {declared:,} its header declares")
         if zeros >= ZERO_TAIL_BYTES:
             return Unfinished(f"ends in {zeros:,} zero bytes where its data should be")
+    if fmt in ("TIFF", "RAW"):
+        declared = _tiff_data_end(data)
+        if declared > len(data):
+            return Unfinished(f"is {len(data):,} bytes of the {declared:,} its strips declare")
     if fmt in ("TIFF", "BMP", "DIB", "RAW") and zeros >= max(RAW_ZERO_TAIL_BYTES, len(data) // 8):
         return Unfinished(f"ends in {zeros:,} zero bytes", maybe_whole=True)
     return None
@@ -87,6 +91,63 @@ def _declared_size(data: bytes, fmt: str) -> int:
             return pos  # a zero-filled tail where the next box header should be
         pos += size
     return max(pos, len(data))
+
+
+# TIFF tags whose values say where image data lies: (offsets, byte counts) pairs, and SubIFDs
+# (where a DNG keeps its raw data). LibRaw forgives a DNG's last bytes missing.
+_EXTENTS: Final = ((273, 279), (324, 325))
+_SUB_IFDS: Final = 330
+_TIFF_SIZES: Final = {3: 2, 4: 4, 13: 4}  # SHORT, LONG, IFD
+_MAX_IFDS: Final = 64
+ByteOrder = Literal["little", "big"]
+
+
+def _tiff_data_end(data: bytes) -> int:
+    """Where the last strip or tile of a (classic) TIFF-structured file ends; 0 if unknown."""
+    order: ByteOrder
+    if data[:4] == b"II*\0":
+        order = "little"
+    elif data[:4] == b"MM\0*":
+        order = "big"
+    else:
+        return 0  # BigTIFF, or a RAW format of its own: its decoder checks its sizes
+    queue, end = [int.from_bytes(data[4:8], order)], 0
+    seen: set[int] = set()
+    while queue and len(seen) < _MAX_IFDS:
+        at = queue.pop()
+        if at in seen or at + 2 > len(data):
+            continue
+        seen.add(at)
+        tags = _ifd_values(data, at, order)
+        for offsets, counts in _EXTENTS:
+            for start, size in zip(tags.get(offsets, []), tags.get(counts, []), strict=False):
+                end = max(end, start + size)
+        queue += tags.get(_SUB_IFDS, [])
+        link = at + 2 + 12 * int.from_bytes(data[at : at + 2], order)
+        next_ifd = int.from_bytes(data[link : link + 4], order)
+        if next_ifd:
+            queue.append(next_ifd)
+    return end
+
+
+def _ifd_values(data: bytes, at: int, order: ByteOrder) -> dict[int, list[int]]:
+    """The integer values of one IFD's SHORT, LONG and IFD entries (those that lie in the file)."""
+    values: dict[int, list[int]] = {}
+    for index in range(int.from_bytes(data[at : at + 2], order)):
+        entry = at + 2 + 12 * index
+        if entry + 12 > len(data):
+            break
+        tag = int.from_bytes(data[entry : entry + 2], order)
+        width = _TIFF_SIZES.get(int.from_bytes(data[entry + 2 : entry + 4], order))
+        if width is None:
+            continue
+        count = int.from_bytes(data[entry + 4 : entry + 8], order)
+        where = entry + 8
+        if count * width > 4:
+            where = int.from_bytes(data[entry + 8 : entry + 12], order)
+        raw = data[where : where + count * width]
+        values[tag] = [int.from_bytes(raw[i : i + width], order) for i in range(0, len(raw), width)]
+    return values
 
 
 def _jpeg_has_eoi(data: bytes) -> bool:

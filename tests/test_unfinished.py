@@ -85,6 +85,21 @@ def test_a_raw_file_ending_in_zeros_only_waits(tmp_path: Path) -> None:
     assert images.probe(path, limits=Limits()).format == "RAW"
 
 
+def test_a_raw_file_short_of_its_strips_is_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "x.dng"
+    path.write_bytes(samples.dng((160, 120))[:-1])  # LibRaw itself forgives the missing byte
+    with pytest.raises(images.IncompleteImage) as info:
+        images.probe(path, limits=Limits())
+    assert not isinstance(info.value, images.MaybeIncomplete)
+    assert "its strips declare" in str(info.value)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_a_whole_tiff_reaches_its_strips(compression: str | None) -> None:
+    data = encoded("TIFF", noise((300, 200)), compression=compression)  # several strips
+    assert unfinished(data, "TIFF") is None
+
+
 def test_a_png_must_reach_the_end_of_its_iend_chunk() -> None:
     data = encoded("PNG")
     assert unfinished(data, "PNG") is None
