@@ -3,20 +3,14 @@ the messages that name what is missing and the command that fetches it."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from hotfolder.config import EditorConfig, LoraConfig
 from hotfolder.errors import SetupError
 
-log = logging.getLogger(__name__)
-
-_DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
-# How long start-up asks the hub about a model that is not cached before it gives up: without a
-# network, from_pretrained's own retries took minutes to say the same (issue 14).
-HUB_PROBE_SECONDS: Final = 10.0
+DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
 
 
 class EditorUnavailable(SetupError):
@@ -40,8 +34,10 @@ def looks_like_path(text: str) -> bool:
 
 
 def offline_note() -> str:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return " (HF_HUB_OFFLINE is set, so nothing is downloaded)"
+    """Why nothing is downloaded, when huggingface_hub is told so (it heeds both names)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}:
+            return f" ({name} is set, so nothing is downloaded)"
     return ""
 
 
@@ -52,14 +48,14 @@ def model_source(model: str) -> str:
         if not (path / "model_index.json").is_file():
             raise EditorUnavailable(
                 f"editor.model {path} is a folder but not a diffusers pipeline (no model_index.json); "
-                f"point it at {_DIFFUSERS_LAYOUT}"
+                f"point it at {DIFFUSERS_LAYOUT}"
             )
         return str(path)
     if path.exists():
-        raise EditorUnavailable(f"editor.model {path} is a file; point it at {_DIFFUSERS_LAYOUT}")
+        raise EditorUnavailable(f"editor.model {path} is a file; point it at {DIFFUSERS_LAYOUT}")
     if looks_like_path(model):
         raise EditorUnavailable(
-            f"editor.model folder {path} does not exist; point it at {_DIFFUSERS_LAYOUT}, "
+            f"editor.model folder {path} does not exist; point it at {DIFFUSERS_LAYOUT}, "
             "or use a hub id such as Qwen/Qwen-Image-Edit-2509"
         )
     return model
@@ -77,66 +73,6 @@ def download_command(repo: str, revision: str | None = None, *files: str) -> str
     )
 
 
-def hub_folder(repo: str) -> Path:
-    """Where the Hugging Face cache keeps (or would keep) a hub model."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
-
-
-def hub_source(config: EditorConfig) -> str:
-    """What `from_pretrained` loads for a hub model, checked before any slow download attempt.
-
-    Cached: the snapshot folder in the cache, loaded with no network at all. Not cached: fail
-    at once when offline, within HUB_PROBE_SECONDS when the hub cannot be asked, naming the
-    model, where it would go and the command that fetches it; otherwise say how much will be
-    downloaded, and where, and return the hub id.
-    """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    model, revision = config.model, config.revision
-    try:
-        return str(snapshot_download(model, revision=revision, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
-    where = hub_folder(model)
-    fix = (
-        f"Download it with `{download_command(model, revision)}` (HF_HOME chooses the cache), "
-        f"or set editor.model to {_DIFFUSERS_LAYOUT}"
-    )
-    if offline_note():
-        raise EditorUnavailable(
-            f"model {model} is not in the local Hugging Face cache ({where}){offline_note()}. {fix}"
-        )
-    size = _hub_size(model, revision, where, fix)
-    log.warning(
-        "model %s is not in the local Hugging Face cache: downloading %s into %s; "
-        "this takes a while (`%s` fetches it beforehand)",
-        model,
-        f"{size / 1e9:.1f} GB" if size else "it",
-        where,
-        download_command(model, revision),
-    )
-    return model
-
-
-def _hub_size(model: str, revision: str | None, where: Path, fix: str) -> int:
-    """The model's size on the hub in bytes (0 if not said); EditorUnavailable if unreachable."""
-    from huggingface_hub import HfApi, constants
-
-    try:
-        info = HfApi().model_info(
-            model, revision=revision, files_metadata=True, timeout=HUB_PROBE_SECONDS
-        )
-    except Exception as e:  # the client's errors are requests', httpx' or httpx2's, by version
-        raise EditorUnavailable(
-            f"model {model} is not in the local Hugging Face cache ({where}) and the hub "
-            f"({constants.ENDPOINT}) could not be asked about it: {first_line(e)}. {fix}"
-        ) from e
-    return sum(sibling.size or 0 for sibling in info.siblings or [])
-
-
 def missing_model_message(config: EditorConfig, error: BaseException) -> str:
     model = config.model
     if Path(model).expanduser().is_dir():
@@ -146,7 +82,7 @@ def missing_model_message(config: EditorConfig, error: BaseException) -> str:
     return (
         f"model {model} is not in the local Hugging Face cache and could not be fetched"
         f"{offline_note()}: {first_line(error)}. Download it with "
-        f"`{download_command(model, config.revision)}`, or set editor.model to {_DIFFUSERS_LAYOUT}"
+        f"`{download_command(model, config.revision)}`, or set editor.model to {DIFFUSERS_LAYOUT}"
     )
 
 
