@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hotfolder import fsops, rejection
@@ -111,10 +111,10 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest) -> None:
-        """A new job (state queued) joins the queue."""
+    def admit(self, manifest: Manifest, copies: Mapping[str, bytes] | None = None) -> None:
+        """A new job (state queued) joins the queue, with its copies of its reference images."""
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             self.board.queued(manifest)
 
     def reject(self, drop: rejection.Rejection) -> None:
@@ -248,10 +248,13 @@ class Jobs:
             self.fail(name, Reason.cancelled, "cancelled while queued", state=JobState.cancelled)
         return True, f"{name} cancelled; its files are in failed/"
 
-    def retry(self, manifest: Manifest, failed_folder: Path) -> None:
-        """A failed or cancelled job's files, already checked, go back into the queue."""
+    def retry(
+        self, manifest: Manifest, failed_folder: Path, copies: Mapping[str, bytes] | None = None
+    ) -> None:
+        """A failed or cancelled job's files, already checked, go back into the queue (with
+        fresh copies of its reference images)."""
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             fsops.remove(self.layout.reason_path(manifest.name))
             fsops.prune_empty_dirs(failed_folder, self.layout.failed)
             self.board.queued(manifest)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotfolder import images, sidecar
+from hotfolder import assets, images, sidecar
+from hotfolder.assets import Asset
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults
 from hotfolder.errors import Reason, Rejected
@@ -61,6 +62,8 @@ class Ready:
     sidecar: Path | None
     spec: JobSpec
     mtime_ns: int
+    # The reference images `images:` names, read and checked: the job's own copies.
+    references: tuple[Asset, ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -205,6 +208,19 @@ class Pairing:
                 own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)
                 layers = [*layers, (side.name, own)]
             spec = sidecar.resolve(layers, config=self.config)
+            references = assets.take(
+                spec.images,
+                image,
+                self.defaults.inbox,
+                limits=self.config.limits,
+                source=sidecar.source_of(layers, "images"),
+            )
         except Rejected as e:
             return Refusal(files, e.code, e.message, e.details)
-        return Ready(image=image, sidecar=side, spec=spec, mtime_ns=group.mtime_ns[image])
+        return Ready(
+            image=image,
+            sidecar=side,
+            spec=spec,
+            mtime_ns=group.mtime_ns[image],
+            references=references,
+        )
