@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("-o", "--output", type=Path, help="result file (default: NAME-edited.png)")
     edit.add_argument("--config", type=Path, help="configuration file")
     edit.add_argument("--editor", choices=["qwen", "identity"], help="editor to use")
+    edit.add_argument(
+        "--ref",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a reference image for edit-plus (up to two: --ref A --ref B)",
+    )
 
     selftest = commands.add_parser(
         "selftest", help="build a tiny random Qwen pipeline and run it through the real service"
@@ -373,6 +381,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         seed=args.seed,
         preset=args.preset,
         out=args.output,
+        references=args.ref,
     )
     print(result)
     return EXIT_OK

@@ -11,9 +11,9 @@ meanwhile). `Jobs.retry` makes the move.
 from __future__ import annotations
 
 import secrets
-from fnmatch import fnmatchcase
 import time
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
