@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from hotfolder import fsops, rejection
@@ -20,7 +20,7 @@ from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
-from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.spool import FINAL_STATES, Copies, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
 
@@ -111,7 +111,7 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest, copies: Mapping[str, bytes] | None = None) -> None:
+    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
         """A new job (state queued) joins the queue, with its copies of its reference images."""
         with self.lock:
             self.spool.admit(manifest, copies)
@@ -248,11 +248,8 @@ class Jobs:
             self.fail(name, Reason.cancelled, "cancelled while queued", state=JobState.cancelled)
         return True, f"{name} cancelled; its files are in failed/"
 
-    def retry(
-        self, manifest: Manifest, failed_folder: Path, copies: Mapping[str, bytes] | None = None
-    ) -> None:
-        """A failed or cancelled job's files, already checked, go back into the queue (with
-        fresh copies of its reference images)."""
+    def retry(self, manifest: Manifest, failed_folder: Path, copies: Copies | None = None) -> None:
+        """A failed or cancelled job's files, checked, go back into the queue (fresh copies too)."""
         with self.lock:
             self.spool.admit(manifest, copies)
             fsops.remove(self.layout.reason_path(manifest.name))

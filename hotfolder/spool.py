@@ -27,6 +27,8 @@ from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
 MANIFEST_SUFFIX = ".job.json"
+# A job's copies of its reference images: file name beside the manifest -> bytes.
+Copies = Mapping[str, bytes]
 
 
 class JobState(StrEnum):
@@ -241,7 +243,7 @@ class Spool:
             manifest.model_dump_json(indent=2).encode(),
         )
 
-    def admit(self, manifest: Manifest, copies: Mapping[str, bytes] | None = None) -> None:
+    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
         """Write the manifest into pending/, then move the dropped files after it.
 
         `copies` (file name -> bytes: the reference images' copies) are written first, so a
