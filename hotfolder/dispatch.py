@@ -47,6 +47,13 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
             f"preset {spec.preset!r} is no longer configured",
             "Choose one of: " + ", ".join(sorted(config.presets)),
         )
+    if manifest.references and config.editor.pipeline != "edit-plus":
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"the job has reference images (images:) but the service now runs editor.pipeline: "
+            f"{config.editor.pipeline}, which takes one image",
+            "Switch editor.pipeline back to edit-plus and retry the job, or remove `images:`.",
+        )
     source = images.load_for_edit(_spooled(jobs, manifest, manifest.image), limits=config.limits)
     references = tuple(
         Pixels.of(

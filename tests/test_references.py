@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from support import (
 )
 from test_intake import Rig
 
+from hotfolder import render
 from hotfolder.config import Config, EditorConfig
 from hotfolder.dispatch import make_ticket
 from hotfolder.errors import Reason, Rejected
@@ -291,3 +293,34 @@ def test_cli_edit_takes_reference_images(tmp_path: Path) -> None:
     bad = hotfolder(*common, "--ref", str(tmp_path / "bad.png"))
     assert bad.returncode != 0
     assert "bad.png" in bad.stderr
+
+
+def test_a_job_queued_with_references_fails_clearly_once_the_pipeline_is_edit(rig: Rig) -> None:
+    make_image(rig.inbox / "_logo.png")
+    drop_pair(rig.inbox, "a", images=["_logo.png"])
+    settle(rig)
+    manifest = rig.spool.find("a")
+    assert manifest is not None
+    config = rig.config.model_copy(
+        update={"editor": rig.config.editor.model_copy(update={"pipeline": "edit"})}
+    )
+    with pytest.raises(Rejected) as info:
+        make_ticket(config, rig.jobs, manifest)
+    assert info.value.code is Reason.invalid_sidecar
+    assert "pipeline: edit" in info.value.message
+
+
+def test_references_travel_in_a_pickled_ticket_to_the_edit_request(tmp_path: Path) -> None:
+    """Pass: decoded like the main image (an oversize one scaled to fit under
+    `limits.oversize: fit`), in order, through a pickle as process and Ray slots send them."""
+    rig = Rig(tmp_path, settle_seconds=0, **{"limits.oversize": "fit"})
+    make_image(rig.inbox / "_logo.png", size=(30, 20), color=(0, 0, 255))
+    make_image(rig.inbox / "_pose.png", size=(3000, 1500), color=(0, 255, 0))
+    drop_pair(rig.inbox, "a", images=["_logo.png", "_pose.png"])
+    settle(rig)
+    manifest = rig.spool.find("a")
+    assert manifest is not None
+    ticket = pickle.loads(pickle.dumps(make_ticket(rig.config, rig.jobs, manifest)))
+    request = render.request_of(ticket)
+    assert [image.size for image in request.references] == [(30, 20), (2048, 1024)]
+    assert request.references[0].getpixel((0, 0)) == (0, 0, 255)
