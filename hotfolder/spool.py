@@ -62,6 +62,10 @@ class Manifest(BaseModel):
     sidecar: str | None = None  # the sidecar's file name beside the manifest, if one was dropped
     inbox_image: str  # relative to the root; where admission takes the image from
     inbox_sidecar: str | None = None
+    # A camera's RAW file(s) beside the edited JPEG or HEIF: file names beside the manifest,
+    # and where admission takes them from (relative to the root), in the same order.
+    companions: list[str] = []
+    inbox_companions: list[str] = []
     spec: dict[str, Any]
     seed: int
     result_path: str | None = None
@@ -82,7 +86,15 @@ class Manifest(BaseModel):
         return self.name.rpartition("/")[0]
 
     def files(self) -> list[str]:
-        return [self.image] + ([self.sidecar] if self.sidecar else [])
+        return [self.image] + ([self.sidecar] if self.sidecar else []) + self.companions
+
+    def origins(self) -> list[tuple[str, str | None]]:
+        """Each of `files()` with where admission takes it from (relative to the root)."""
+        found: list[tuple[str, str | None]] = [(self.image, self.inbox_image)]
+        if self.sidecar:
+            found.append((self.sidecar, self.inbox_sidecar))
+        found += zip(self.companions, self.inbox_companions, strict=True)
+        return found
 
 
 class Spool:
@@ -146,11 +158,10 @@ class Spool:
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
-        for index, file_name in enumerate(manifest.files()):
+        for file_name, origin in manifest.origins():
             target = self.path_in(here, manifest, file_name)
             if target.exists():
                 continue
-            origin = manifest.inbox_image if index == 0 else manifest.inbox_sidecar
             candidates = [self.layout.root / origin] if origin else []
             for folder in (self.layout.pending, self.layout.processing):
                 candidates.append(self.path_in(folder, manifest, file_name))
