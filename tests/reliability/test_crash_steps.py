@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from support import drop_pair, files_under, hotfolder, read_json, write_config
 
+from tests import samples
+
 pytestmark = pytest.mark.slow
 
 CRASHED = 137
@@ -58,6 +60,8 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     template = tmp_path / "template"
     write_config(template, settle_seconds=0, sidecar_wait_seconds=0, max_attempts=5)
     drop_pair(template / "inbox", "good", seed=1)
+    # A camera's RAW beside the JPEG: it travels with the job, so every step moves it too.
+    (template / "inbox" / "good.CR3").write_bytes(samples.dng())
     drop_pair(template / "inbox" / "sub", "bad", colour="red")
     reference_root = tmp_path / "reference"
     shutil.copytree(template, reference_root)
@@ -65,6 +69,7 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     reference = final_state(reference_root)
     assert reference["statuses"]["good.status.json"]["status"] == "completed"
     assert reference["reasons"] == {"bad.reason.txt": "invalid_sidecar"}
+    assert "good.CR3" in reference["archive"]
 
     crashes = 0
     for step in range(1, 500):
