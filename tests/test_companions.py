@@ -172,3 +172,22 @@ def test_a_crash_between_the_manifest_and_the_raw_is_finished_on_start(rig: Rig)
     restarted.jobs.recover()
     assert files_under(pending) == ["IMG_7008.CR3", "IMG_7008.JPG", "IMG_7008.yaml"]
     assert not picture.exists() and not raw.exists()
+
+
+def test_a_raw_that_starts_copying_after_its_jpeg_is_still_one_drop(rig: Rig) -> None:
+    """A card copy writes the JPEG, then the RAW: the RAW appears before the JPEG settles."""
+    make_image(rig.inbox / "IMG_7009.JPG")
+    write_sidecar(rig.inbox / "IMG_7009.yaml")
+    rig.tick()
+    data = samples.dng()
+    raw = rig.inbox / "IMG_7009.CR3"
+    raw.write_bytes(data[:200])
+    rig.intake.note(raw)  # what the watcher does
+    rig.tick(1.5)
+    with raw.open("ab") as handle:
+        handle.write(data[200:])
+    rig.tick(1.0)  # the JPEG settled, the RAW is still being written
+    assert rig.queued() == []
+    rig.tick(2.5)
+    assert rig.queued() == ["IMG_7009"]
+    assert files_under(rig.layout.pending) == ["IMG_7009.CR3", "IMG_7009.JPG", "IMG_7009.yaml"]
