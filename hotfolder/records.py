@@ -62,6 +62,8 @@ def manifest_for(
         sidecar=base + split_name(item.sidecar.name)[1] if item.sidecar else None,
         inbox_image=layout.relative(item.image),
         inbox_sidecar=layout.relative(item.sidecar) if item.sidecar else None,
+        companions=[base + split_name(path.name)[1] for path in item.companions],
+        inbox_companions=[layout.relative(path) for path in item.companions],
         spec=item.spec.model_dump(mode="json"),
         seed=seed,
         references=[

@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from hotfolder import assets, fsops
+from hotfolder import assets, companions, fsops
 from hotfolder.assets import COPY_PATTERN
 from hotfolder.config import Config
 from hotfolder.errors import Rejected
@@ -50,7 +50,10 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
         found = []
         if folder.is_dir():
             found = [p for p in folder.iterdir() if split_name(p.name)[0] == base]
-        image_files = [p for p in found if kind_of(p.name) == "image"]
+        # A camera's RAW file beside its JPEG or HEIF goes back with it, as it came.
+        image_files, beside = companions.split(
+            sorted(p for p in found if kind_of(p.name) == "image")
+        )
         side_files = [p for p in found if kind_of(p.name) == "sidecar"]
         if len(image_files) != 1 or len(side_files) > 1:
             what = "no image" if not image_files else "more than one image or sidecar"
@@ -96,6 +99,8 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
             sidecar=side.name if side else None,
             inbox_image=layout.relative(image),
             inbox_sidecar=layout.relative(side) if side else None,
+            companions=[p.name for p in beside],
+            inbox_companions=[layout.relative(p) for p in beside],
             spec=spec.model_dump(mode="json"),
             seed=seed,
             attempts=(previous.attempts if previous else 0) + 1,

@@ -74,6 +74,10 @@ class Manifest(BaseModel):
     sidecar: str | None = None  # the sidecar's file name beside the manifest, if one was dropped
     inbox_image: str  # relative to the root; where admission takes the image from
     inbox_sidecar: str | None = None
+    # A camera's RAW file(s) beside the edited JPEG or HEIF: file names beside the manifest,
+    # and where admission takes them from (relative to the root), in the same order.
+    companions: list[str] = []
+    inbox_companions: list[str] = []
     spec: dict[str, Any]
     seed: int
     result_path: str | None = None
@@ -104,6 +108,7 @@ class Manifest(BaseModel):
         own: list[tuple[str, str | None]] = [(self.image, self.inbox_image)]
         if self.sidecar:
             own.append((self.sidecar, self.inbox_sidecar))
+        own += zip(self.companions, self.inbox_companions, strict=True)
         return own + [(reference.file, None) for reference in self.references]
 
 

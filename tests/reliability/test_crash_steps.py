@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from support import drop_pair, files_under, hotfolder, make_image, read_json, write_config
 
+from tests import samples
+
 pytestmark = pytest.mark.slow
 
 CRASHED = 137
@@ -61,6 +63,8 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     # With a reference image: its copy is one more step of admission, and goes to archive/.
     make_image(template / "inbox" / "_logo.png", color=(0, 0, 255))
     drop_pair(template / "inbox", "good", seed=1, images=["_logo.png"])
+    # A camera's RAW beside the JPEG: it travels with the job, so every step moves it too.
+    (template / "inbox" / "good.CR3").write_bytes(samples.dng())
     drop_pair(template / "inbox" / "sub", "bad", colour="red")
     reference_root = tmp_path / "reference"
     shutil.copytree(template, reference_root)
@@ -70,6 +74,7 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     assert reference["reasons"] == {"bad.reason.txt": "invalid_sidecar"}
     assert "good.ref1._logo.png" in reference["archive"]
     assert reference["inbox"] == ["_logo.png"]
+    assert "good.CR3" in reference["archive"]
 
     crashes = 0
     for step in range(1, 500):
