@@ -35,7 +35,7 @@ from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_nam
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.probes import ImageProbes
-from hotfolder.records import manifest_for, rejection_for, seen_as
+from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
@@ -310,7 +310,7 @@ class Intake:
             now=now,
             seen=seen,
         )
-        self._admit(manifest, item.files)
+        self._admit(manifest, item.files, copies_for(item, manifest))
         self.arrivals.done(key, stem)
 
     def _no_room(self, item: Ready, station: str) -> Refusal | None:
@@ -337,9 +337,9 @@ class Intake:
 
     # --- the only places where intake asks for a change of job state ---
 
-    def _admit(self, manifest: Manifest, files: tuple[Path, ...]) -> None:
-        """Put a job into pending/ and say it is queued."""
-        self.jobs.admit(manifest)
+    def _admit(self, manifest: Manifest, files: tuple[Path, ...], copies: dict[str, bytes]) -> None:
+        """Put a job (with its copies of its reference images) into pending/; say it is queued."""
+        self.jobs.admit(manifest, copies)
         for path in files:
             self._forget(path)
         log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)

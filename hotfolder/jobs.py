@@ -20,7 +20,7 @@ from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
-from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.spool import FINAL_STATES, Copies, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
 
@@ -111,10 +111,10 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest) -> None:
-        """A new job (state queued) joins the queue."""
+    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
+        """A new job (state queued) joins the queue, with its copies of its reference images."""
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             self.board.queued(manifest)
 
     def reject(self, drop: rejection.Rejection) -> None:
@@ -248,10 +248,10 @@ class Jobs:
             self.fail(name, Reason.cancelled, "cancelled while queued", state=JobState.cancelled)
         return True, f"{name} cancelled; its files are in failed/"
 
-    def retry(self, manifest: Manifest, failed_folder: Path) -> None:
-        """A failed or cancelled job's files, already checked, go back into the queue."""
+    def retry(self, manifest: Manifest, failed_folder: Path, copies: Copies | None = None) -> None:
+        """A failed or cancelled job's files, checked, go back into the queue (fresh copies too)."""
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             fsops.remove(self.layout.reason_path(manifest.name))
             fsops.prune_empty_dirs(failed_folder, self.layout.failed)
             self.board.queued(manifest)

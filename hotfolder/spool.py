@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,8 @@ from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
 MANIFEST_SUFFIX = ".job.json"
+# A job's copies of its reference images: file name beside the manifest -> bytes.
+Copies = Mapping[str, bytes]
 
 
 class JobState(StrEnum):
@@ -40,6 +42,16 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+
+class Reference(BaseModel):
+    """A reference image the job took its own copy of at admission (SPEC "Reference images")."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str  # the asset's name as `images:` wrote it (`_logo.png`)
+    sha256: str  # of the copy
+    file: str  # the copy's file name beside the manifest (`NAME.ref1._logo.png`)
 
 
 class Manifest(BaseModel):
@@ -62,6 +74,10 @@ class Manifest(BaseModel):
     sidecar: str | None = None  # the sidecar's file name beside the manifest, if one was dropped
     inbox_image: str  # relative to the root; where admission takes the image from
     inbox_sidecar: str | None = None
+    # A camera's RAW file(s) beside the edited JPEG or HEIF: file names beside the manifest,
+    # and where admission takes them from (relative to the root), in the same order.
+    companions: list[str] = []
+    inbox_companions: list[str] = []
     spec: dict[str, Any]
     seed: int
     result_path: str | None = None
@@ -72,6 +88,8 @@ class Manifest(BaseModel):
     # The claim: which worker took the job (and on which device); set with state processing.
     worker: str | None = None
     device: str | None = None
+    # Copies of the reference images, main image first in the edit; they travel with the job.
+    references: list[Reference] = []
 
     @property
     def sort_key(self) -> tuple[int, int, int]:
@@ -82,7 +100,16 @@ class Manifest(BaseModel):
         return self.name.rpartition("/")[0]
 
     def files(self) -> list[str]:
-        return [self.image] + ([self.sidecar] if self.sidecar else [])
+        return [name for name, _origin in self.sources()]
+
+    def sources(self) -> list[tuple[str, str | None]]:
+        """Each file of the job beside its manifest, and where admission takes it from
+        (relative to the root; None for a reference's copy, written in place at admission)."""
+        own: list[tuple[str, str | None]] = [(self.image, self.inbox_image)]
+        if self.sidecar:
+            own.append((self.sidecar, self.inbox_sidecar))
+        own += zip(self.companions, self.inbox_companions, strict=True)
+        return own + [(reference.file, None) for reference in self.references]
 
 
 class Spool:
@@ -146,11 +173,10 @@ class Spool:
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
-        for index, file_name in enumerate(manifest.files()):
+        for file_name, origin in manifest.sources():
             target = self.path_in(here, manifest, file_name)
             if target.exists():
                 continue
-            origin = manifest.inbox_image if index == 0 else manifest.inbox_sidecar
             candidates = [self.layout.root / origin] if origin else []
             for folder in (self.layout.pending, self.layout.processing):
                 candidates.append(self.path_in(folder, manifest, file_name))
@@ -222,9 +248,16 @@ class Spool:
             manifest.model_dump_json(indent=2).encode(),
         )
 
-    def admit(self, manifest: Manifest) -> None:
-        """Write the manifest into pending/, then move the dropped files after it."""
+    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
+        """Write the manifest into pending/, then move the dropped files after it.
+
+        `copies` (file name -> bytes: the reference images' copies) are written first, so a
+        manifest on disk always has them; a crash before the manifest leaves the drop in
+        inbox/, and its admission again writes the same copies over the same names.
+        """
         with self._lock:
+            for file_name, data in (copies or {}).items():
+                fsops.write_atomic(self.path_in(self.layout.pending, manifest, file_name), data)
             self._write(self.layout.pending, manifest)
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
