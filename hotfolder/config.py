@@ -283,6 +283,9 @@ class Config(_Strict):
     per_station: PerStation = PerStation()
     # fifo: first in, first out over all stations; fair: stations take turns (round-robin).
     dispatch: Literal["fifo", "fair"] = "fifo"
+    # Past max_pending (or per_station.max_pending): reject sends a drop to failed/ as
+    # queue_full; hold leaves it waiting in inbox/, admitted in drop order as room frees.
+    overflow: Literal["reject", "hold"] = "reject"
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     # local: a worker per editor.device entry on this machine; ray: ray.workers Ray actors.

@@ -1,0 +1,71 @@
+"""The status files and queue.json as the board last wrote them, so that a publish writes
+only what a station would see change, and a full or read-only outbox/ is said, not fatal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from hotfolder import fsops
+from hotfolder.jobstatus import JobStatus
+from hotfolder.layout import Layout
+from hotfolder.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class Written:
+    def __init__(self, layout: Layout, state: ServiceState, changed: threading.Event) -> None:
+        self.layout = layout
+        self.state = state
+        self.changed = changed  # set to come back: a write failed, or a position is stale
+        self._data: dict[str, dict[str, Any]] = {}
+
+    def forget(self, job_id: str) -> None:
+        self._data.pop(job_id, None)
+
+    def write(self, status: JobStatus, *, must: bool = False) -> None:
+        """Write one status file unless it reads so already; the caller holds the board's `_io`.
+        `must`: a refusing disk raises (the caller keeps the job and tries again)."""
+        data = status.to_json()
+        if self._data.get(status.job_id) == data:
+            return
+        try:
+            fsops.write_json_atomic(self.layout.status_path(status.name), data)
+        except OSError as e:
+            if must:
+                raise
+            # A full or read-only outbox: keep going, say so, and write it again next time.
+            self._failed(e)
+            return
+        self._data[status.job_id] = data
+        self.state.note("outbox", None)
+
+    def queue(self, payload: dict[str, Any]) -> None:
+        try:
+            fsops.write_json_atomic(self.layout.queue_json, payload)
+        except OSError as e:
+            self._failed(e)
+
+    def due(self, status: JobStatus, refresh: bool) -> bool:
+        """Whether a status file needs writing now: a new state or detail at once, a new
+        position or wait at the next refresh (a long queue would rewrite every file on
+        every claim otherwise)."""
+        written = self._data.get(status.job_id)
+        if written is None or (written.get("status"), written.get("detail")) != (
+            status.status.value,
+            status.detail,
+        ):
+            return True
+        if status.position is None:
+            return False
+        if not refresh:
+            self.changed.set()  # a position is stale: come back within a second
+        return refresh
+
+    def _failed(self, error: OSError) -> None:
+        self.changed.set()
+        note = f"cannot write to outbox/: {error.strerror or error}"
+        if self.state.note("outbox", note):
+            log.error("%s; status files are stale until it is writable again", note)
