@@ -1,0 +1,209 @@
+"""`overflow: hold`: drops past the cap wait in inbox/ and come in, in drop order, as room
+frees (SPEC: "Waiting, overflow and retries", "Per-station limits and fair turns")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import files_under, make_image, read_json, write_sidecar
+from test_intake import Rig
+
+from hotfolder import images
+from hotfolder.held import FOR_ROOM
+
+
+def drop(rig: Rig, names: list[str]) -> None:
+    """Pairs dropped in this order: each image a second older than the next (drop order)."""
+    for i, name in enumerate(names):
+        image = make_image(rig.inbox / f"{name}.jpg")
+        rig.intake.note(write_sidecar(rig.inbox / f"{name}.yaml"))
+        os.utime(image, (1_700_000_000 + i, 1_700_000_000 + i))
+        rig.intake.note(image)
+
+
+def settle(rig: Rig) -> None:
+    rig.tick()
+    rig.tick(2.5)
+    rig.board.publish(refresh=True)
+
+
+def look(rig: Rig) -> None:
+    """A tick, and a publish that brings every position up to date."""
+    rig.tick(0.1)
+    rig.board.publish(refresh=True)
+
+
+def status(rig: Rig, name: str) -> dict[str, Any]:
+    return read_json(rig.layout.status_path(name)) or {}
+
+
+def held(rig: Rig, name: str) -> int:
+    """The position of a drop held for room (failing if it is not one)."""
+    shown = status(rig, name)
+    assert (shown.get("status"), shown.get("detail")) == ("waiting", FOR_ROOM), shown
+    assert shown["estimated_wait_seconds"] is not None
+    position: int = shown["position"]
+    return position
+
+
+def free_one(rig: Rig) -> str:
+    """A worker takes the next job: the queue has room for one more."""
+    taken = rig.jobs.claim("w", "cpu")
+    assert taken is not None
+    rig.jobs.record_claim(taken.name)
+    name: str = taken.name
+    return name
+
+
+def test_drops_past_the_cap_wait_in_inbox_and_come_in_in_drop_order(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=2, overflow="hold")
+    # Named against their drop order: the order is the images' times, not their names.
+    drop(rig, ["e", "d", "c", "b", "a"])
+    settle(rig)
+    assert rig.queued() == ["e", "d"]
+    assert [held(rig, n) for n in ["c", "b", "a"]] == [3, 4, 5]
+    assert sorted(files_under(rig.inbox)) == [
+        "a.jpg",
+        "a.yaml",
+        "b.jpg",
+        "b.yaml",
+        "c.jpg",
+        "c.yaml",
+    ]
+    assert files_under(rig.layout.failed) == []
+    queue = read_json(rig.layout.queue_json) or {}
+    assert (queue["waiting_count"], queue["queued_count"]) == (3, 2)
+    first = status(rig, "c")
+
+    assert free_one(rig) == "e"
+    look(rig)
+    assert rig.queued() == ["d", "c"]
+    admitted = status(rig, "c")
+    assert admitted["status"] == "queued" and admitted["job_id"] == first["job_id"]
+    assert [held(rig, n) for n in ["b", "a"]] == [3, 4]
+
+    free_one(rig)
+    free_one(rig)
+    look(rig)
+    assert rig.queued() == ["b", "a"]  # no `~2`: the names they waited under
+    assert (read_json(rig.layout.queue_json) or {})["waiting_count"] == 0
+    assert files_under(rig.inbox) == [] and files_under(rig.layout.failed) == []
+
+
+def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real = images.probe
+
+    def counting(path: Path, **kwargs: Any) -> Any:
+        decoded.append(path.name)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(images, "probe", counting)
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["first", "second"])
+    settle(rig)
+    for _ in range(5):
+        rig.tick(1)
+    assert sorted(decoded) == ["first.jpg", "second.jpg"]
+    assert held(rig, "second") == 2
+    # A file that changes is looked at afresh: copied again, say, with another sidecar.
+    write_sidecar(rig.inbox / "second.yaml", instruction="something else")
+    rig.intake.note(rig.inbox / "second.yaml")
+    rig.tick(0.1)
+    rig.tick(2.5)
+    assert held(rig, "second") == 2
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == ["second"]
+    assert rig.spool.queued()[0].spec["instruction"] == "something else"
+
+
+def test_the_queue_full_reason_says_how_many_are_ahead_and_what_to_do(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=2)  # overflow: reject, the default
+    drop(rig, ["a", "b", "c"])
+    rig.tick()
+    rig.tick(2.5)
+    free_one(rig)
+    drop(rig, ["d", "e"])
+    rig.tick(0.1)
+    rig.tick(2.5)
+    assert rig.queued() == ["b", "d"]
+    text = (rig.layout.failed / "e.reason.txt").read_text()
+    assert text.startswith("queue_full: the queue is full (2 jobs waiting): 3 jobs are ahead")
+    assert "`overflow: hold`" in text and "`hotfolder retry --code queue_full`" in text
+
+
+def test_a_stations_cap_holds_only_that_stations_drops(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=50, overflow="hold", **{"per_station.max_pending": 1})
+    drop(rig, ["big/a", "big/b", "big/c", "small/a"])
+    settle(rig)
+    assert rig.queued() == ["big/a", "small/a"]
+    assert [held(rig, n) for n in ["big/b", "big/c"]] == [3, 4]
+    assert free_one(rig) == "big/a"
+    look(rig)
+    assert rig.queued() == ["small/a", "big/b"]
+    assert held(rig, "big/c") == 3
+    assert files_under(rig.layout.failed) == []
+
+
+@pytest.mark.parametrize(("dispatch", "small", "big"), [("fifo", 4, 3), ("fair", 2, 4)])
+def test_a_held_drops_position_follows_the_order_in_force(
+    tmp_path: Path, dispatch: str, small: int, big: int
+) -> None:
+    rig = Rig(tmp_path, max_pending=2, overflow="hold", dispatch=dispatch)
+    drop(rig, ["big/1", "big/2", "big/3", "small/1"])
+    settle(rig)
+    assert rig.queued() == ["big/1", "big/2"]
+    # fair: small/ takes its turn right after big/1, ahead of big/ 's second and third.
+    assert (held(rig, "small/1"), held(rig, "big/3")) == (small, big)
+
+
+def test_a_held_drop_deleted_or_cancelled_stops_being_held(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["q", "gone", "stop", "last"])
+    settle(rig)
+    assert held(rig, "last") == 4
+    (rig.inbox / "gone.jpg").unlink()
+    (rig.inbox / "gone.yaml").unlink()
+    (rig.inbox / "STOP.cancel").write_text("")
+    rig.intake.note(rig.inbox / "STOP.cancel")
+    rig.tick(0.1)
+    rig.tick(2.5)
+    look(rig)
+    assert not rig.layout.status_path("gone").exists()
+    cancelled = status(rig, "stop")
+    assert (cancelled["status"], cancelled["error_code"]) == ("cancelled", "cancelled")
+    assert sorted(files_under(rig.layout.failed)) == ["stop.jpg", "stop.reason.txt", "stop.yaml"]
+    assert "hotfolder retry stop" in (rig.layout.failed / "stop.reason.txt").read_text()
+    assert held(rig, "last") == 2
+    assert (read_json(rig.layout.queue_json) or {})["waiting_count"] == 1
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == ["last"]
+
+
+def test_held_drops_keep_their_names_and_order_across_a_restart(tmp_path: Path) -> None:
+    before = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(before, ["one", "two", "three"])
+    settle(before)
+    shown = {n: status(before, n)["job_id"] for n in ["two", "three"]}
+    assert held(before, "three") == 3
+
+    after = Rig(tmp_path, max_pending=1, overflow="hold")
+    after.jobs.recover()
+    assert after.queued() == ["one"]
+    assert status(after, "three")["detail"] == FOR_ROOM  # the status file was kept meanwhile
+    settle(after)
+    assert {n: status(after, n)["job_id"] for n in ["two", "three"]} == shown
+    assert (held(after, "two"), held(after, "three")) == (2, 3)
+    free_one(after)
+    after.tick(0.1)
+    assert after.queued() == ["two"]
+    free_one(after)
+    after.tick(0.1)
+    assert after.queued() == ["three"]
