@@ -8,11 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import files_under, make_image, read_json, write_sidecar
+from support import (
+    ServiceProcess,
+    files_under,
+    make_image,
+    read_json,
+    wait_for,
+    write_config,
+    write_sidecar,
+)
 from test_intake import Rig
 
 from hotfolder import images
 from hotfolder.held import FOR_ROOM
+from hotfolder.retries import Selection, retry_selection
 
 
 def drop(rig: Rig, names: list[str]) -> None:
@@ -185,6 +194,10 @@ def test_a_held_drop_deleted_or_cancelled_stops_being_held(tmp_path: Path) -> No
     free_one(rig)
     rig.tick(0.1)
     assert rig.queued() == ["last"]
+    free_one(rig)
+    ok, message = retry_selection(rig.jobs, rig.config, rig.intake.layers, Selection(("stop",)))
+    assert ok, message
+    assert rig.queued() == ["stop"]
 
 
 def test_held_drops_keep_their_names_and_order_across_a_restart(tmp_path: Path) -> None:
@@ -207,3 +220,103 @@ def test_held_drops_keep_their_names_and_order_across_a_restart(tmp_path: Path) 
     free_one(after)
     after.tick(0.1)
     assert after.queued() == ["three"]
+
+
+# --- end to end: `hotfolder run` as a subprocess ---
+
+
+def drop_folder(folder: Path, count: int) -> list[str]:
+    """`count` images into a folder whose `_defaults.yaml` makes each one a job."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "_defaults.yaml").write_text("instruction: Make the sky blue\n")
+    names = [f"IMG_{i:02d}" for i in range(count)]
+    for name in names:
+        make_image(folder / f"{name}.jpg")
+    return names
+
+
+class Watching:
+    """Polls the status files of some jobs: which completed, and whether any read as held."""
+
+    def __init__(self, root: Path, names: list[str]) -> None:
+        self.root = root
+        self.names = names
+        self.held: dict[str, int] = {}  # name -> a position it was held at
+
+    def all_done(self) -> bool:
+        done = 0
+        for name in self.names:
+            shown = read_json(self.root / "outbox" / f"{name}.status.json") or {}
+            if shown.get("detail") == FOR_ROOM and isinstance(shown.get("position"), int):
+                self.held[name] = shown["position"]
+            done += shown.get("status") in ("completed", "failed", "cancelled")
+        return done == len(self.names)
+
+    def done(self) -> int:
+        return sum(
+            (read_json(self.root / "outbox" / f"{n}.status.json") or {}).get("status")
+            == "completed"
+            for n in self.names
+        )
+
+
+def assert_all_through(root: Path, names: list[str]) -> None:
+    """Every drop came back as a result under its own name; nothing went to failed/."""
+    assert files_under(root / "failed") == []
+    assert files_under(root / "inbox") in (
+        [],
+        ["shoot/_defaults.yaml"],
+        ["a/_defaults.yaml", "b/_defaults.yaml"],
+    )
+    for name in names:
+        shown = read_json(root / "outbox" / f"{name}.status.json") or {}
+        assert shown.get("status") == "completed", shown
+        assert shown["result_path"] == f"outbox/{name}.png"
+        assert (root / shown["result_path"]).is_file()
+
+
+@pytest.mark.slow
+def test_a_burst_past_the_cap_all_comes_back_without_touching_failed(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=3, overflow="hold", editor={"delay_seconds": 0.3})
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 12)]
+        watching = Watching(tmp_path, names)
+        wait_for(watching.all_done, timeout=120, interval=0.05, what="12 results")
+        assert service.stop() == 0, service.log()
+    assert_all_through(tmp_path, names)
+    # While they waited, some read `waiting for room in the queue` with their position.
+    assert watching.held, "no drop was seen held for room"
+    # Behind the three queued jobs at first, then closer as room freed.
+    assert max(watching.held.values()) >= 4 and min(watching.held.values()) >= 1, watching.held
+
+
+@pytest.mark.slow
+def test_a_stations_held_drops_come_through_a_restart(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        max_pending=50,
+        overflow="hold",
+        per_station={"max_pending": 2},
+        editor={"delay_seconds": 0.5},
+    )
+    names = [f"a/{n}" for n in drop_folder(tmp_path / "inbox" / "a", 8)]
+    names += [f"b/{n}" for n in drop_folder(tmp_path / "inbox" / "b", 1)]
+    watching = Watching(tmp_path, names)
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        # Stop while a/ still has drops held: the first job is done, most wait in inbox/.
+        wait_for(lambda: watching.all_done() or watching.done() >= 1, timeout=120)
+        assert watching.held, "no drop of a/ was seen held for room"
+        assert service.stop() == 0, service.log()
+    left = [
+        n
+        for n in names
+        if (read_json(tmp_path / "outbox" / f"{n}.status.json") or {}).get("status") == "waiting"
+    ]
+    assert left, "every drop was through before the restart"
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        wait_for(watching.all_done, timeout=120, interval=0.05, what="9 results")
+        assert service.stop() == 0, service.log()
+    assert_all_through(tmp_path, names)
