@@ -93,7 +93,7 @@ class Room:
 @dataclass(frozen=True)
 class _Drop:
     ready: Ready
-    files: dict[Path, int]  # each file's mtime (ns) when it was held
+    files: dict[Path, int]  # each file of its group, with its mtime (ns) when it was held
     name: str  # the job name its status shows
 
 
@@ -112,8 +112,7 @@ class Held:
 
     def keep(self, key: GroupKey, ready: Ready, group: Group, name: str) -> None:
         """Hold `ready` (shown as job `name`), the pair the files of `group` came to."""
-        files = {path: group.mtime_ns[path] for path in group.members()}
-        self._drops[key] = _Drop(ready, files, name)
+        self._drops[key] = _Drop(ready, dict(group.mtime_ns), name)
 
     def unchanged(self, key: GroupKey, group: Group) -> Ready | None:
         """The held drop's pair, if its files are still just those it was held with, settled
@@ -121,11 +120,16 @@ class Held:
         drop = self._drops.get(key)
         if drop is None:
             return None
-        now = {path: group.mtime_ns[path] for path in group.members()}
-        if now != drop.files or not group.all_settled():
+        if group.mtime_ns != drop.files or not group.all_settled():
             del self._drops[key]
             return None
         return drop.ready
+
+    def still_full(self, key: GroupKey, room: Room) -> bool:
+        """Whether a held drop still finds no room: nothing changes for it this tick, so a
+        full queue costs each held drop a look, not a decision."""
+        drop = self._drops.get(key)
+        return drop is not None and room.full(station_of(drop.name)) is not None
 
     def cancel(self, name: str) -> tuple[GroupKey, Ready, Refusal] | None:
         """A held drop shown as job `name` is cancelled (`NAME.cancel` or `hotfolder cancel`):

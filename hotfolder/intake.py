@@ -235,6 +235,8 @@ class Intake:
             try:
                 # A drop held for room was validated already; only a change decides it again.
                 ready = self.held.unchanged(key, group)
+                if ready is not None and self.held.still_full(key, room):
+                    continue
                 stem = split_name(group.first()[1].name)[0]
                 outcomes = [ready] if ready else self.pairing.decide(stem, group, now)
                 for outcome in outcomes:

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 # Positions and estimated waits of queued jobs are refreshed in their files at most this often.
 POSITION_REFRESH_SECONDS = 1.0
+# A publish rewrites held drops' moved positions for at most this long (longest unwritten
+# first), so 10,000 drops held in inbox/ never hold up queue.json's heartbeat.
+HELD_WRITE_SECONDS = 1.0
 
 
 class Recorder(Protocol):
@@ -247,6 +250,10 @@ class Board:
         writes, view, refreshed = self._snapshot()
         started = time.monotonic()
         for status in writes:
+            held_moved = status.status == JobState.waiting and self.files.moved_only(status)
+            if held_moved and time.monotonic() - started > HELD_WRITE_SECONDS:
+                self.changed.set()  # the rest of the held drops' positions next time
+                continue
             with self._io:
                 with self._lock:
                     if status.job_id in self._closed:
@@ -326,7 +333,8 @@ class Board:
             self.order, self.estimator, queued, running, held, slots=self._starting(), now=now
         ):
             self._waiting[status.job_id] = status
-        return [s for s in self._waiting.values() if self.files.due(s, refresh)]
+        due = [s for s in self._waiting.values() if self.files.due(s, refresh)]
+        return sorted(due, key=self.files.written_at)
 
     def _starting(self) -> int:
         """How many jobs run at once; 0 while none will start (paused, stopping, stopped)."""

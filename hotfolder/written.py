@@ -3,6 +3,7 @@ only what a station would see change, and a full or read-only outbox/ is said, n
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from typing import Any
@@ -21,9 +22,24 @@ class Written:
         self.state = state
         self.changed = changed  # set to come back: a write failed, or a position is stale
         self._data: dict[str, dict[str, Any]] = {}
+        self._stamps: dict[str, int] = {}  # job id -> when its file was last written (a count)
+        self._count = itertools.count()
 
     def forget(self, job_id: str) -> None:
         self._data.pop(job_id, None)
+        self._stamps.pop(job_id, None)
+
+    def written_at(self, status: JobStatus) -> int:
+        """When this job's file was last written (-1: never): the longest unwritten go first."""
+        return self._stamps.get(status.job_id, -1)
+
+    def moved_only(self, status: JobStatus) -> bool:
+        """Whether its file reads this state and detail already: only the position or wait moved."""
+        written = self._data.get(status.job_id)
+        return written is not None and (written.get("status"), written.get("detail")) == (
+            status.status.value,
+            status.detail,
+        )
 
     def write(self, status: JobStatus, *, must: bool = False) -> None:
         """Write one status file unless it reads so already; the caller holds the board's `_io`.
@@ -40,6 +56,7 @@ class Written:
             self._failed(e)
             return
         self._data[status.job_id] = data
+        self._stamps[status.job_id] = next(self._count)
         self.state.note("outbox", None)
 
     def queue(self, payload: dict[str, Any]) -> None:
@@ -52,11 +69,7 @@ class Written:
         """Whether a status file needs writing now: a new state or detail at once, a new
         position or wait at the next refresh (a long queue would rewrite every file on
         every claim otherwise)."""
-        written = self._data.get(status.job_id)
-        if written is None or (written.get("status"), written.get("detail")) != (
-            status.status.value,
-            status.detail,
-        ):
+        if not self.moved_only(status):
             return True
         if status.position is None:
             return False
