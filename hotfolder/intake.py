@@ -150,9 +150,9 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
-        stems = {"inbox/" + self._relative(folder / stem) for folder, stem in groups}
-        self.arrivals.sweep(set(groups), stems)
-        self.held.sweep(set(groups))
+        present, stems = set(groups), {"inbox/" + self._relative(f / s) for f, s in groups}
+        self.arrivals.sweep(present, stems)
+        self.held.sweep(present)
 
     # --- looking at one path ---
 

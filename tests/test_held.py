@@ -11,8 +11,10 @@ import pytest
 from support import (
     ServiceProcess,
     files_under,
+    hotfolder,
     make_image,
     read_json,
+    status_of,
     wait_for,
     write_config,
     write_sidecar,
@@ -260,14 +262,11 @@ class Watching:
         )
 
 
-def assert_all_through(root: Path, names: list[str]) -> None:
-    """Every drop came back as a result under its own name; nothing went to failed/."""
+def assert_all_through(root: Path, names: list[str], folders: list[str]) -> None:
+    """Every drop came back as a result under its own name; nothing went to failed/, and
+    only the folders' `_defaults.yaml` stay in inbox/."""
     assert files_under(root / "failed") == []
-    assert files_under(root / "inbox") in (
-        [],
-        ["shoot/_defaults.yaml"],
-        ["a/_defaults.yaml", "b/_defaults.yaml"],
-    )
+    assert files_under(root / "inbox") == [f"{folder}/_defaults.yaml" for folder in folders]
     for name in names:
         shown = read_json(root / "outbox" / f"{name}.status.json") or {}
         assert shown.get("status") == "completed", shown
@@ -284,7 +283,7 @@ def test_a_burst_past_the_cap_all_comes_back_without_touching_failed(tmp_path: P
         watching = Watching(tmp_path, names)
         wait_for(watching.all_done, timeout=120, interval=0.05, what="12 results")
         assert service.stop() == 0, service.log()
-    assert_all_through(tmp_path, names)
+    assert_all_through(tmp_path, names, ["shoot"])
     # While they waited, some read `waiting for room in the queue` with their position.
     assert watching.held, "no drop was seen held for room"
     # Behind the three queued jobs at first, then closer as room freed.
@@ -319,4 +318,23 @@ def test_a_stations_held_drops_come_through_a_restart(tmp_path: Path) -> None:
         service.wait_ready()
         wait_for(watching.all_done, timeout=120, interval=0.05, what="9 results")
         assert service.stop() == 0, service.log()
-    assert_all_through(tmp_path, names)
+    assert_all_through(tmp_path, names, ["a", "b"])
+
+
+@pytest.mark.slow
+def test_hotfolder_cancel_takes_a_held_drop_out_of_inbox(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=1, overflow="hold", editor={"delay_seconds": 1.0})
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 3)]
+        last = names[-1]
+        wait_for(lambda: (status_of(tmp_path, last) or {}).get("detail") == FOR_ROOM)
+        result = hotfolder("cancel", last, "--root", str(tmp_path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "cancelled" in result.stdout
+        watching = Watching(tmp_path, names)
+        wait_for(watching.all_done, timeout=120, what="every drop decided")
+        assert service.stop() == 0, service.log()
+    assert (status_of(tmp_path, last) or {}).get("status") == "cancelled"
+    assert files_under(tmp_path / "failed") == [f"{last}.jpg", f"{last}.reason.txt"]
+    assert watching.done() == 2
