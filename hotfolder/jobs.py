@@ -106,8 +106,7 @@ class Jobs:
     # --- transitions ---
 
     def waiting(self, status: JobStatus, hold: Hold | None = None) -> None:
-        """A drop seen in inbox/ but not admitted yet (no job yet: its status only); `hold`:
-        it waits for room in the queue (`overflow: hold`)."""
+        """A drop seen in inbox/, not admitted yet (its status only); `hold`: held for room."""
         self.board.waiting(status, hold)
 
     def unwaiting(self, status: JobStatus) -> None:
