@@ -229,14 +229,15 @@ class Intake:
         room = Room(self.jobs, self.config)
         admitted = False
         for key, group in sorted(groups.items(), key=oldest_first):
+            # A drop held for room was validated already; only a change decides it again. One
+            # that still finds no room costs no budget, so newer drops are never starved.
+            ready = self.held.unchanged(key, group)
+            if ready is not None and self.held.still_full(key, room):
+                continue
             if self.budget.spent():
                 break
             self.budget.used()
             try:
-                # A drop held for room was validated already; only a change decides it again.
-                ready = self.held.unchanged(key, group)
-                if ready is not None and self.held.still_full(key, room):
-                    continue
                 stem = split_name(group.first()[1].name)[0]
                 outcomes = [ready] if ready else self.pairing.decide(stem, group, now)
                 for outcome in outcomes:

@@ -23,6 +23,7 @@ from test_intake import Rig
 
 from hotfolder import images
 from hotfolder.held import FOR_ROOM
+from hotfolder.intake import Intake
 from hotfolder.retries import Selection, retry_selection
 
 
@@ -160,6 +161,23 @@ def test_a_stations_cap_holds_only_that_stations_drops(tmp_path: Path) -> None:
     assert rig.queued() == ["small/a", "big/b"]
     assert held(rig, "big/c") == 3
     assert files_under(rig.layout.failed) == []
+
+
+def test_drops_held_ahead_never_starve_a_newer_drop_of_its_tick(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=50, overflow="hold", **{"per_station.max_pending": 1})
+    # A budget spent by the first decision of each tick: the held drops, oldest and first
+    # in every tick, must not be that decision once they are held.
+    rig.intake = Intake(rig.layout, rig.config, rig.jobs, clock=rig.clock, tick_budget_seconds=0)
+    drop(rig, [f"big/{i}" for i in range(6)] + ["small/new"])
+    rig.tick()
+    rig.tick(2.5)
+    for _ in range(20):
+        rig.tick(0.1)
+        if "small/new" in rig.queued():
+            break
+    assert rig.queued() == ["big/0", "small/new"]
+    rig.board.publish(refresh=True)
+    assert [held(rig, f"big/{i}") for i in range(1, 6)] == [3, 4, 5, 6, 7]
 
 
 @pytest.mark.parametrize(("dispatch", "small", "big"), [("fifo", 4, 3), ("fair", 2, 4)])
