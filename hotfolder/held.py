@@ -13,7 +13,7 @@ path under inbox/. It is read from the files themselves, so it is the same after
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hotfolder.config import Config
@@ -95,6 +95,7 @@ class _Drop:
     ready: Ready
     files: dict[Path, int]  # each file of its group, with its mtime (ns) when it was held
     name: str  # the job name its status shows
+    references: bool  # it names reference images (read again at admission)
 
 
 class Held:
@@ -111,25 +112,29 @@ class Held:
         return sum(len(drop.files) for drop in self._drops.values())
 
     def keep(self, key: GroupKey, ready: Ready, group: Group, name: str) -> None:
-        """Hold `ready` (shown as job `name`), the pair the files of `group` came to."""
-        self._drops[key] = _Drop(ready, dict(group.mtime_ns), name)
+        """Hold `ready` (shown as job `name`), the pair the files of `group` came to. Its
+        reference images' bytes are not kept: thousands held would hold them thousands of
+        times over."""
+        light = replace(ready, references=())
+        self._drops[key] = _Drop(light, dict(group.mtime_ns), name, bool(ready.references))
 
-    def unchanged(self, key: GroupKey, group: Group) -> Ready | None:
-        """The held drop's pair, if its files are still just those it was held with, settled
-        and unchanged; otherwise it is forgotten (and decided afresh)."""
+    def waits(self, key: GroupKey, group: Group, room: Room) -> bool:
+        """Whether a held drop still finds no room: nothing changes for it this tick, so a
+        full queue costs each held drop a look, not a decision. A drop whose files changed
+        (or are no longer just those it was held with) is forgotten and decided afresh."""
         drop = self._drops.get(key)
         if drop is None:
-            return None
+            return False
         if group.mtime_ns != drop.files or not group.all_settled():
             del self._drops[key]
-            return None
-        return drop.ready
+            return False
+        return room.full(station_of(drop.name)) is not None
 
-    def still_full(self, key: GroupKey, room: Room) -> bool:
-        """Whether a held drop still finds no room: nothing changes for it this tick, so a
-        full queue costs each held drop a look, not a decision."""
+    def ready(self, key: GroupKey) -> Ready | None:
+        """The held drop's pair as validated, to admit now; None if it has reference images:
+        those are read at admission (`assets`), so it is decided afresh then."""
         drop = self._drops.get(key)
-        return drop is not None and room.full(station_of(drop.name)) is not None
+        return None if drop is None or drop.references else drop.ready
 
     def cancel(self, name: str) -> tuple[GroupKey, Ready, Refusal] | None:
         """A held drop shown as job `name` is cancelled (`NAME.cancel` or `hotfolder cancel`):

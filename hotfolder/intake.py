@@ -231,14 +231,14 @@ class Intake:
         for key, group in sorted(groups.items(), key=oldest_first):
             # A drop held for room was validated already; only a change decides it again. One
             # that still finds no room costs no budget, so newer drops are never starved.
-            ready = self.held.unchanged(key, group)
-            if ready is not None and self.held.still_full(key, room):
+            if self.held.waits(key, group, room):
                 continue
             if self.budget.spent():
                 break
             self.budget.used()
             try:
                 stem = split_name(group.first()[1].name)[0]
+                ready = self.held.ready(key)
                 outcomes = [ready] if ready else self.pairing.decide(stem, group, now)
                 for outcome in outcomes:
                     if isinstance(outcome, Refusal):

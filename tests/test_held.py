@@ -135,6 +135,21 @@ def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
     assert rig.spool.queued()[0].spec["instruction"] == "something else"
 
 
+def test_a_held_drop_takes_its_reference_images_when_it_is_admitted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    logo = make_image(rig.inbox / "_logo.png", color=(0, 0, 255))
+    drop(rig, ["first", "second"])
+    write_sidecar(rig.inbox / "second.yaml", images=["_logo.png"])
+    settle(rig)
+    assert held(rig, "second") == 2
+    make_image(logo, color=(0, 255, 0))  # the asset changes while the drop is held
+    free_one(rig)
+    look(rig)
+    assert rig.queued() == ["second"]
+    copy = rig.layout.pending / "second.ref1._logo.png"
+    assert copy.read_bytes() == logo.read_bytes()  # as it is now, when the job took it
+
+
 def test_the_queue_full_reason_says_how_many_are_ahead_and_what_to_do(tmp_path: Path) -> None:
     rig = Rig(tmp_path, max_pending=2)  # overflow: reject, the default
     drop(rig, ["a", "b", "c"])
