@@ -371,3 +371,25 @@ def test_hotfolder_cancel_takes_a_held_drop_out_of_inbox(tmp_path: Path) -> None
     assert (status_of(tmp_path, last) or {}).get("status") == "cancelled"
     assert files_under(tmp_path / "failed") == [f"{last}.jpg", f"{last}.reason.txt"]
     assert watching.done() == 2
+
+
+@pytest.mark.slow
+def test_run_once_drains_held_drops_too(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=2, overflow="hold")
+    names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 5)]
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_all_through(tmp_path, names, ["shoot"])
+
+
+@pytest.mark.slow
+def test_run_once_on_a_paused_service_leaves_held_drops_waiting(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=2, overflow="hold")
+    names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 4)]
+    assert hotfolder("pause", "--root", str(tmp_path), cwd=tmp_path).returncode == 0
+    # Nothing will make room: the burst run stops instead of waiting for it forever.
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = [(status_of(tmp_path, n) or {}).get("status") for n in names]
+    assert sorted(shown) == ["queued", "queued", "waiting", "waiting"]
+    assert files_under(tmp_path / "failed") == []
