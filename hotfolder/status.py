@@ -329,10 +329,13 @@ class Board:
         held = [
             (s, self._holds[s.job_id]) for s in self._waiting.values() if s.job_id in self._holds
         ]
-        for status in held_places(
-            self.order, self.estimator, queued, running, held, slots=self._starting(), now=now
-        ):
-            self._waiting[status.job_id] = status
+        # Under the lock, and thousands may be held: placed for a refresh, or for a drop
+        # whose file does not read held yet.
+        if refresh or not all(self.files.moved_only(s) for s, _hold in held):
+            for status in held_places(
+                self.order, self.estimator, queued, running, held, slots=self._starting(), now=now
+            ):
+                self._waiting[status.job_id] = status
         due = [s for s in self._waiting.values() if self.files.due(s, refresh)]
         return sorted(due, key=self.files.written_at)
 
