@@ -22,6 +22,7 @@ from hotfolder.jobs import Jobs
 from hotfolder.names import fold
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Ready, Refusal
+from hotfolder.records import Seen
 
 GroupKey = tuple[Path, str]  # (folder, stem), as intake groups files
 
@@ -111,11 +112,12 @@ class Held:
         """How many files the held drops are (the intake keeps watching them)."""
         return sum(len(drop.files) for drop in self._drops.values())
 
-    def keep(self, key: GroupKey, ready: Ready, group: Group, name: str) -> None:
-        """Hold `ready` (shown as job `name`), the pair the files of `group` came to. Its
-        reference images' bytes are not kept: thousands held would hold them thousands of
-        times over."""
+    def keep(self, key: GroupKey, ready: Ready, group: Group, shown: Seen | None) -> None:
+        """Hold `ready` (shown as the job `shown` names), the pair the files of `group` came
+        to. Its reference images' bytes are not kept: thousands held would hold them
+        thousands of times over."""
         light = replace(ready, references=())
+        name = shown.name if shown is not None else ""
         self._drops[key] = _Drop(light, dict(group.mtime_ns), name, bool(ready.references))
 
     def waits(self, key: GroupKey, group: Group, room: Room) -> bool:

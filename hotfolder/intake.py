@@ -19,6 +19,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -90,9 +91,7 @@ class Intake:
         self.held = Held()
         self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self.sightings = Sightings(
-            layout.inbox,
-            config.rescan_interval_seconds,
-            say=lambda problem: self.jobs.state.note("intake", problem),
+            layout.inbox, config.rescan_interval_seconds, partial(jobs.state.note, "intake")
         )
         self._errors = Repeats(log)
         self.budget = TickBudget(tick_budget_seconds)
@@ -113,8 +112,7 @@ class Intake:
         return self.sightings.seconds_to_rescan(self.clock())
 
     def busy(self) -> bool:
-        """Whether some dropped file is still being watched (settling, waiting for its pair,
-        or held for room in the queue)."""
+        """Whether a dropped file is still watched (settling, unpaired, or held for room)."""
         return len(self.tracker) > 0
 
     def only_held(self) -> bool:
@@ -272,8 +270,7 @@ class Intake:
         station, stem = station_of(relative), split_name(relative)[0]
         if self.config.overflow == "hold" and room.full(station) is not None:
             self.arrivals.show(key, stem, relative, FOR_ROOM, now, hold=Hold.of(item, relative))
-            shown = self.arrivals.peek(key, stem)
-            self.held.keep(key, item, group, shown.name if shown else "")
+            self.held.keep(key, item, group, self.arrivals.peek(key, stem))
             return False
         full = room.refusal(item, station)
         if full is not None:
@@ -332,17 +329,12 @@ class Intake:
 
     def _cancel(self, path: Path) -> None:
         """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
-        relative = self._relative(path)
-        name = cancels.job_named(self.jobs, split_name(relative)[0])
-        ok, message = self.cancel(name)
-        if not ok:
-            cancels.unmatched(self.layout, relative, name, message)
+        cancels.act(self.jobs, self.layout, self._relative(path), self.cancel)
         fsops.remove(path)
         self._forget(path)
 
     def cancel(self, name: str) -> tuple[bool, str]:
-        """Cancel job `name`: a drop held for room goes to failed/ as `cancelled` now (it never
-        became a job); any other is the service's to cancel (`on_cancel`)."""
+        """Cancel job `name`: a drop held for room goes to failed/ now; a job, by `on_cancel`."""
         found = self.held.cancel(name)
         if found is None:
             return self.on_cancel(name)
