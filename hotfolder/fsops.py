@@ -16,7 +16,9 @@ import json
 import os
 import secrets
 import stat
+import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,11 @@ TEMP_PREFIX = ".hf-"
 TEMP_SUFFIX = ".tmp"
 # Most filesystems limit one name to 255 bytes; a temporary name must fit as the final one does.
 NAME_MAX_BYTES = 255
+# A batch of writes keeps at most this many temporary files open at once.
+WRITE_BATCH_FILES = 64
+# fsyncs issued together from this many threads: the filesystem's journal commits them as one
+# (ext4 on this project's disk: 3.2 ms per file one after another, 0.06-0.2 ms together).
+FSYNC_THREADS = 16
 
 
 class NotARegularFile(HotfolderError):
@@ -67,6 +74,41 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_dirs(folders: Iterable[Path]) -> None:
+    """fsync each folder once, however many files of a batch it received or lost."""
+    for folder in dict.fromkeys(folders):
+        fsync_dir(folder)
+
+
+def fsync_all(fds: Sequence[int]) -> None:
+    """fsync every file at once, from a few short-lived threads (joined before this returns),
+    so the journal commits them together instead of once per file."""
+    if len(fds) <= 1:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    errors: list[BaseException] = []
+
+    def sync(share: Sequence[int]) -> None:
+        try:
+            for fd in share:
+                os.fsync(fd)
+        except BaseException as e:
+            errors.append(e)
+
+    count = min(FSYNC_THREADS, len(fds))
+    threads = [
+        threading.Thread(target=sync, args=(fds[i::count],), name="hotfolder-fsync")
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def ensure_dir(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,22 +120,58 @@ def is_temp_name(name: str) -> bool:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Make `path` hold exactly `data`, appearing complete or not at all."""
-    ensure_dir(path.parent)
-    _mutation("write", path)
-    temp = path.with_name(temp_name(path.name))
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    write_many([(path, data)])
+
+
+def write_many(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write each `(path, data)` as `write_atomic` does, with the durability shared.
+
+    Each file still goes to a temporary name, is fsynced and renamed over its path; the
+    fsyncs of a batch are issued together and each folder is fsynced once, after all of its
+    renames. A failure leaves every file either whole or untouched (the ones before it
+    renamed, the rest not) and raises.
+    """
+    reached = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _mutation("replace", path)
-        os.replace(temp, path)
+        for start in range(0, len(files), WRITE_BATCH_FILES):
+            reached = start + WRITE_BATCH_FILES
+            _write_chunk(files[start:reached])
+    finally:
+        # After a failure too: the files renamed before it are whole, and should stay.
+        fsync_dirs(path.parent for path, _data in files[:reached])
+
+
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
+def _write_chunk(files: Sequence[tuple[Path, bytes]]) -> None:
+    fds: list[int] = []
+    temps: list[tuple[Path, Path]] = []  # (temporary, final path), not renamed yet
+    try:
+        try:
+            for path, data in files:
+                ensure_dir(path.parent)
+                _mutation("write", path)
+                temp = path.with_name(temp_name(path.name))
+                fds.append(os.open(temp, _CREATE_NEW, 0o644))
+                temps.append((temp, path))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fds[-1], view) :]
+            fsync_all(fds)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        for temp, path in list(temps):
+            _mutation("replace", path)
+            os.replace(temp, path)
+            temps.pop(0)
     except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        for temp, _path in temps:
+            with contextlib.suppress(OSError):
+                temp.unlink()
         raise
-    fsync_dir(path.parent)
 
 
 def temp_name(name: str) -> str:
@@ -110,19 +188,34 @@ def temp_name(name: str) -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    write_atomic(path, (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode())
+    write_atomic(path, json_bytes(payload))
+
+
+def json_bytes(payload: Any) -> bytes:
+    """What `write_json_atomic` writes for `payload`."""
+    return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def move(src: Path, dst: Path) -> None:
     """Rename `src` to `dst` (same filesystem), never over an existing file."""
-    ensure_dir(dst.parent)
-    if dst.exists() or dst.is_symlink():
-        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
-    _mutation("move", dst)
-    os.rename(src, dst)
-    fsync_dir(dst.parent)
-    if src.parent != dst.parent:
-        fsync_dir(src.parent)
+    move_many([(src, dst)])
+
+
+def move_many(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each `(src, dst)` in order, never over an existing file, then fsync every folder
+    that gained or lost a file once (targets first). A refused move raises after the folders
+    of the moves before it are fsynced."""
+    done: list[tuple[Path, Path]] = []
+    try:
+        for src, dst in moves:
+            ensure_dir(dst.parent)
+            if dst.exists() or dst.is_symlink():
+                raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
+            _mutation("move", dst)
+            os.rename(src, dst)
+            done.append((src, dst))
+    finally:
+        fsync_dirs([dst.parent for _src, dst in done] + [src.parent for src, _dst in done])
 
 
 def remove(path: Path) -> None:

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 # (heartbeat, controls); what is left waits for the next tick. 10,000 files dropped at once
 # take many ticks, and the service stays responsive throughout.
 TICK_BUDGET_SECONDS: Final = 1.0
+# Admissions are written to disk in batches of at most this many (shared fsyncs); a tick's
+# last batch is written when it has decided everything it will (benchmarks/README.md, burst).
+ADMIT_BATCH: Final = 64
 
 GroupKey = tuple[Path, str]  # (folder, stem)
 
@@ -91,6 +94,8 @@ class Intake:
         self.unreachable: str | None = None
         self._errors: dict[GroupKey, str] = {}
         self.budget = TickBudget(tick_budget_seconds)
+        # Admitted, not written yet: each job, its files, what to do once it is on disk.
+        self._admitting: list[tuple[Manifest, tuple[Path, ...], Callable[[], None]]] = []
 
     # --- for the watcher (any thread) and the service loop ---
 
@@ -257,7 +262,7 @@ class Intake:
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
                 self._log_once(key, e)
-        return admitted
+        return self._write_admitted() or admitted
 
     def _log_once(self, key: GroupKey, error: Exception) -> None:
         """Log an error with its traceback, unless it is the same as last time (say, failed/ is
@@ -285,7 +290,7 @@ class Intake:
             return
         stem = split_name(relative)[0]
         seen = self.arrivals.peek(key, stem) or seen_as(
-            self.layout, stem, now, self.arrivals.reserved
+            self.layout, stem, now, self.arrivals.reserved | self.jobs.admitting()
         )
         if not seen.carried:
             # Its status file would not fit the filesystem: refused under a shortened name.
@@ -302,8 +307,7 @@ class Intake:
             now=now,
             seen=seen,
         )
-        self._admit(manifest, item.files)
-        self.arrivals.done(key, stem)
+        self._admit(manifest, item.files, then=lambda: self.arrivals.done(key, stem))
 
     def _no_room(self, item: Ready, station: str) -> Refusal | None:
         retry = (
@@ -329,12 +333,39 @@ class Intake:
 
     # --- the only places where intake asks for a change of job state ---
 
-    def _admit(self, manifest: Manifest, files: tuple[Path, ...]) -> None:
-        """Put a job into pending/ and say it is queued."""
-        self.jobs.admit(manifest)
-        for path in files:
-            self._forget(path)
-        log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)
+    def _admit(
+        self, manifest: Manifest, files: tuple[Path, ...], *, then: Callable[[], None] | None = None
+    ) -> None:
+        """Put a job into pending/ and say it is queued: counted at once, written with the
+        other admissions of the tick (`_write_admitted`), then its files are let go."""
+        self.jobs.admit(manifest, later=True)
+        self._admitting.append((manifest, files, then or (lambda: None)))
+        if len(self._admitting) >= ADMIT_BATCH:
+            self._write_admitted()
+
+    def _write_admitted(self) -> bool:
+        """Write the admissions so far as one batch; whether any job joined the queue.
+        A drop whose job did not reach the disk stays tracked and is tried again."""
+        batch, self._admitting = self._admitting, []
+        if not batch:
+            return False
+        written, error = self.jobs.write_admitted()
+        names = {manifest.name for manifest in written}
+        for manifest, files, then in batch:
+            if manifest.name in names:
+                for path in files:
+                    self._forget(path)
+                then()
+                log.info(
+                    "admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source
+                )
+        if error is not None:
+            log.error(
+                "cannot admit %d drop(s) yet (%s); trying again", len(batch) - len(names), error
+            )
+        if names:
+            self.on_admit()
+        return bool(names)
 
     def _reject(
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None

@@ -111,11 +111,25 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest) -> None:
-        """A new job (state queued) joins the queue."""
+    def admit(self, manifest: Manifest, *, later: bool = False) -> None:
+        """A new job (state queued) joins the queue. `later`: it joins with the batch that
+        `write_admitted` puts on disk; until then it only counts against the caps."""
         with self.lock:
-            self.spool.admit(manifest)
-            self.board.queued(manifest)
+            self.spool.admit(manifest, later=later)
+            if not later:
+                self.board.queued(manifest)
+
+    def admitting(self) -> set[str]:
+        """Names admitted `later` and not written yet."""
+        return self.spool.admitting()
+
+    def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
+        """Write the jobs admitted `later` together; those on disk are queued and shown."""
+        with self.lock:
+            written, error = self.spool.write_admitted()
+            for manifest in written:
+                self.board.queued(manifest)
+        return written, error
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

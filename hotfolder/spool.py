@@ -96,6 +96,8 @@ class Spool:
         self._pending: dict[str, Manifest] = {}
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
+        # Admitted with `later`, not on disk yet (`write_admitted`): counted, never claimed.
+        self._admitting: dict[str, Manifest] = {}
         self._next_seq = 1
 
     # --- reading the disk ---
@@ -146,6 +148,11 @@ class Spool:
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
+        fsops.move_many(self._gathering(manifest, here))
+
+    def _gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
+        """The moves that bring the job's files next to its manifest in `here`."""
+        moves = []
         for index, file_name in enumerate(manifest.files()):
             target = self.path_in(here, manifest, file_name)
             if target.exists():
@@ -156,8 +163,9 @@ class Spool:
                 candidates.append(self.path_in(folder, manifest, file_name))
             for candidate in candidates:
                 if candidate != target and candidate.exists():
-                    fsops.move(candidate, target)
+                    moves.append((candidate, target))
                     break
+        return moves
 
     @property
     def lock(self) -> threading.RLock:
@@ -168,7 +176,8 @@ class Spool:
 
     def pending_count(self) -> int:
         with self._lock:
-            return sum(1 for m in self._pending.values() if m.state == JobState.queued)
+            queued = sum(1 for m in self._pending.values() if m.state == JobState.queued)
+            return queued + len(self._admitting)
 
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the workers will take them."""
@@ -179,11 +188,17 @@ class Spool:
     def station_count(self, station: str) -> int:
         """Queued jobs of one station (a top-level folder of inbox/; "" for inbox/ itself)."""
         with self._lock:
-            return sum(
+            queued = sum(
                 1
                 for m in self._pending.values()
                 if m.state == JobState.queued and station_of(m.name) == station
             )
+            return queued + sum(1 for name in self._admitting if station_of(name) == station)
+
+    def admitting(self) -> set[str]:
+        """Names of jobs admitted but not written yet: taken, though nothing is on disk."""
+        with self._lock:
+            return set(self._admitting)
 
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
@@ -217,17 +232,45 @@ class Spool:
         return folder / manifest.parent / file_name
 
     def _write(self, folder: Path, manifest: Manifest) -> None:
-        fsops.write_atomic(
-            self._manifest_path(folder, manifest.name),
-            manifest.model_dump_json(indent=2).encode(),
-        )
+        fsops.write_atomic(self._manifest_path(folder, manifest.name), _json(manifest))
 
-    def admit(self, manifest: Manifest) -> None:
-        """Write the manifest into pending/, then move the dropped files after it."""
+    def admit(self, manifest: Manifest, *, later: bool = False) -> None:
+        """Write the manifest into pending/, then move the dropped files after it.
+
+        `later`: only note it (counted against the caps, its name taken); `write_admitted`
+        writes every job noted so together, and until then nothing else sees it."""
         with self._lock:
+            if later:
+                self._admitting[manifest.name] = manifest
+                return
             self._write(self.layout.pending, manifest)
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
+
+    def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
+        """Put the jobs admitted `later` on disk as one batch, in the order a single admission
+        takes: every manifest (each fsynced, pending/'s manifest folders once), then every
+        dropped file after it (each folder once). A crash in between is finished by `load`
+        as for one job. What is on disk joins the queue; the error, if any, is returned."""
+        with self._lock:
+            batch, self._admitting = list(self._admitting.values()), {}
+            if not batch:
+                return [], None
+            pending = self.layout.pending
+            error: OSError | None = None
+            try:
+                fsops.write_many([(self._manifest_path(pending, m.name), _json(m)) for m in batch])
+            except OSError as e:
+                error = e
+                batch = [m for m in batch if self._manifest_path(pending, m.name).exists()]
+            for manifest in batch:
+                self._pending[manifest.name] = manifest
+            try:
+                fsops.move_many([move for m in batch for move in self._gathering(m, pending)])
+            except OSError as e:
+                # The manifests are written: the files follow at the claim or the next start.
+                error = error or e
+            return batch, error
 
     def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
         fsops.move(
@@ -312,6 +355,7 @@ class Spool:
             folder = (
                 self.layout.processing if manifest.name in self._processing else self.layout.pending
             )
+            moves = []
             for file_name in manifest.files():
                 source = self.path_in(folder, manifest, file_name)
                 if not source.exists():
@@ -319,12 +363,17 @@ class Spool:
                 if destination is None:
                     fsops.remove(source)
                 else:
-                    fsops.move(source, self.path_in(destination, manifest, file_name))
+                    moves.append((source, self.path_in(destination, manifest, file_name)))
+            fsops.move_many(moves)
             announce()
             fsops.remove(self._manifest_path(folder, manifest.name))
             self._processing.pop(manifest.name, None)
             self._pending.pop(manifest.name, None)
             self._prune(folder, manifest)
+
+
+def _json(manifest: Manifest) -> bytes:
+    return manifest.model_dump_json(indent=2).encode()
 
 
 def _sort_key(manifest: Manifest) -> tuple[int, int, int]:

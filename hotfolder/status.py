@@ -295,6 +295,27 @@ class Board:
         self._written[status.job_id] = data
         self.state.note("outbox", None)
 
+    def _write_some(self, statuses: list[JobStatus]) -> None:
+        """Write status files as one batch (outbox/ fsynced once), skipping those whose final
+        status is written (this view is older) or whose file says this already."""
+        with self._io:
+            with self._lock:
+                due = [s for s in statuses if s.job_id not in self._closed]
+            datas = [(status, status.to_json()) for status in due]
+            datas = [(s, d) for s, d in datas if self._written.get(s.job_id) != d]
+            try:
+                fsops.write_many(
+                    [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in datas]
+                )
+            except OSError:
+                for status, _data in datas:  # one by one, to say which could not be written
+                    self._write_now(status)
+                return
+            for status, data in datas:
+                self._written[status.job_id] = data
+            if datas:
+                self.state.note("outbox", None)
+
     def _write_failed(self, error: OSError) -> None:
         self.changed.set()
         note = f"cannot write to outbox/: {error.strerror or error}"
@@ -309,12 +330,8 @@ class Board:
             self._positions_at = -self._positions_every
         writes, view, refreshed = self._snapshot()
         started = time.monotonic()
-        for status in writes:
-            with self._io:
-                with self._lock:
-                    if status.job_id in self._closed:
-                        continue  # its final status is written; this view is older
-                self._write_now(status)
+        for start in range(0, len(writes), fsops.WRITE_BATCH_FILES):
+            self._write_some(writes[start : start + fsops.WRITE_BATCH_FILES])
         if refreshed:
             # One atomic write per queued job: for 1,000 jobs a refresh takes seconds, and
             # every second would leave the workers no time (benchmarks/README.md, burst).
