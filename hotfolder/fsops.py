@@ -18,7 +18,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,50 +128,82 @@ def write_many(files: Sequence[tuple[Path, bytes]]) -> None:
 
     Each file still goes to a temporary name, is fsynced and renamed over its path; the
     fsyncs of a batch are issued together and each folder is fsynced once, after all of its
-    renames. A failure leaves every file either whole or untouched (the ones before it
-    renamed, the rest not) and raises.
+    renames. A failure leaves every file either whole or untouched and raises.
     """
-    reached = 0
+    stage(files).commit()
+
+
+class Staged:
+    """Files written and fsynced under temporary names, waiting to be renamed into place."""
+
+    def __init__(self) -> None:
+        self._temps: list[tuple[Path, Path]] = []  # (temporary, final path), in order
+
+    def add(self, temp: Path, path: Path) -> None:
+        self._temps.append((temp, path))
+
+    def commit(self, keep: Callable[[int], bool] = lambda index: True) -> None:
+        """Rename each file (by its index in the batch) that `keep` keeps over its path and
+        remove the others; then fsync each folder once."""
+        temps, self._temps = self._temps, []
+        renamed: list[Path] = []
+        try:
+            for index, (temp, path) in enumerate(temps):
+                if keep(index):
+                    _mutation("replace", path)
+                    os.replace(temp, path)
+                    renamed.append(path)
+                else:
+                    temp.unlink()
+        except BaseException:
+            self._temps = temps
+            self.discard()
+            raise
+        finally:
+            # After a failure too: the files renamed before it are whole, and should stay.
+            fsync_dirs(path.parent for path in renamed)
+
+    def discard(self) -> None:
+        """Remove the temporary files not renamed yet."""
+        for temp, _path in self._temps:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        self._temps = []
+
+
+def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
+    """Write each `(path, data)` to a temporary name beside it and fsync them all together
+    (at most WRITE_BATCH_FILES open at once); nothing is renamed yet."""
+    staged = Staged()
     try:
         for start in range(0, len(files), WRITE_BATCH_FILES):
-            reached = start + WRITE_BATCH_FILES
-            _write_chunk(files[start:reached])
-    finally:
-        # After a failure too: the files renamed before it are whole, and should stay.
-        fsync_dirs(path.parent for path, _data in files[:reached])
+            _stage_chunk(files[start : start + WRITE_BATCH_FILES], staged)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
 
 
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
 
-def _write_chunk(files: Sequence[tuple[Path, bytes]]) -> None:
+def _stage_chunk(files: Sequence[tuple[Path, bytes]], staged: Staged) -> None:
     fds: list[int] = []
-    temps: list[tuple[Path, Path]] = []  # (temporary, final path), not renamed yet
     try:
-        try:
-            for path, data in files:
-                ensure_dir(path.parent)
-                _mutation("write", path)
-                temp = path.with_name(temp_name(path.name))
-                fds.append(os.open(temp, _CREATE_NEW, 0o644))
-                temps.append((temp, path))
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fds[-1], view) :]
-            fsync_all(fds)
-        finally:
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        for temp, path in list(temps):
-            _mutation("replace", path)
-            os.replace(temp, path)
-            temps.pop(0)
-    except BaseException:
-        for temp, _path in temps:
+        for path, data in files:
+            ensure_dir(path.parent)
+            _mutation("write", path)
+            temp = path.with_name(temp_name(path.name))
+            fds.append(os.open(temp, _CREATE_NEW, 0o644))
+            staged.add(temp, path)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[-1], view) :]
+        fsync_all(fds)
+    finally:
+        for fd in fds:
             with contextlib.suppress(OSError):
-                temp.unlink()
-        raise
+                os.close(fd)
 
 
 def temp_name(name: str) -> str:

@@ -114,10 +114,12 @@ class Jobs:
     def admit(self, manifest: Manifest, *, later: bool = False) -> None:
         """A new job (state queued) joins the queue. `later`: it joins with the batch that
         `write_admitted` puts on disk; until then it only counts against the caps."""
+        if later:
+            self.spool.admit(manifest, later=True)  # memory only, intake's: no lock to wait for
+            return
         with self.lock:
-            self.spool.admit(manifest, later=later)
-            if not later:
-                self.board.queued(manifest)
+            self.spool.admit(manifest)
+            self.board.queued(manifest)
 
     def admitting(self) -> set[str]:
         """Names admitted `later` and not written yet."""

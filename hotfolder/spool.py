@@ -13,6 +13,7 @@ restart keeps the order and an image's mtime cannot move it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -93,12 +94,12 @@ class Spool:
         # The order in force (dispatch: fifo | fair), shared with the board's positions.
         self.order = order or QueueOrder()
         self._lock: threading.RLock = threading.RLock()
-        self._pending: dict[str, Manifest] = {}
+        self._pending = _Pending()
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
         # Admitted with `later`, not on disk yet (`write_admitted`): counted, never claimed.
         self._admitting: dict[str, Manifest] = {}
-        self._next_seq = 1
+        self._seqs = itertools.count(1)
 
     # --- reading the disk ---
 
@@ -131,7 +132,7 @@ class Spool:
     def load(self) -> None:
         """Rebuild the index from `pending/` and `processing/`, finishing interrupted moves."""
         with self._lock:
-            self._pending = self.scan(self.layout.pending)
+            self._pending = _Pending(self.scan(self.layout.pending))
             self._processing = self.scan(self.layout.processing)
             for name, manifest in list(self._pending.items()):
                 if manifest.state == JobState.processing:
@@ -144,7 +145,7 @@ class Spool:
             for manifest in self._processing.values():
                 self.gather(manifest, self.layout.processing)
             seqs = [m.seq for m in (*self._pending.values(), *self._processing.values())]
-            self._next_seq = max(seqs, default=0) + 1
+            self._seqs = itertools.count(max(seqs, default=0) + 1)
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
@@ -175,9 +176,9 @@ class Spool:
     # --- queries ---
 
     def pending_count(self) -> int:
-        with self._lock:
-            queued = sum(1 for m in self._pending.values() if m.state == JobState.queued)
-            return queued + len(self._admitting)
+        # Without the lock: intake asks for every drop, and the workers hold the lock while
+        # they write (benchmarks/README.md, burst). Two counts kept as jobs come and go.
+        return self._pending.queued + len(self._admitting)
 
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the workers will take them."""
@@ -197,8 +198,7 @@ class Spool:
 
     def admitting(self) -> set[str]:
         """Names of jobs admitted but not written yet: taken, though nothing is on disk."""
-        with self._lock:
-            return set(self._admitting)
+        return set(self._admitting)  # intake's own, like `admit(later=True)`
 
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
@@ -215,10 +215,7 @@ class Spool:
             return self._pending.get(name) or self._processing.get(name)
 
     def next_seq(self) -> int:
-        with self._lock:
-            seq = self._next_seq
-            self._next_seq += 1
-            return seq
+        return next(self._seqs)  # one step of the C iterator: atomic, so no lock
 
     # --- moves ---
 
@@ -238,11 +235,12 @@ class Spool:
         """Write the manifest into pending/, then move the dropped files after it.
 
         `later`: only note it (counted against the caps, its name taken); `write_admitted`
-        writes every job noted so together, and until then nothing else sees it."""
+        writes every job noted so together, and until then nothing else sees it. Only
+        intake admits `later`, on its one thread, so that needs no lock."""
+        if later:
+            self._admitting[manifest.name] = manifest
+            return
         with self._lock:
-            if later:
-                self._admitting[manifest.name] = manifest
-                return
             self._write(self.layout.pending, manifest)
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
@@ -368,8 +366,33 @@ class Spool:
             announce()
             fsops.remove(self._manifest_path(folder, manifest.name))
             self._processing.pop(manifest.name, None)
-            self._pending.pop(manifest.name, None)
+            if manifest.name in self._pending:
+                del self._pending[manifest.name]
             self._prune(folder, manifest)
+
+
+class _Pending(dict[str, Manifest]):
+    """pending/'s jobs by name, counting the queued ones as they come and go (changed under
+    the spool's lock, read without it)."""
+
+    def __init__(self, jobs: dict[str, Manifest] | None = None) -> None:
+        super().__init__()
+        self.queued = 0
+        for name, manifest in (jobs or {}).items():
+            self[name] = manifest
+
+    def __setitem__(self, name: str, manifest: Manifest) -> None:
+        old = self.get(name)
+        self.queued += _is_queued(manifest) - _is_queued(old)
+        super().__setitem__(name, manifest)
+
+    def __delitem__(self, name: str) -> None:
+        self.queued -= _is_queued(self.get(name))
+        super().__delitem__(name)
+
+
+def _is_queued(manifest: Manifest | None) -> int:
+    return int(manifest is not None and manifest.state == JobState.queued)
 
 
 def _json(manifest: Manifest) -> bytes:

@@ -296,25 +296,38 @@ class Board:
         self.state.note("outbox", None)
 
     def _write_some(self, statuses: list[JobStatus]) -> None:
-        """Write status files as one batch (outbox/ fsynced once), skipping those whose final
-        status is written (this view is older) or whose file says this already."""
+        """Write status files as one batch (fsynced together, outbox/ once). The slow part
+        runs before `_io` is taken; under it, a job whose final status was written meanwhile
+        keeps that one (this view is older)."""
+        with self._lock:
+            due = [(s, s.to_json()) for s in statuses if s.job_id not in self._closed]
+        due = [(s, data) for s, data in due if self._written.get(s.job_id) != data]
+        if not due:
+            return
+        try:
+            staged = fsops.stage(
+                [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in due]
+            )
+        except OSError:
+            for status, _data in due:  # one by one, to say which could not be written
+                with self._io:
+                    with self._lock:
+                        if status.job_id in self._closed:
+                            continue
+                    self._write_now(status)
+            return
         with self._io:
             with self._lock:
-                due = [s for s in statuses if s.job_id not in self._closed]
-            datas = [(status, status.to_json()) for status in due]
-            datas = [(s, d) for s, d in datas if self._written.get(s.job_id) != d]
+                closed = {s.job_id for s, _data in due if s.job_id in self._closed}
             try:
-                fsops.write_many(
-                    [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in datas]
-                )
-            except OSError:
-                for status, _data in datas:  # one by one, to say which could not be written
-                    self._write_now(status)
+                staged.commit(keep=lambda index: due[index][0].job_id not in closed)
+            except OSError as e:
+                self._write_failed(e)
                 return
-            for status, data in datas:
-                self._written[status.job_id] = data
-            if datas:
-                self.state.note("outbox", None)
+            for status, data in due:
+                if status.job_id not in closed:
+                    self._written[status.job_id] = data
+        self.state.note("outbox", None)
 
     def _write_failed(self, error: OSError) -> None:
         self.changed.set()
