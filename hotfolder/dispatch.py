@@ -145,6 +145,7 @@ class Flight:
     timeout_seconds: float
     deadline: float  # monotonic; past it without an outcome, the slot is hung
     before: bytes | None = None  # the 'before' thumbnail, if it was made with the decode
+    ticket: Ticket | None = None  # else the decoded pixels it is made from (not the file again)
     editing: bool = True
     hung: bool = False
 
@@ -318,6 +319,7 @@ class Dispatcher:
                 timeout_seconds=ticket.timeout_seconds,
                 deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
                 before=prepared.before,
+                ticket=ticket if prepared.before is None else None,
             )
             self._busy[slot.name].editing_since = self.monotonic()
         slot.submit(ticket)
@@ -408,7 +410,9 @@ class Dispatcher:
     def _thumbnails(self, flight: Flight, outcome: Outcome) -> None:
         """The page's pictures, written before the final status that shows them."""
         before = flight.before
-        if before is None:
+        if before is None and flight.ticket is not None:
+            before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
+        elif before is None:
             manifest = self.jobs.find(flight.name)
             if manifest is not None:
                 layout, spool = self.jobs.layout, self.jobs.spool
