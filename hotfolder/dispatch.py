@@ -50,7 +50,8 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
     path = spool.path_in(layout.processing, manifest, manifest.image)
     if not path.exists():
         path = spool.path_in(layout.pending, manifest, manifest.image)
-    source = images.load_for_edit(path, limits=config.limits)
+    # Decoded by intake moments ago if the queue was short (decoded.py); else decoded now.
+    source = jobs.decoded.take(path) or images.load_for_edit(path, limits=config.limits)
     return Ticket.with_image(
         source.image,
         job_id=manifest.job_id,

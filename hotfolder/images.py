@@ -338,11 +338,15 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
                 # time (the editor's decode, `load_for_edit`, stays full size).
                 image.draft(None, (max(1, width // 8), max(1, height // 8)))
             _decode_fully(image, data, path.name)
+    _check_ending(data, fmt, path.name)
+    return ProbedImage(format=fmt, width=width, height=height)
+
+
+def _check_ending(data: bytes, fmt: str, name: str) -> None:
     short = unfinished(data, fmt)
     if short is not None:
         kind = MaybeIncomplete if short.maybe_whole else IncompleteImage
-        raise kind(f"{path.name} {short.problem}; it may still be copying")
-    return ProbedImage(format=fmt, width=width, height=height)
+        raise kind(f"{name} {short.problem}; it may still be copying")
 
 
 def _supported_suffix(path: Path) -> str:
@@ -423,10 +427,11 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def load_for_edit(path: Path, *, limits: Limits) -> SourceImage:
+def load_for_edit(path: Path, *, limits: Limits, whole: bool = False) -> SourceImage:
     """Load an image for the editor: first frame, EXIF orientation applied, RGB on white.
 
-    Runs the same checks as `probe` (the file may have changed since), raising the same errors.
+    Runs the same checks as `probe` (the file may have changed since), raising the same errors;
+    `whole`: also its check of the file's end, so this can stand in for `probe` (intake).
     """
     suffix = _supported_suffix(path)
     if rawfiles.is_raw(suffix):
@@ -449,6 +454,8 @@ def load_for_edit(path: Path, *, limits: Limits) -> SourceImage:
             orientation = _orientation(image)
             exif = exifdata.kept(_exif_of(image))
             rgb, icc_out = _to_rgb(image, icc if isinstance(icc, bytes) else None)
+    if whole:
+        _check_ending(data, fmt, path.name)
     return _upright(rgb, orientation, (stored, target), icc_out, exif=exif, fmt=fmt)
 
 

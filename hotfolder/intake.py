@@ -53,6 +53,9 @@ TICK_BUDGET_SECONDS: Final = 1.0
 # Admissions are written to disk in batches of at most this many (shared fsyncs); a tick's
 # last batch is written when it has decided everything it will (benchmarks/README.md, burst).
 ADMIT_BATCH: Final = 64
+# With fewer jobs than this queued, a drop's job is likely claimed at once: intake keeps the
+# image it decoded to check it, for the worker (decoded.py), instead of a second decode.
+KEEP_DECODED_BELOW: Final = 2
 
 GroupKey = tuple[Path, str]  # (folder, stem)
 
@@ -82,7 +85,11 @@ class Intake:
         self.hold = hold
         self.tracker = StabilityTracker(config.settle_seconds)
         self.probes = ImageProbes(
-            config.limits, incomplete_image_seconds=config.incomplete_image_seconds, lstat=lstat
+            config.limits,
+            incomplete_image_seconds=config.incomplete_image_seconds,
+            lstat=lstat,
+            decoded=jobs.decoded,
+            keep=lambda: jobs.pending_count() < KEEP_DECODED_BELOW,
         )
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hotfolder import fsops, rejection
 from hotfolder.config import Config
+from hotfolder.decoded import Decoded
 from hotfolder.errors import HotfolderError, Reason
 from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
@@ -82,6 +83,8 @@ class Jobs:
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
         self._blocked_until = 0.0
+        # Images intake decoded whole while the queue was short, for the workers (decoded.py).
+        self.decoded = Decoded()
 
     # --- queries ---
 
