@@ -194,7 +194,13 @@ def _stage_chunk(files: Sequence[tuple[Path, bytes]], staged: Staged) -> None:
             ensure_dir(path.parent)
             _mutation("write", path)
             temp = path.with_name(temp_name(path.name))
-            fds.append(os.open(temp, _CREATE_NEW, 0o644))
+            try:
+                fds.append(os.open(temp, _CREATE_NEW, 0o644))
+            except FileNotFoundError:
+                # Its folder was pruned as it emptied (a batch staged without the spool's
+                # lock): make it again.
+                ensure_dir(path.parent)
+                fds.append(os.open(temp, _CREATE_NEW, 0o644))
             staged.add(temp, path)
             view = memoryview(data)
             while view:

@@ -130,11 +130,12 @@ class Jobs:
 
     def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
         """Write the jobs admitted `later` together; those on disk are queued and shown."""
-        with self.lock:
-            written, error = self.spool.write_admitted()
+
+        def joined(written: list[Manifest]) -> None:
             for manifest in written:
                 self.board.queued(manifest)
-        return written, error
+
+        return self.spool.write_admitted(joined)
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

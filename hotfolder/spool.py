@@ -245,30 +245,46 @@ class Spool:
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
 
-    def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
+    def write_admitted(
+        self, joined: Callable[[list[Manifest]], None] = lambda written: None
+    ) -> tuple[list[Manifest], OSError | None]:
         """Put the jobs admitted `later` on disk as one batch, in the order a single admission
         takes: every manifest (each fsynced, pending/'s manifest folders once), then every
         dropped file after it (each folder once). A crash in between is finished by `load`
-        as for one job. What is on disk joins the queue; the error, if any, is returned."""
+        as for one job. What is on disk joins the queue and is passed to `joined` under the
+        lock (so no claim comes between); the error, if any, is returned. Intake's thread."""
+        batch = list(self._admitting.values())
+        if not batch:
+            return [], None
+        paths = [self._manifest_path(self.layout.pending, m.name) for m in batch]
+        error: OSError | None = None
+        staged: fsops.Staged | None = None
+        try:
+            # The slow part without the lock, which the workers hold while they write: the
+            # manifests go to temporary names, and no one else knows of these jobs yet.
+            staged = fsops.stage([(path, _json(m)) for path, m in zip(paths, batch, strict=True)])
+        except OSError as e:
+            error = e
         with self._lock:
-            batch, self._admitting = list(self._admitting.values()), {}
-            if not batch:
-                return [], None
-            pending = self.layout.pending
-            error: OSError | None = None
-            try:
-                fsops.write_many([(self._manifest_path(pending, m.name), _json(m)) for m in batch])
-            except OSError as e:
-                error = e
-                batch = [m for m in batch if self._manifest_path(pending, m.name).exists()]
-            for manifest in batch:
+            if staged is not None:
+                try:
+                    staged.commit()
+                except OSError as e:
+                    error = e
+            written = [] if staged is None else batch
+            if error is not None:
+                written = [m for m, path in zip(written, paths, strict=False) if path.exists()]
+            for manifest in written:
                 self._pending[manifest.name] = manifest
+            self._admitting = {}
             try:
-                fsops.move_many([move for m in batch for move in self._gathering(m, pending)])
+                moves = [move for m in written for move in self._gathering(m, self.layout.pending)]
+                fsops.move_many(moves)
             except OSError as e:
                 # The manifests are written: the files follow at the claim or the next start.
                 error = error or e
-            return batch, error
+            joined(written)
+        return written, error
 
     def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
         fsops.move(
