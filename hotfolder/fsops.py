@@ -20,15 +20,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hotfolder.errors import HotfolderError
+
+T = TypeVar("T")
 
 TEMP_PREFIX = ".hf-"
 TEMP_SUFFIX = ".tmp"
 # Most filesystems limit one name to 255 bytes; a temporary name must fit as the final one does.
 NAME_MAX_BYTES = 255
-# A batch of writes keeps at most this many temporary files open at once.
+# The board writes status files in batches of at most this many.
 WRITE_BATCH_FILES = 64
 # fsyncs issued together from this many threads: the filesystem's journal commits them as one
 # (ext4 on this project's disk: 3.2 ms per file one after another, 0.06-0.2 ms together).
@@ -81,24 +83,30 @@ def fsync_dirs(folders: Iterable[Path]) -> None:
 
 
 def fsync_all(fds: Sequence[int]) -> None:
-    """fsync every file at once, from a few short-lived threads (joined before this returns),
-    so the journal commits them together instead of once per file."""
-    if len(fds) <= 1:
-        for fd in fds:
-            os.fsync(fd)
+    """fsync every file at once (see `in_parallel`), so the journal commits them together."""
+    in_parallel(os.fsync, fds)
+
+
+def in_parallel(work: Callable[[T], object], items: Sequence[T]) -> None:
+    """`work(item)` for every item, from up to FSYNC_THREADS short-lived threads (joined before
+    this returns; the first error is raised). For calls that wait on the filesystem's journal
+    (fsync, creating a file): issued together, they share its commits instead of queueing."""
+    if len(items) <= 1:
+        for item in items:
+            work(item)
         return
     errors: list[BaseException] = []
 
-    def sync(share: Sequence[int]) -> None:
+    def run(share: Sequence[T]) -> None:
         try:
-            for fd in share:
-                os.fsync(fd)
+            for item in share:
+                work(item)
         except BaseException as e:
             errors.append(e)
 
-    count = min(FSYNC_THREADS, len(fds))
+    count = min(FSYNC_THREADS, len(items))
     threads = [
-        threading.Thread(target=sync, args=(fds[i::count],), name="hotfolder-fsync")
+        threading.Thread(target=run, args=(items[i::count],), name="hotfolder-fsync")
         for i in range(count)
     ]
     for thread in threads:
@@ -172,12 +180,18 @@ class Staged:
 
 
 def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
-    """Write each `(path, data)` to a temporary name beside it and fsync them all together
-    (at most WRITE_BATCH_FILES open at once); nothing is renamed yet."""
+    """Write each `(path, data)` to a temporary name beside it and fsync it, all of them at
+    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet."""
     staged = Staged()
+    work: list[tuple[Path, Path, bytes]] = []
+    for path, data in files:
+        ensure_dir(path.parent)
+        _mutation("write", path)
+        temp = path.with_name(temp_name(path.name))
+        staged.add(temp, path)
+        work.append((temp, path, data))
     try:
-        for start in range(0, len(files), WRITE_BATCH_FILES):
-            _stage_chunk(files[start : start + WRITE_BATCH_FILES], staged)
+        in_parallel(_write_temp, work)
     except BaseException:
         staged.discard()
         raise
@@ -187,29 +201,22 @@ def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
 
-def _stage_chunk(files: Sequence[tuple[Path, bytes]], staged: Staged) -> None:
-    fds: list[int] = []
+def _write_temp(item: tuple[Path, Path, bytes]) -> None:
+    temp, path, data = item
     try:
-        for path, data in files:
-            ensure_dir(path.parent)
-            _mutation("write", path)
-            temp = path.with_name(temp_name(path.name))
-            try:
-                fds.append(os.open(temp, _CREATE_NEW, 0o644))
-            except FileNotFoundError:
-                # Its folder was pruned as it emptied (a batch staged without the spool's
-                # lock): make it again.
-                ensure_dir(path.parent)
-                fds.append(os.open(temp, _CREATE_NEW, 0o644))
-            staged.add(temp, path)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fds[-1], view) :]
-        fsync_all(fds)
+        fd = os.open(temp, _CREATE_NEW, 0o644)
+    except FileNotFoundError:
+        # Its folder was pruned as it emptied (a batch staged without the spool's lock): make
+        # it again.
+        ensure_dir(path.parent)
+        fd = os.open(temp, _CREATE_NEW, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
     finally:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        os.close(fd)
 
 
 def temp_name(name: str) -> str:

@@ -14,7 +14,7 @@ from hotfolder import fsops
 def test_a_batch_writes_every_file_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
     files = [
         (tmp_path / ("sub" if i % 3 else "") / f"f{i}.json", f"data {i}\n".encode() * (i + 1))
-        for i in range(fsops.WRITE_BATCH_FILES * 2 + 5)  # more than one batch's open files
+        for i in range(fsops.FSYNC_THREADS * 8 + 5)  # several files per thread
     ]
     (tmp_path / "f0.json").write_text("old")
     fsops.write_many(files)
