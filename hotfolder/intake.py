@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder import cancels, fsops
+from hotfolder.admissions import Admissions
 from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
@@ -50,9 +51,6 @@ log = logging.getLogger(__name__)
 # (heartbeat, controls); what is left waits for the next tick. 10,000 files dropped at once
 # take many ticks, and the service stays responsive throughout.
 TICK_BUDGET_SECONDS: Final = 1.0
-# Admissions are written to disk in batches of at most this many (shared fsyncs); a tick's
-# last batch is written when it has decided everything it will (benchmarks/README.md, burst).
-ADMIT_BATCH: Final = 64
 # With fewer jobs than this queued, a drop's job is likely claimed at once: intake keeps the
 # image it decoded to check it, for the worker (decoded.py), instead of a second decode.
 KEEP_DECODED_BELOW: Final = 2
@@ -101,8 +99,7 @@ class Intake:
         self.unreachable: str | None = None
         self._errors: dict[GroupKey, str] = {}
         self.budget = TickBudget(tick_budget_seconds)
-        # Admitted, not written yet: each job, its files, what to do once it is on disk.
-        self._admitting: list[tuple[Manifest, tuple[Path, ...], Callable[[], None]]] = []
+        self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
 
     # --- for the watcher (any thread) and the service loop ---
 
@@ -269,7 +266,7 @@ class Intake:
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
                 self._log_once(key, e)
-        return self._write_admitted() or admitted
+        return self.admissions.write() or admitted
 
     def _log_once(self, key: GroupKey, error: Exception) -> None:
         """Log an error with its traceback, unless it is the same as last time (say, failed/ is
@@ -297,7 +294,7 @@ class Intake:
             return
         stem = split_name(relative)[0]
         seen = self.arrivals.peek(key, stem) or seen_as(
-            self.layout, stem, now, self.arrivals.reserved | self.jobs.admitting()
+            self.layout, stem, now, self.arrivals.reserved | self.jobs.spool.admitting()
         )
         if not seen.carried:
             # Its status file would not fit the filesystem: refused under a shortened name.
@@ -344,35 +341,8 @@ class Intake:
         self, manifest: Manifest, files: tuple[Path, ...], *, then: Callable[[], None] | None = None
     ) -> None:
         """Put a job into pending/ and say it is queued: counted at once, written with the
-        other admissions of the tick (`_write_admitted`), then its files are let go."""
-        self.jobs.admit(manifest, later=True)
-        self._admitting.append((manifest, files, then or (lambda: None)))
-        if len(self._admitting) >= ADMIT_BATCH:
-            self._write_admitted()
-
-    def _write_admitted(self) -> bool:
-        """Write the admissions so far as one batch; whether any job joined the queue.
-        A drop whose job did not reach the disk stays tracked and is tried again."""
-        batch, self._admitting = self._admitting, []
-        if not batch:
-            return False
-        written, error = self.jobs.write_admitted()
-        names = {manifest.name for manifest in written}
-        for manifest, files, then in batch:
-            if manifest.name in names:
-                for path in files:
-                    self._forget(path)
-                then()
-                log.info(
-                    "admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source
-                )
-        if error is not None:
-            log.error(
-                "cannot admit %d drop(s) yet (%s); trying again", len(batch) - len(names), error
-            )
-        if names:
-            self.on_admit()
-        return bool(names)
+        tick's other admissions (admissions.py), then its files are let go and `then` runs."""
+        self.admissions.add(manifest, files, then or (lambda: None))
 
     def _reject(
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None

@@ -124,10 +124,6 @@ class Jobs:
             self.spool.admit(manifest)
             self.board.queued(manifest)
 
-    def admitting(self) -> set[str]:
-        """Names admitted `later` and not written yet."""
-        return self.spool.admitting()
-
     def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
         """Write the jobs admitted `later` together; those on disk are queued and shown."""
 

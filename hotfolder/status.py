@@ -32,6 +32,7 @@ from hotfolder.order import QueueOrder
 from hotfolder.recent import SHOWN, Finished, Recent
 from hotfolder.spool import JobState, Manifest
 from hotfolder.state import ServiceState
+from hotfolder.statusfiles import StatusFiles
 from hotfolder.view import View, queue_payload
 
 # Many modules read a job's status through this one.
@@ -157,7 +158,6 @@ class Board:
         self._active: dict[str, _Entry] = {}
         self._waiting: dict[str, JobStatus] = {}  # drops seen, not admitted yet
         self._closed: set[str] = set()  # job ids whose final status is written (or gone)
-        self._written: dict[str, dict[str, Any]] = {}
         self.recent = Recent(layout, clock)
         self._leftovers: dict[str, JobStatus] = {}
         self._progress: dict[str, Progress] = {}
@@ -165,6 +165,7 @@ class Board:
         self._positions_at = -POSITION_REFRESH_SECONDS
         self._positions_every = POSITION_REFRESH_SECONDS
         self.changed = threading.Event()  # set on every change; the publisher waits on it
+        self.files = StatusFiles(layout, self.state, self.changed)
         self.state.watchers.append(self.changed.set)
         # Told of every final state (metrics), on the thread that ended the job.
         self.listeners: list[Callable[[Finished], None]] = []
@@ -201,7 +202,7 @@ class Board:
             with self._lock:
                 self._waiting.pop(status.job_id, None)
                 self._closed.add(status.job_id)
-                self._written.pop(status.job_id, None)
+                self.files.forget(status.job_id)
             remove_status(self.layout, status.name, status.job_id)
         self.changed.set()
 
@@ -249,10 +250,10 @@ class Board:
         pictures = (False, False) if rejected else thumbs.present(self.layout, status.name)
         with self._io:
             # Written first: if the disk refuses it, the caller keeps the job and tries again.
-            self._write_now(status, must=True)
+            self.files.write(status, must=True)
             with self._lock:
                 self._closed.add(status.job_id)
-                self._written.pop(status.job_id, None)
+                self.files.forget(status.job_id)
                 self._waiting.pop(status.job_id, None)
                 entry = self._active.pop(status.job_id, None)
                 seconds = None
@@ -279,61 +280,28 @@ class Board:
 
     # --- publishing ---
 
-    def _write_now(self, status: JobStatus, *, must: bool = False) -> None:
-        """Write one status file; the caller holds `_io`."""
-        data = status.to_json()
-        if self._written.get(status.job_id) == data:
-            return
-        try:
-            fsops.write_json_atomic(self.layout.status_path(status.name), data)
-        except OSError as e:
-            if must:
-                raise
-            # A full or read-only outbox: keep going, say so, and write it again next time.
-            self._write_failed(e)
-            return
-        self._written[status.job_id] = data
-        self.state.note("outbox", None)
-
     def _write_some(self, statuses: list[JobStatus]) -> None:
         """Write status files as one batch (fsynced together, outbox/ once). The slow part
         runs before `_io` is taken; under it, a job whose final status was written meanwhile
         keeps that one (this view is older)."""
         with self._lock:
-            due = [(s, s.to_json()) for s in statuses if s.job_id not in self._closed]
-        due = [(s, data) for s, data in due if self._written.get(s.job_id) != data]
+            due = self.files.stale([s for s in statuses if s.job_id not in self._closed])
         if not due:
             return
         try:
-            staged = fsops.stage(
-                [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in due]
-            )
+            staged = self.files.stage(due)
         except OSError:
             for status, _data in due:  # one by one, to say which could not be written
                 with self._io:
                     with self._lock:
                         if status.job_id in self._closed:
                             continue
-                    self._write_now(status)
+                    self.files.write(status)
             return
         with self._io:
             with self._lock:
                 closed = {s.job_id for s, _data in due if s.job_id in self._closed}
-            try:
-                staged.commit(keep=lambda index: due[index][0].job_id not in closed)
-            except OSError as e:
-                self._write_failed(e)
-                return
-            for status, data in due:
-                if status.job_id not in closed:
-                    self._written[status.job_id] = data
-        self.state.note("outbox", None)
-
-    def _write_failed(self, error: OSError) -> None:
-        self.changed.set()
-        note = f"cannot write to outbox/: {error.strerror or error}"
-        if self.state.note("outbox", note):
-            log.error("%s; status files are stale until it is writable again", note)
+            self.files.commit(staged, due, skip=closed)
 
     def publish(self, *, refresh: bool = False) -> View:
         """Recompute positions and waits, rewrite what changed, and write queue.json.
@@ -351,7 +319,7 @@ class Board:
             # Refreshing at most a tenth of the time keeps positions fresh and jobs moving.
             took = time.monotonic() - started
             self._positions_every = max(POSITION_REFRESH_SECONDS, 10 * took)
-        self._write_queue(queue_payload(view))
+        self.files.write_queue(queue_payload(view))
         return view
 
     def _snapshot(self) -> tuple[list[JobStatus], View, bool]:
@@ -380,7 +348,7 @@ class Board:
                 )
                 writes.append(entry.status)
             waiting = list(self._waiting.values())
-            shown = {s.job_id: (self._written.get(s.job_id) or {}).get("detail") for s in waiting}
+            shown = {s.job_id: (self.files.said(s.job_id) or {}).get("detail") for s in waiting}
             writes += [s for s in waiting if shown[s.job_id] != s.detail]
             view = View(
                 at=self._clock(),
@@ -412,7 +380,7 @@ class Board:
             entry.status = entry.status.model_copy(
                 update={"position": position, "estimated_wait_seconds": wait}
             )
-            written = self._written.get(entry.status.job_id)
+            written = self.files.said(entry.status.job_id)
             if refresh or written is None or written.get("status") != "queued":
                 writes.append(entry.status)
             else:
@@ -427,12 +395,6 @@ class Board:
             progress = self.progress_of(job_id) if job_id else None
             rows.append({**row, "progress": progress.model_dump() if progress else None})
         return rows
-
-    def _write_queue(self, payload: dict[str, Any]) -> None:
-        try:
-            fsops.write_json_atomic(self.layout.queue_json, payload)
-        except OSError as e:
-            self._write_failed(e)
 
     def sweep(self) -> int:
         """Remove status files (and thumbnails) of jobs finished longer ago than the
