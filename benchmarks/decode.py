@@ -57,7 +57,10 @@ def _heif(path: Path) -> object:
 
 def _raw(path: Path) -> object:
     with rawpy.imread(str(path)) as raw:
-        rgb = raw.postprocess(use_camera_wb=True, output_bps=8, half_size=True)
+        # Half size where that still covers max_dimension, as the service does (at the quick
+        # size, 3000x2000, it does not: both demosaic in full).
+        half = max(raw.sizes.width, raw.sizes.height) // 2 >= LIMITS.max_dimension
+        rgb = raw.postprocess(use_camera_wb=True, output_bps=8, half_size=half)
     return _fit(Image.fromarray(rgb))
 
 

@@ -61,6 +61,7 @@ KEYS = (
     "decode_ratio_jpeg",
     "decode_ratio_heic",
     "decode_ratio_raw",
+    "raw_added_rss_mb",
     "fair_dispatch_ms",
     "fair_order_ms",
     "ray_scaling_3_workers",
@@ -1084,6 +1085,12 @@ def service_parts(
         for kind, found in decoded.items():
             figures[f"decode_ratio_{kind}"] = round(found["ratio"], 3)
         details["decode"] = rounded(decoded)
+        say("decode: the service's peak memory while a 24-megapixel RAW is admitted and edited")
+        from benchmarks.rawmemory import raw_memory_figures
+
+        memory = raw_memory_figures(base / "raw-memory", quick=quick)
+        figures["raw_added_rss_mb"] = round(memory["added_mb_median"], 1)
+        details["raw_memory"] = rounded(memory)
     if "ray" in parts:
         say(f"ray: 1 actor versus {RAY_WORKERS}, and a local slot")
         found = ray_figures(base, sizes)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder.jobs import Jobs
-from hotfolder.spool import Manifest
+from hotfolder.spool import Copies, Manifest
 
 log = logging.getLogger("hotfolder.intake")
 
@@ -31,9 +31,15 @@ class Admissions:
         self.on_admit = on_admit  # jobs joined the queue (wakes the dispatcher)
         self._batch: list[tuple[Manifest, tuple[Path, ...], Callable[[], None]]] = []
 
-    def add(self, manifest: Manifest, files: tuple[Path, ...], then: Callable[[], None]) -> None:
-        """Admit a job; `then` runs once it is on disk."""
-        self.jobs.admit(manifest, later=True)
+    def add(
+        self,
+        manifest: Manifest,
+        files: tuple[Path, ...],
+        copies: Copies,
+        then: Callable[[], None],
+    ) -> None:
+        """Admit a job (with its copies of its reference images); `then` runs once it is on disk."""
+        self.jobs.admit(manifest, copies, later=True)
         self._batch.append((manifest, files, then))
         if len(self._batch) >= ADMIT_BATCH:
             self.write()

@@ -59,6 +59,25 @@ def _add_controls(commands: Any) -> None:
         )
 
 
+def _edit_arguments(edit: argparse.ArgumentParser) -> None:
+    """`hotfolder edit IMAGE -i TEXT [--ref A --ref B]`: one image now, without the service."""
+    edit.add_argument("image", type=Path)
+    edit.add_argument("-i", "--instruction", required=True, help='e.g. "Make the sky blue"')
+    edit.add_argument("--seed", type=int)
+    edit.add_argument("--preset")
+    edit.add_argument("-o", "--output", type=Path, help="result file (default: NAME-edited.png)")
+    edit.add_argument("--config", type=Path, help="configuration file")
+    edit.add_argument("--editor", choices=["qwen", "identity"], help="editor to use")
+    edit.add_argument(
+        "--ref",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a reference image for edit-plus (up to two: --ref A --ref B)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hotfolder",
@@ -107,14 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, help="at most this many rows")
     history.add_argument("--json", action="store_true", help="print JSON records")
 
-    edit = commands.add_parser("edit", help="edit one image now, with a progress bar")
-    edit.add_argument("image", type=Path)
-    edit.add_argument("-i", "--instruction", required=True, help='e.g. "Make the sky blue"')
-    edit.add_argument("--seed", type=int)
-    edit.add_argument("--preset")
-    edit.add_argument("-o", "--output", type=Path, help="result file (default: NAME-edited.png)")
-    edit.add_argument("--config", type=Path, help="configuration file")
-    edit.add_argument("--editor", choices=["qwen", "identity"], help="editor to use")
+    _edit_arguments(commands.add_parser("edit", help="edit one image now, with a progress bar"))
 
     selftest = commands.add_parser(
         "selftest", help="build a tiny random Qwen pipeline and run it through the real service"
@@ -373,6 +385,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         seed=args.seed,
         preset=args.preset,
         out=args.output,
+        references=args.ref,
     )
     print(result)
     return EXIT_OK

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hotfolder import exifdata, images, thumbs
@@ -24,7 +25,7 @@ from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import RESULT_SUFFIXES, Jobs
 from hotfolder.sidecar import JobSpec
-from hotfolder.slots.base import Outcome, Slot, Ticket
+from hotfolder.slots.base import Outcome, Pixels, Slot, Ticket
 from hotfolder.spool import JobState, Manifest
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,22 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
             f"preset {spec.preset!r} is no longer configured",
             "Choose one of: " + ", ".join(sorted(config.presets)),
         )
-    layout, spool = jobs.layout, jobs.spool
-    path = spool.path_in(layout.processing, manifest, manifest.image)
-    if not path.exists():
-        path = spool.path_in(layout.pending, manifest, manifest.image)
+    if manifest.references and config.editor.pipeline != "edit-plus":
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"the job has reference images (images:) but the service now runs editor.pipeline: "
+            f"{config.editor.pipeline}, which takes one image",
+            "Switch editor.pipeline back to edit-plus and retry the job, or remove `images:`.",
+        )
+    path = _spooled(jobs, manifest, manifest.image)
     # Decoded by intake moments ago if the queue was short (decoded.py); else decoded now.
     source = jobs.decoded.take(path) or images.load_for_edit(path, limits=config.limits)
+    references = tuple(
+        Pixels.of(
+            images.load_for_edit(_spooled(jobs, manifest, ref.file), limits=config.limits).image
+        )
+        for ref in manifest.references
+    )
     return Ticket.with_image(
         source.image,
         job_id=manifest.job_id,
@@ -81,7 +92,17 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
             "job_id": manifest.job_id,
             "software": "hotfolder",
         },
+        references=references,
     )
+
+
+def _spooled(jobs: Jobs, manifest: Manifest, file_name: str) -> Path:
+    """One of the job's files, wherever in the spool it is now."""
+    layout, spool = jobs.layout, jobs.spool
+    path = spool.path_in(layout.processing, manifest, file_name)
+    if not path.exists():
+        path = spool.path_in(layout.pending, manifest, file_name)
+    return path
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,11 @@ __all__ = [
     "encode_result",
     "load_for_edit",
     "probe",
+    "probe_data",
     "read_metadata",
     "resize_to",
     "result_format",
+    "supported_suffix",
 ]
 
 # HEIF (iPhones) through pillow-heif's Pillow plugin; thumbnails, depth and auxiliary images
@@ -322,13 +324,20 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
     Raises Rejected (too_large, invalid_image or unsupported_type), or IncompleteImage when it
     looks like an image that is not all there yet. Other OSErrors (the file vanished) propagate.
     """
-    suffix = _supported_suffix(path)
+    suffix = supported_suffix(path)
     if rawfiles.is_raw(suffix):
         width, height = rawfiles.check(rawfiles.read(path, limits), path.name, suffix)
         return ProbedImage(format="RAW", width=width, height=height)
-    data = _read(path, limits)
+    return probe_data(_read(path, limits), name=path.name, suffix=suffix, limits=limits)
+
+
+def probe_data(data: bytes, *, name: str, suffix: str, limits: Limits) -> ProbedImage:
+    """`probe` on bytes already read (a reference image's copy): the same checks but the file's.
+
+    `suffix` is the lower-case extension the bytes were named with (RAW is not read here).
+    """
     with _pillow_guard():
-        image = _open_checked(data, path.name, suffix, limits)
+        image = _open_checked(data, name, suffix, limits)
         with image:
             fmt = image.format or "unknown"
             width, height = image.size
@@ -337,8 +346,8 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
                 # scaled by 1/8, libjpeg still reads and checks the whole scan, in ~3/4 of the
                 # time (the editor's decode, `load_for_edit`, stays full size).
                 image.draft(None, (max(1, width // 8), max(1, height // 8)))
-            _decode_fully(image, data, path.name)
-    _check_ending(data, fmt, path.name)
+            _decode_fully(image, data, name)
+    _check_ending(data, fmt, name)
     return ProbedImage(format=fmt, width=width, height=height)
 
 
@@ -349,7 +358,7 @@ def _check_ending(data: bytes, fmt: str, name: str) -> None:
         raise kind(f"{name} {short.problem}; it may still be copying")
 
 
-def _supported_suffix(path: Path) -> str:
+def supported_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise Rejected(
@@ -433,7 +442,7 @@ def load_for_edit(path: Path, *, limits: Limits, whole: bool = False) -> SourceI
     Runs the same checks as `probe` (the file may have changed since), raising the same errors;
     `whole`: also its check of the file's end, so this can stand in for `probe` (intake).
     """
-    suffix = _supported_suffix(path)
+    suffix = supported_suffix(path)
     if rawfiles.is_raw(suffix):
         data = rawfiles.read(path, limits)
         developed = rawfiles.develop(data, path.name, suffix, limits)

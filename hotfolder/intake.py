@@ -36,7 +36,7 @@ from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_nam
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.probes import ImageProbes
-from hotfolder.records import manifest_for, rejection_for, seen_as
+from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
 from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
@@ -311,7 +311,12 @@ class Intake:
             now=now,
             seen=seen,
         )
-        self._admit(manifest, item.files, then=lambda: self.arrivals.done(key, stem))
+        self._admit(
+            manifest,
+            item.files,
+            copies_for(item, manifest),
+            then=lambda: self.arrivals.done(key, stem),
+        )
 
     def _no_room(self, item: Ready, station: str) -> Refusal | None:
         retry = (
@@ -338,11 +343,17 @@ class Intake:
     # --- the only places where intake asks for a change of job state ---
 
     def _admit(
-        self, manifest: Manifest, files: tuple[Path, ...], *, then: Callable[[], None] | None = None
+        self,
+        manifest: Manifest,
+        files: tuple[Path, ...],
+        copies: dict[str, bytes],
+        *,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Put a job into pending/ and say it is queued: counted at once, written with the
-        tick's other admissions (admissions.py), then its files are let go and `then` runs."""
-        self.admissions.add(manifest, files, then or (lambda: None))
+        """Put a job (with its copies of its reference images) into pending/ and say it is
+        queued: counted at once, written with the tick's other admissions (admissions.py),
+        then its files are let go and `then` runs."""
+        self.admissions.add(manifest, files, copies, then or (lambda: None))
 
     def _reject(
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None

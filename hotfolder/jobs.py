@@ -21,7 +21,7 @@ from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
-from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.spool import FINAL_STATES, Copies, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
 
@@ -114,14 +114,18 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest, *, later: bool = False) -> None:
-        """A new job (state queued) joins the queue. `later`: it joins with the batch that
-        `write_admitted` puts on disk; until then it only counts against the caps."""
+    def admit(
+        self, manifest: Manifest, copies: Copies | None = None, *, later: bool = False
+    ) -> None:
+        """A new job (state queued) joins the queue, with its copies of its reference images.
+        `later`: it joins with the batch that `write_admitted` puts on disk; until then it
+        only counts against the caps."""
         if later:
-            self.spool.admit(manifest, later=True)  # memory only, intake's: no lock to wait for
+            # Memory only, and intake's own: no lock to wait for.
+            self.spool.admit(manifest, copies, later=True)
             return
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             self.board.queued(manifest)
 
     def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
@@ -264,10 +268,10 @@ class Jobs:
             self.fail(name, Reason.cancelled, "cancelled while queued", state=JobState.cancelled)
         return True, f"{name} cancelled; its files are in failed/"
 
-    def retry(self, manifest: Manifest, failed_folder: Path) -> None:
-        """A failed or cancelled job's files, already checked, go back into the queue."""
+    def retry(self, manifest: Manifest, failed_folder: Path, copies: Copies | None = None) -> None:
+        """A failed or cancelled job's files, checked, go back into the queue (fresh copies too)."""
         with self.lock:
-            self.spool.admit(manifest)
+            self.spool.admit(manifest, copies)
             fsops.remove(self.layout.reason_path(manifest.name))
             fsops.prune_empty_dirs(failed_folder, self.layout.failed)
             self.board.queued(manifest)

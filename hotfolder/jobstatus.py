@@ -37,6 +37,14 @@ class Progress(BaseModel):
     steps: int
 
 
+class ReferenceStatus(BaseModel):
+    """A reference image the job uses: the asset's name and the sha256 of the job's copy."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    sha256: str
+
+
 class JobStatus(BaseModel):
     """The status JSON of one job, field for field as the SPEC shows it."""
 
@@ -65,6 +73,8 @@ class JobStatus(BaseModel):
     # and the errors of earlier attempts, kept across retries.
     detail: str | None = None
     errors: list[str] = []
+    # The reference images (edit-plus `images:`), as the job took them at admission.
+    references: list[ReferenceStatus] = []
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -97,6 +107,10 @@ def status_from_manifest(manifest: Manifest, **changes: Any) -> JobStatus:
         "attempts": manifest.attempts,
         "device": manifest.device,
         "errors": manifest.errors,
+        "references": [
+            ReferenceStatus(name=reference.name, sha256=reference.sha256)
+            for reference in manifest.references
+        ],
     }
     fields.update(changes)
     return JobStatus(**fields)

@@ -27,6 +27,7 @@ IGNORED_PATTERNS: Final = (
     "*.filepart",  # WinSCP
     "*.download",  # Safari
     "*.reason.txt",  # ours, dragged back from failed/ with its drop (issue 14): never a job
+    "*.ref[12]._*",  # ours: a job's copy of a reference image (assets.COPY_PATTERN), dragged back
 )
 IGNORED_DIRS: Final = (
     "@eaDir",  # Synology thumbnails
@@ -39,13 +40,24 @@ IGNORED_DIRS: Final = (
 CANCEL_SUFFIX: Final = ".cancel"
 
 
-def is_ignored(name: str) -> bool:
-    """Junk, or a folder's `_defaults.yaml`: never a drop, never moved."""
+def is_asset(name: str) -> bool:
+    """A file whose name starts with `_`: a folder's `_defaults.yaml`, or a reference image
+    that sidecars name in `images:`. Never a job, never moved; it may serve many jobs."""
+    return name.startswith("_")
+
+
+def is_junk(name: str) -> bool:
+    """What people's machines (and ours) leave beside drops, or a folder's `_defaults.yaml`."""
     return (
         name in IGNORED_NAMES
         or name in DEFAULTS_NAMES
         or any(fnmatchcase(name, pattern) for pattern in IGNORED_PATTERNS)
     )
+
+
+def is_ignored(name: str) -> bool:
+    """Junk, or an asset (`_defaults.yaml`, `_logo.png`): never a drop, never moved."""
+    return is_asset(name) or is_junk(name)
 
 
 def is_ignored_dir(name: str) -> bool:

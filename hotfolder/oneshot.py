@@ -6,9 +6,11 @@ the input's size, ICC profile and metadata out), without the folders.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -16,8 +18,8 @@ from hotfolder import exifdata, fsops, images, render
 from hotfolder.config import Config
 from hotfolder.editors import Editor, make_editor
 from hotfolder.errors import ConfigError
-from hotfolder.sidecar import MAX_SEED
-from hotfolder.slots.base import Ticket
+from hotfolder.sidecar import MAX_REFERENCES, MAX_SEED
+from hotfolder.slots.base import Pixels, Ticket
 
 FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 JPEG_WEBP_QUALITY = 92
@@ -66,10 +68,12 @@ def edit_one(
     out: Path | None,
     editor: Editor | None = None,
     stream: TextIO | None = None,
+    references: Sequence[Path] = (),
 ) -> Path:
     """Edit `image` as the service would and write the result to `out`; return its path.
 
-    Without `seed` a random one is drawn and printed; without `preset` the configured
+    `references` are reference images for edit-plus (at most two), after the image in the
+    pipeline's list. Without `seed` a random one is drawn and printed; without `preset` the configured
     default is used; without `out` the result goes next to the input (`default_output`).
     `editor` reuses a loaded editor instead of making one from `config`. Bad arguments
     raise ConfigError; an unreadable image raises Rejected, as in the service.
@@ -92,8 +96,10 @@ def edit_one(
             f"cannot tell the output format from {target.name!r}; end it in .png, .jpg or .webp"
         )
     used_seed = seed if seed is not None else secrets.randbits(32)
+    refs = _references(config, references)
 
     ticket = _ticket(config, image, instruction, seed=used_seed, preset_name=preset_name, fmt=fmt)
+    ticket = dataclasses.replace(ticket, references=refs)
     if editor is None:
         editor = make_editor(config)
     err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
@@ -109,6 +115,27 @@ def edit_one(
     err.write(f"wrote {target}\n")
     err.flush()
     return target
+
+
+def _references(config: Config, references: Sequence[Path]) -> tuple[Pixels, ...]:
+    """The `--ref` images, checked and decoded like the image to edit."""
+    if not references:
+        return ()
+    if len(references) > MAX_REFERENCES:
+        raise ConfigError(
+            f"{len(references)} --ref images; edit-plus takes at most {MAX_REFERENCES}"
+        )
+    if config.editor.pipeline != "edit-plus":
+        raise ConfigError(
+            f"--ref needs editor.pipeline: edit-plus (the configuration has "
+            f"{config.editor.pipeline}, which takes one image)"
+        )
+    for path in references:
+        if not path.is_file():
+            raise ConfigError(f"--ref {path} is not a file; pass a reference image")
+    return tuple(
+        Pixels.of(images.load_for_edit(path, limits=config.limits).image) for path in references
+    )
 
 
 def _ticket(

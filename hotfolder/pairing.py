@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotfolder import images, sidecar
+from hotfolder import assets, companions, images, sidecar
+from hotfolder.assets import Asset
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults
 from hotfolder.errors import Reason, Rejected
@@ -61,10 +62,14 @@ class Ready:
     sidecar: Path | None
     spec: JobSpec
     mtime_ns: int
+    # The reference images `images:` names, read and checked: the job's own copies.
+    references: tuple[Asset, ...] = ()
+    # A camera's RAW file beside the JPEG or HEIF that is edited: it travels with the job.
+    companions: tuple[Path, ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return (self.image, self.sidecar) if self.sidecar else (self.image,)
+        return (self.image, *((self.sidecar,) if self.sidecar else ()), *self.companions)
 
 
 # What a drop waits for, as its `waiting` status says it (SPEC: "Waiting, overflow and retries").
@@ -109,17 +114,17 @@ class Pairing:
     def decide(self, stem: str, group: Group, now: float) -> list[Ready | Refusal | Waiting]:
         """What to do now with one group, in order: refusals and waits, and at most one
         Ready, last."""
-        images_ = sorted(group.images)
+        images_, beside = companions.split(sorted(group.images))
         sidecars = sorted(group.sidecars)
         if len({split_name(p.name)[0] for p in images_}) > 1:
             return self._case_clash(stem, group)
         if images_ and sidecars and (len(images_) > 1 or len(sidecars) > 1):
             if not group.all_settled():
-                return [Waiting((*images_, *sidecars), COPYING)]
+                return [Waiting((*images_, *sidecars, *beside), COPYING)]
             names = ", ".join(p.name for p in group.members())
             return [
                 Refusal(
-                    (*images_, *sidecars),
+                    (*images_, *sidecars, *beside),
                     Reason.ambiguous,
                     f"{names}: more than one file for the job {stem}",
                     "Drop exactly one image and one NAME.yaml (or NAME.yml) per name.",
@@ -135,7 +140,8 @@ class Pairing:
                 if outcomes and isinstance(outcomes[-1], Ready):
                     break
             return outcomes
-        return [self._pair(stem, images_[0], sidecars[0] if sidecars else None, group, now)]
+        side = sidecars[0] if sidecars else None
+        return [self._pair(stem, images_[0], side, group, now, beside=tuple(beside))]
 
     def _case_clash(self, stem: str, group: Group) -> list[Ready | Refusal | Waiting]:
         """Images whose names differ only in letter case or Unicode form: which one is meant?"""
@@ -169,11 +175,19 @@ class Pairing:
         )
 
     def _pair(
-        self, stem: str, image: Path, side: Path | None, group: Group, now: float
+        self,
+        stem: str,
+        image: Path,
+        side: Path | None,
+        group: Group,
+        now: float,
+        *,
+        beside: tuple[Path, ...] = (),
     ) -> Ready | Refusal | Waiting:
-        """One image and at most one sidecar: a job once both settled and every check passed."""
-        files = (image, side) if side else (image,)
-        if not group.settled[image] or (side is not None and not group.settled[side]):
+        """One image, at most one sidecar and a RAW file beside the image, if the camera wrote
+        one: a job once all of them settled and every check passed."""
+        files = (image, *((side,) if side else ()), *beside)
+        if not all(group.settled[p] for p in files):
             return Waiting(files, COPYING)
         settled_at = self.tracker.settled_at(image) or now
         problem = self.probes.check(image, settled_at=settled_at, now=now)
@@ -205,6 +219,20 @@ class Pairing:
                 own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)
                 layers = [*layers, (side.name, own)]
             spec = sidecar.resolve(layers, config=self.config)
+            references = assets.take(
+                spec.images,
+                image,
+                self.defaults.inbox,
+                limits=self.config.limits,
+                source=sidecar.source_of(layers, "images"),
+            )
         except Rejected as e:
             return Refusal(files, e.code, e.message, e.details)
-        return Ready(image=image, sidecar=side, spec=spec, mtime_ns=group.mtime_ns[image])
+        return Ready(
+            image=image,
+            sidecar=side,
+            spec=spec,
+            mtime_ns=group.mtime_ns[image],
+            references=references,
+            companions=beside,
+        )

@@ -17,7 +17,7 @@ from hotfolder.names import split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
 from hotfolder.sidecar import JobSpec
-from hotfolder.spool import JobState, Manifest
+from hotfolder.spool import JobState, Manifest, Reference
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,23 @@ def manifest_for(
         sidecar=base + split_name(item.sidecar.name)[1] if item.sidecar else None,
         inbox_image=layout.relative(item.image),
         inbox_sidecar=layout.relative(item.sidecar) if item.sidecar else None,
+        companions=[base + split_name(path.name)[1] for path in item.companions],
+        inbox_companions=[layout.relative(path) for path in item.companions],
         spec=item.spec.model_dump(mode="json"),
         seed=seed,
+        references=[
+            Reference(name=asset.name, sha256=asset.sha256, file=asset.copy_name(base, index))
+            for index, asset in enumerate(item.references, start=1)
+        ],
     )
+
+
+def copies_for(item: Ready, manifest: Manifest) -> dict[str, bytes]:
+    """The job's own copies of its reference images: file name beside the manifest -> bytes."""
+    return {
+        reference.file: asset.data
+        for reference, asset in zip(manifest.references, item.references, strict=True)
+    }
 
 
 def rejection_for(

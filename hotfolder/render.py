@@ -68,6 +68,7 @@ def request_of(ticket: Ticket) -> EditRequest:
         steps=ticket.steps,
         true_cfg_scale=ticket.true_cfg_scale,
         negative_prompt=ticket.negative_prompt,
+        references=ticket.reference_images(),
     )
 
 

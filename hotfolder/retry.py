@@ -13,16 +13,19 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from hotfolder import assets, companions, fsops
+from hotfolder.assets import COPY_PATTERN
 from hotfolder.config import Config
 from hotfolder.errors import Rejected
 from hotfolder.intake import kind_of, split_name
 from hotfolder.jobs import Jobs
 from hotfolder.layout import new_job_id
-from hotfolder.sidecar import read_layer, resolve
-from hotfolder.spool import Manifest
+from hotfolder.sidecar import read_layer, resolve, source_of
+from hotfolder.spool import Manifest, Reference
 from hotfolder.status import iso, read_status
 
 Layers = Callable[[Path], "list[tuple[str, dict[str, Any]]] | Rejected"]
@@ -47,7 +50,10 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
         found = []
         if folder.is_dir():
             found = [p for p in folder.iterdir() if split_name(p.name)[0] == base]
-        image_files = [p for p in found if kind_of(p.name) == "image"]
+        # A camera's RAW file beside its JPEG or HEIF goes back with it, as it came.
+        image_files, beside = companions.split(
+            sorted(p for p in found if kind_of(p.name) == "image")
+        )
         side_files = [p for p in found if kind_of(p.name) == "sidecar"]
         if len(image_files) != 1 or len(side_files) > 1:
             what = "no image" if not image_files else "more than one image or sidecar"
@@ -64,6 +70,13 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
                     (layout.relative(side), read_layer(side, max_bytes=limit)),
                 ]
             spec = resolve(spec_layers, config=config)
+            taken = assets.take(
+                spec.images,
+                (layout.inbox / name).parent / image.name,
+                layout.inbox,
+                limits=config.limits,
+                source=source_of(spec_layers, "images"),
+            )
         except Rejected as e:
             return False, f"{name} cannot be retried: {e.message} (fix it in failed/, then retry)"
         previous = read_status(layout.status_path(name))
@@ -86,10 +99,27 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
             sidecar=side.name if side else None,
             inbox_image=layout.relative(image),
             inbox_sidecar=layout.relative(side) if side else None,
+            companions=[p.name for p in beside],
+            inbox_companions=[layout.relative(p) for p in beside],
             spec=spec.model_dump(mode="json"),
             seed=seed,
             attempts=(previous.attempts if previous else 0) + 1,
             errors=errors,
+            references=[
+                Reference(name=a.name, sha256=a.sha256, file=a.copy_name(base, index))
+                for index, a in enumerate(taken, start=1)
+            ],
         )
-        jobs.retry(manifest, folder)
+        _remove_old_copies(folder, base)
+        copies = {ref.file: a.data for ref, a in zip(manifest.references, taken, strict=True)}
+        jobs.retry(manifest, folder, copies)
     return True, f"{name} is back in the queue (attempt {manifest.attempts})"
+
+
+def _remove_old_copies(folder: Path, base: str) -> None:
+    """The reference copies the job took when it was first admitted: a retry takes the
+    assets afresh, as a new drop would."""
+    for path in folder.iterdir():
+        rest = path.name[len(base) :]
+        if path.name.startswith(base) and fnmatchcase(rest, COPY_PATTERN.removeprefix("*")):
+            fsops.remove(path)

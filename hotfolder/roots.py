@@ -13,7 +13,7 @@ from pathlib import Path
 from hotfolder.config import DEFAULT_CONFIG_PATH
 from hotfolder.errors import ConfigError
 from hotfolder.layout import Layout
-from hotfolder.names import is_ignored
+from hotfolder.names import is_junk
 
 
 def _not_a_folder(root: Path) -> None:
@@ -64,4 +64,4 @@ def _meant_for_us(root: Path) -> bool:
         return True
     if (root / DEFAULT_CONFIG_PATH).is_file():
         return True
-    return all(is_ignored(entry.name) for entry in root.iterdir())
+    return all(is_junk(entry.name) for entry in root.iterdir())

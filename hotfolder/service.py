@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from hotfolder.dispatch import Dispatcher
 from hotfolder.editors import Editor
 from hotfolder.errors import ConfigError, ServiceLocked, SetupError
 from hotfolder.history import History
+from hotfolder.housekeeping import Housekeeping, is_paused
 from hotfolder.intake import Intake
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
@@ -29,9 +29,7 @@ from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
 from hotfolder.publisher import publisher_for
 from hotfolder.retries import Selection, retry_selection
-from hotfolder.slots.base import Slot, slot_names
-from hotfolder.slots.process import ProcessSlot
-from hotfolder.slots.thread import ThreadSlot
+from hotfolder.slots.factory import make_slots
 from hotfolder.spool import Spool
 from hotfolder.state import Phase, ServiceState
 from hotfolder.status import HEARTBEAT_SECONDS, Board
@@ -59,22 +57,6 @@ def banner(config: Config, config_file: Path | None, observer: str, *, once: boo
         f"observer {observer}{' (unused: --once)' if once else ''}, "
         f"metrics {', '.join(metrics) or 'off'}, page {layout.page_path}"
     )
-
-
-def low_disk(layout: Layout, floor: int) -> str | None:
-    """Why admission must wait for disk space (below `min_free_bytes`), or None."""
-    for folder in (layout.root, layout.outbox):
-        try:
-            info = os.statvfs(folder)
-        except OSError:
-            continue
-        free = info.f_bavail * info.f_frsize
-        if free < floor:
-            return (
-                f"only {free // 1_000_000} MB free under {folder.name or folder}/, below "
-                f"min_free_bytes ({floor // 1_000_000} MB): not admitting new jobs"
-            )
-    return None
 
 
 class EditorsUnavailable(SetupError):
@@ -110,10 +92,6 @@ def root_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)
 
 
-def is_paused(layout: Layout) -> bool:
-    return layout.pause_flag.exists()
-
-
 def check_one_filesystem(layout: Layout) -> None:
     """Moves between the queue's folders are renames, which only work on one filesystem."""
     folders = (layout.inbox, layout.pending, layout.processing, layout.archive, layout.failed)
@@ -144,7 +122,6 @@ class Service:
         self.config = config
         self.config_file = config_file
         self.layout = Layout(config.root_path)
-        self._editor = editor
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
         # Stopped until `run` starts: a command that only publishes says so (see cli._control).
         self.state = ServiceState(phase=Phase.stopped)
@@ -154,7 +131,7 @@ class Service:
         self.dispatcher = Dispatcher(
             self.jobs,
             config,
-            self._make_slots,
+            lambda listener: make_slots(config, listener, editor=editor, note=self._executor),
             ready=lambda: not self.state.paused,
             monotonic=monotonic,
         )
@@ -176,11 +153,18 @@ class Service:
                 ),
             },
         )
+        self.housekeeping = Housekeeping(
+            self.layout,
+            self.jobs,
+            self.dispatcher,
+            self.controls,
+            self.state,
+            min_free_bytes=config.min_free_bytes,
+        )
         self.metrics = Metrics(config) if config.metrics.textfile or config.metrics.port else None
         self.publisher = publisher_for(self.board, self.metrics)
         self.watcher: Watcher | None = None
         self._signals = 0
-        self._next_replay = 0.0
         self._wake = threading.Event()
 
     def _jobs(self, clock: Callable[[], float], monotonic: Callable[[], float]) -> Jobs:
@@ -213,66 +197,10 @@ class Service:
             monotonic=monotonic,
         )
 
-    def _make_slots(self, dispatcher: Dispatcher) -> list[Slot]:
-        if self._editor is None and self.config.executor == "ray":
-            return self._ray_slots(dispatcher)
-        devices = self.config.editor.devices
-        warm = self.config.preset(None)
-        slots: list[Slot] = []
-        for name, device in zip(slot_names(devices), devices, strict=True):
-            if self._editor is not None:
-                slots.append(ThreadSlot(name, device, self._editor, dispatcher, warm_preset=warm))
-            else:
-                slots.append(ProcessSlot(name, device, self.config, dispatcher))
-        return slots
-
-    def _ray_slots(self, dispatcher: Dispatcher) -> list[Slot]:
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError(
-                "executor: ray needs Ray on this machine: pip install 'hotfolder[ray]' "
-                "(or set executor: local)"
-            )
-        from hotfolder.slots.ray import make_ray_slots
-
-        def note(text: str | None) -> None:
-            if self.state.note("executor", text):
-                self.board.changed.set()
-
-        return list(make_ray_slots(self.config, dispatcher, note))
-
-    # --- housekeeping (the main loop, every tick) ---
-
-    def _low_disk(self) -> str | None:
-        """Why admission must wait for disk space, or None."""
-        note = low_disk(self.layout, self.config.min_free_bytes)
-        if note != self.state.get("disk"):
-            self.state.accepting = note is None  # before the note, which wakes the publisher
-            self.state.note("disk", note)
-            if note is None:
-                log.info("disk space is back; admitting again")
-            else:
-                log.warning("%s", note)
-        return note
-
-    def _housekeeping(self) -> None:
-        """Every tick: hung slots, disk space, controls, replays, pause."""
-        self.dispatcher.check()
-        self._low_disk()
-        now = time.monotonic()
-        if now >= self._next_replay:
-            # Rejections cut short by a refusing disk are finished once it takes files again.
-            self._next_replay = now + HEARTBEAT_SECONDS
-            try:
-                self.jobs.replay_rejections()
-            except OSError as e:
-                log.warning("cannot finish an interrupted rejection yet: %s", e)
-        self.controls.poll()
-        paused = is_paused(self.layout)
-        if paused != self.state.paused:
-            self.state.paused = paused
-            log.info("service %s", "paused" if paused else "resumed")
+    def _executor(self, text: str | None) -> None:
+        """queue.json's `executor` note: a Ray cluster away or full."""
+        if self.state.note("executor", text):
             self.board.changed.set()
-            self.dispatcher.wake.set()
 
     # --- start-up ---
 
@@ -381,7 +309,7 @@ class Service:
         """Burst mode: handle what is in inbox/ now, work the queue empty, return."""
         while not self.dispatcher.stopping.is_set():
             self.intake.tick()
-            self._housekeeping()
+            self.housekeeping.tick()
             self.dispatcher.wake.set()
             # One look at the queue under its lock: a claim cannot slip between the two.
             with self.jobs.lock:
@@ -406,7 +334,7 @@ class Service:
         while not self.dispatcher.finished():
             if not self.dispatcher.stopping.is_set():
                 self.intake.tick()
-                self._housekeeping()
+                self.housekeeping.tick()
             else:
                 self.dispatcher.check()
             now = time.monotonic()

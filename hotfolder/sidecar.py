@@ -50,7 +50,9 @@ Sidecar keys (all optional except instruction, which may come from a _defaults.y
     quality: 92                       # 1..100, for jpeg and webp
     size: input                       # input | model
     keep_gps: false                   # true: the result keeps the camera's GPS position
-  notify_url: https://host/hook       # optional, a host in notify.allowed_hosts: the final status is POSTed there"""
+  notify_url: https://host/hook       # optional, a host in notify.allowed_hosts: the final status is POSTed there
+  images: [_logo.png, _pose.jpg]      # up to 2 reference images (files named _*, in this folder or one
+                                      # above it up to inbox/); needs editor.pipeline: edit-plus"""
 
 
 def _not_blank(text: str) -> str:
@@ -67,6 +69,21 @@ def _plain_url(text: str) -> str:
     return text
 
 
+def _asset_name(text: str) -> str:
+    # A plain file name: the asset is looked up folder by folder, never by a path.
+    if "/" in text or "\\" in text or "\0" in text or text in (".", ".."):
+        raise ValueError(
+            f"{text!r} leaves the folder tree; write the file's name only, like _logo.png, and "
+            "put the file in the image's folder or a folder above it (up to inbox/)"
+        )
+    if not text.startswith("_"):
+        raise ValueError(
+            f"{text!r} is not an asset name: reference images are files whose names start "
+            f"with `_`; rename the file to _{text} and write that"
+        )
+    return text
+
+
 Instruction = Annotated[str, AfterValidator(_not_blank)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 PresetName = Annotated[str, Field(min_length=1)]
@@ -78,6 +95,10 @@ Quality = Annotated[int, Field(ge=1, le=100)]
 OutputSize = Literal["input", "model"]
 # Where the final status JSON is POSTed when the job ends (optional, per job or per folder).
 NotifyUrl = Annotated[str, Field(max_length=2000), AfterValidator(_plain_url)]
+# Reference images for edit-plus (SPEC "Reference images"): asset names, at most two.
+MAX_REFERENCES = 2
+AssetName = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_asset_name)]
+AssetNames = Annotated[list[AssetName], Field(max_length=MAX_REFERENCES)]
 
 
 class _Model(BaseModel):
@@ -106,6 +127,7 @@ class JobSpec(_Model):
     priority: Priority = "normal"
     output: OutputOptions = OutputOptions()
     notify_url: NotifyUrl | None = None
+    images: AssetNames = []
 
 
 class _OutputLayer(_Model):
@@ -127,6 +149,7 @@ class _Layer(_Model):
     priority: Priority | None = None
     output: _OutputLayer | None = None
     notify_url: NotifyUrl | None = None
+    images: AssetNames | None = None
 
 
 # --- YAML -------------------------------------------------------------------------------------
@@ -336,6 +359,11 @@ def has_instruction(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
     return merged.get("instruction") is not None
 
 
+def source_of(layers: Sequence[tuple[str, Mapping[str, Any]]], key: str) -> str:
+    """Which layer set `key` in the merged request (the nearest that did), or "" if none."""
+    return _merge(layers)[1].get(key, "")
+
+
 def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]], *, config: Config) -> JobSpec:
     """Merge the layers (farthest `_defaults.yaml` first, the image's sidecar last) into a JobSpec.
 
@@ -390,6 +418,14 @@ def _check_limits(merged: Mapping[str, Any], origin: Mapping[str, str], config: 
             f"{origin['steps']}: sidecar key `steps` is {steps}; this service allows at most "
             f"{config.limits.max_steps} (limits.max_steps); ask for fewer, or leave steps out "
             "to use the preset's",
+        )
+    names = merged.get("images")
+    if names and config.editor.pipeline != "edit-plus":
+        raise Rejected(
+            Reason.invalid_sidecar,
+            f"{origin['images']}: sidecar key `images` needs editor.pipeline: edit-plus (this "
+            f"service runs pipeline: {config.editor.pipeline}, which takes one image); remove "
+            "`images`, or ask the operator to switch to edit-plus",
         )
     url = merged.get("notify_url")
     if url is not None:

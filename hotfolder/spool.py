@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,8 @@ from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
 MANIFEST_SUFFIX = ".job.json"
+# A job's copies of its reference images: file name beside the manifest -> bytes.
+Copies = Mapping[str, bytes]
 
 
 class JobState(StrEnum):
@@ -41,6 +43,16 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled})
+
+
+class Reference(BaseModel):
+    """A reference image the job took its own copy of at admission (SPEC "Reference images")."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str  # the asset's name as `images:` wrote it (`_logo.png`)
+    sha256: str  # of the copy
+    file: str  # the copy's file name beside the manifest (`NAME.ref1._logo.png`)
 
 
 class Manifest(BaseModel):
@@ -63,6 +75,10 @@ class Manifest(BaseModel):
     sidecar: str | None = None  # the sidecar's file name beside the manifest, if one was dropped
     inbox_image: str  # relative to the root; where admission takes the image from
     inbox_sidecar: str | None = None
+    # A camera's RAW file(s) beside the edited JPEG or HEIF: file names beside the manifest,
+    # and where admission takes them from (relative to the root), in the same order.
+    companions: list[str] = []
+    inbox_companions: list[str] = []
     spec: dict[str, Any]
     seed: int
     result_path: str | None = None
@@ -73,6 +89,8 @@ class Manifest(BaseModel):
     # The claim: which worker took the job (and on which device); set with state processing.
     worker: str | None = None
     device: str | None = None
+    # Copies of the reference images, main image first in the edit; they travel with the job.
+    references: list[Reference] = []
 
     @property
     def sort_key(self) -> tuple[int, int, int]:
@@ -83,7 +101,16 @@ class Manifest(BaseModel):
         return self.name.rpartition("/")[0]
 
     def files(self) -> list[str]:
-        return [self.image] + ([self.sidecar] if self.sidecar else [])
+        return [name for name, _origin in self.sources()]
+
+    def sources(self) -> list[tuple[str, str | None]]:
+        """Each file of the job beside its manifest, and where admission takes it from
+        (relative to the root; None for a reference's copy, written in place at admission)."""
+        own: list[tuple[str, str | None]] = [(self.image, self.inbox_image)]
+        if self.sidecar:
+            own.append((self.sidecar, self.inbox_sidecar))
+        own += zip(self.companions, self.inbox_companions, strict=True)
+        return own + [(reference.file, None) for reference in self.references]
 
 
 class Spool:
@@ -98,7 +125,7 @@ class Spool:
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
         # Admitted with `later`, not on disk yet (`write_admitted`): counted, never claimed.
-        self._admitting: dict[str, Manifest] = {}
+        self._admitting: dict[str, tuple[Manifest, Copies]] = {}
         self._seqs = itertools.count(1)
 
     # --- reading the disk ---
@@ -154,11 +181,10 @@ class Spool:
     def _gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
         """The moves that bring the job's files next to its manifest in `here`."""
         moves = []
-        for index, file_name in enumerate(manifest.files()):
+        for file_name, origin in manifest.sources():
             target = self.path_in(here, manifest, file_name)
             if target.exists():
                 continue
-            origin = manifest.inbox_image if index == 0 else manifest.inbox_sidecar
             candidates = [self.layout.root / origin] if origin else []
             for folder in (self.layout.pending, self.layout.processing):
                 candidates.append(self.path_in(folder, manifest, file_name))
@@ -231,16 +257,25 @@ class Spool:
     def _write(self, folder: Path, manifest: Manifest) -> None:
         fsops.write_atomic(self._manifest_path(folder, manifest.name), _json(manifest))
 
-    def admit(self, manifest: Manifest, *, later: bool = False) -> None:
+    def admit(
+        self, manifest: Manifest, copies: Copies | None = None, *, later: bool = False
+    ) -> None:
         """Write the manifest into pending/, then move the dropped files after it.
+
+        `copies` (file name -> bytes: the reference images' copies) are written first, so a
+        manifest on disk always has them; a crash before the manifest leaves the drop in
+        inbox/, and its admission again writes the same copies over the same names.
 
         `later`: only note it (counted against the caps, its name taken); `write_admitted`
         writes every job noted so together, and until then nothing else sees it. Only
-        intake admits `later`, on its one thread, so that needs no lock."""
+        intake admits `later`, on its one thread, so that needs no lock.
+        """
         if later:
-            self._admitting[manifest.name] = manifest
+            self._admitting[manifest.name] = (manifest, copies or {})
             return
         with self._lock:
+            for file_name, data in (copies or {}).items():
+                fsops.write_atomic(self.path_in(self.layout.pending, manifest, file_name), data)
             self._write(self.layout.pending, manifest)
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
@@ -249,42 +284,68 @@ class Spool:
         self, joined: Callable[[list[Manifest]], None] = lambda written: None
     ) -> tuple[list[Manifest], OSError | None]:
         """Put the jobs admitted `later` on disk as one batch, in the order a single admission
-        takes: every manifest (each fsynced, pending/'s manifest folders once), then every
-        dropped file after it (each folder once). A crash in between is finished by `load`
-        as for one job. What is on disk joins the queue and is passed to `joined` under the
-        lock (so no claim comes between); the error, if any, is returned. Intake's thread."""
-        batch = list(self._admitting.values())
-        if not batch:
+        takes: the copies, every manifest (each fsynced, each folder once), then every dropped
+        file after it. A crash in between is finished by `load`, or by admitting again, as
+        for one job. What is on disk joins the queue and is passed to `joined` under the lock
+        (so no claim comes between); the error, if any, is returned. Intake's thread."""
+        entries = list(self._admitting.values())
+        if not entries:
             return [], None
-        paths = [self._manifest_path(self.layout.pending, m.name) for m in batch]
+        batch = [manifest for manifest, _copies in entries]
+        pending = self.layout.pending
+        paths = [self._manifest_path(pending, m.name) for m in batch]
         error: OSError | None = None
-        staged: fsops.Staged | None = None
+        staged: list[fsops.Staged] = []
         try:
             # The slow part without the lock, which the workers hold while they write: the
-            # manifests go to temporary names, and no one else knows of these jobs yet.
-            staged = fsops.stage([(path, _json(m)) for path, m in zip(paths, batch, strict=True)])
+            # files go to temporary names, and no one else knows of these jobs yet.
+            staged.append(
+                fsops.stage(
+                    [
+                        (self.path_in(pending, m, f), data)
+                        for m, c in entries
+                        for f, data in c.items()
+                    ]
+                )
+            )
+            staged.append(
+                fsops.stage([(path, _json(m)) for path, m in zip(paths, batch, strict=True)])
+            )
         except OSError as e:
             error = e
+            for done in staged:
+                done.discard()
         with self._lock:
-            if staged is not None:
-                try:
-                    staged.commit()
-                except OSError as e:
-                    error = e
-            written = [] if staged is None else batch
-            if error is not None:
-                written = [m for m, path in zip(written, paths, strict=False) if path.exists()]
+            written: list[Manifest] = []
+            if error is None:
+                written, error = self._commit(staged, batch, paths)
             for manifest in written:
                 self._pending[manifest.name] = manifest
             self._admitting = {}
             try:
-                moves = [move for m in written for move in self._gathering(m, self.layout.pending)]
+                moves = [move for m in written for move in self._gathering(m, pending)]
                 fsops.move_many(moves)
             except OSError as e:
                 # The manifests are written: the files follow at the claim or the next start.
                 error = error or e
             joined(written)
         return written, error
+
+    def _commit(
+        self, staged: list[fsops.Staged], batch: list[Manifest], paths: list[Path]
+    ) -> tuple[list[Manifest], OSError | None]:
+        """Rename a staged batch into place, copies first: the jobs whose manifest is there."""
+        copies, manifests = staged
+        try:
+            copies.commit()  # a manifest on disk always has its copies
+        except OSError as e:
+            manifests.discard()
+            return [], e
+        try:
+            manifests.commit()
+        except OSError as e:
+            return [m for m, path in zip(batch, paths, strict=True) if path.exists()], e
+        return batch, None
 
     def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
         fsops.move(

@@ -241,3 +241,79 @@ def test_photographers_profile_is_a_valid_configuration() -> None:
     text = (Path(__file__).parents[1] / "config" / "photographers.yaml").read_text()
     config = Config.model_validate(yaml.safe_load(text))
     assert (config.limits.oversize, config.keep_inputs) == ("fit", True)
+
+
+# --- end to end through the real service (`hotfolder run`, identity editor) ----------------------
+
+
+def test_a_photographers_folder_comes_back_edited_named_as_dropped_with_its_exif(
+    tmp_path: Path,
+) -> None:
+    """Pass: a card's folder (RAW+JPEG, RAW alone, HEIC, HEIF, AVIF, a JPEG bigger than
+    max_dimension), dropped into a service run with config/photographers.yaml's settings and a
+    folder `_defaults.yaml` with `output.format: same`, comes back as one result per picture,
+    named as dropped, JPEG in JPEG out at its full size, the camera's EXIF kept and GPS
+    dropped; every dropped file (the RAW beside its JPEG too) is in archive/."""
+    import yaml
+    from support import ServiceProcess, files_under, has_status, wait_for, write_config
+
+    profile = yaml.safe_load(
+        (Path(__file__).parents[1] / "config" / "photographers.yaml").read_text()
+    )
+    write_config(tmp_path, **profile)
+    card = tmp_path / "inbox" / "card"
+    card.mkdir(parents=True)
+    (card / "_defaults.yaml").write_text(
+        'instruction: "warmer light"\nseed: 3\noutput:\n  format: same\n  quality: 92\n'
+    )
+    with_gps = samples.camera_exif(gps=True).tobytes()
+    big = (3000, 2000)  # over max_dimension 2048: fitted for the edit, scaled back after
+    drops = {
+        "IMG_7001.CR3": samples.dng(),
+        "IMG_7001.JPG": samples.camera_jpeg(gps=True),
+        "IMG_7002.DNG": samples.dng(),
+        "IMG_7003.HEIC": samples.heic(exif=with_gps),
+        "IMG_7004.heif": samples.heic(exif=with_gps),
+        "IMG_7005.avif": samples.avif(exif=with_gps),
+        "IMG_7006.JPG": samples.camera_jpeg(big, gps=True),
+    }
+    results = {
+        "IMG_7001": ("IMG_7001.jpeg", (96, 64)),
+        "IMG_7002": ("IMG_7002.png", (96, 64)),
+        "IMG_7003": ("IMG_7003.png", (96, 64)),
+        "IMG_7004": ("IMG_7004.png", (96, 64)),
+        "IMG_7005": ("IMG_7005.png", (96, 64)),
+        "IMG_7006": ("IMG_7006.jpeg", big),
+    }
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        for name, data in drops.items():
+            (card / name).write_bytes(data)
+        for stem in results:
+            done = wait_for(
+                lambda stem=stem: has_status(tmp_path, f"card/{stem}", "completed", "failed"),
+                timeout=180,
+                what=f"card/{stem}",
+            )
+            assert done["status"] == "completed", (done, service.log())
+        assert service.stop() == 0, service.log()
+    outbox = tmp_path / "outbox" / "card"
+    assert sorted(p.name for p in outbox.iterdir() if not p.name.endswith(".json")) == sorted(
+        name for name, _ in results.values()
+    )
+    for stem, (name, size) in results.items():
+        with Image.open(outbox / name) as result:
+            assert (result.format, result.size) == (
+                "JPEG" if name.endswith(".jpeg") else "PNG",
+                size,
+            ), stem
+            exif = result.getexif()
+        assert (exif[samples.MAKE], exif[samples.MODEL]) == ("Hotfolder", "Test Body 1"), stem
+        assert not exif.get_ifd(exifdata.GPS_IFD), stem
+        if stem != "IMG_7002":  # the sample DNG keeps its date in IFD0 only
+            sub = exif.get_ifd(exifdata.EXIF_IFD)
+            assert sub[samples.DATETIME_ORIGINAL] == "2026:11:29 04:15:00", stem
+    assert files_under(tmp_path / "archive") == sorted(f"card/{name}" for name in drops)
+    assert files_under(tmp_path / "failed") == []
+    assert files_under(tmp_path / "inbox") == ["card/_defaults.yaml"]
+    assert not (tmp_path / "outbox" / "card" / "IMG_7001~2.status.json").exists()

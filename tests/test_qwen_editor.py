@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hotfolder import render
 from hotfolder.config import EditorConfig, LoraConfig, Preset
 from hotfolder.editors.base import EditRequest, Interrupted, OutOfMemory
 from hotfolder.errors import ConfigError, HotfolderError
+from hotfolder.slots.base import Pixels, Ticket
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -73,9 +76,14 @@ def picture(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
 
 
 def request(
-    preset: Preset = BASE, *, seed: int = 1, image: Image.Image | None = None
+    preset: Preset = BASE,
+    *,
+    seed: int = 1,
+    image: Image.Image | None = None,
+    references: tuple[Image.Image, ...] = (),
 ) -> EditRequest:
     return EditRequest(
+        references=references,
         image=image or picture(),
         instruction="make the sky blue",
         seed=seed,
@@ -117,6 +125,42 @@ def test_same_seed_same_pixels_other_seed_other_pixels(
     )
     assert result.image.tobytes() == base_pixels
     assert pixels(editor, request(seed=2)) != base_pixels
+
+
+def test_edit_plus_gets_the_image_and_one_or_two_references(
+    editor: QwenEditor, base_pixels: bytes
+) -> None:
+    """Pass: the real edit-plus pipeline conditions on [image, *references]: one reference
+    changes the result, a second changes it again, and changing only the second reference's
+    pixels changes it too (so the list of three reached the model, in a pickled ticket)."""
+    logo, pose, other_pose = picture(seed=5), picture(40, 56, seed=6), picture(40, 56, seed=7)
+    one = pixels(editor, request(references=(logo,)))
+
+    def two(second: Image.Image) -> bytes:
+        ticket = Ticket.with_image(
+            picture(),
+            job_id="j",
+            name="n",
+            icc_profile=None,
+            instruction="make the sky blue",
+            seed=1,
+            preset_name="test",
+            preset=BASE,
+            steps=BASE.steps,
+            true_cfg_scale=BASE.true_cfg_scale,
+            negative_prompt=None,
+            output_format="png",
+            output_quality=92,
+            output_size="input",
+            timeout_seconds=600,
+            references=(Pixels.of(logo), Pixels.of(second)),
+        )
+        result = render.edit(editor, pickle.loads(pickle.dumps(ticket)), no_progress)
+        return result.image.tobytes()
+
+    with_pose = two(pose)
+    assert len({base_pixels, one, with_pose}) == 3
+    assert two(other_pose) != with_pose
 
 
 def test_interrupted_stops_at_that_step_and_the_next_edit_is_unaffected(

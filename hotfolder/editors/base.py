@@ -37,6 +37,9 @@ class EditRequest:
     steps: int
     true_cfg_scale: float
     negative_prompt: str | None
+    # Reference images for edit-plus (RGB, upright), after the main image; the pipeline sees
+    # [image, *references]. Editors that take one image ignore them.
+    references: tuple[Image.Image, ...] = ()
 
 
 @dataclass(frozen=True)

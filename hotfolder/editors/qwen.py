@@ -271,7 +271,8 @@ class QwenEditor:
             return tensors
 
         kwargs: dict[str, Any] = {
-            "image": request.image,
+            # edit-plus takes a list: the image to edit first, then the reference images.
+            "image": [request.image, *request.references] if request.references else request.image,
             "prompt": request.instruction,
             "num_inference_steps": steps,
             "true_cfg_scale": request.true_cfg_scale,

@@ -20,6 +20,22 @@ from hotfolder.config import Preset
 
 
 @dataclass(frozen=True)
+class Pixels:
+    """A decoded RGB image as plain values that pickle: its bytes row by row, and its size."""
+
+    data: bytes
+    size: tuple[int, int]  # (width, height)
+
+    @classmethod
+    def of(cls, image: Image.Image) -> Pixels:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return cls(rgb.tobytes(), rgb.size)
+
+    def image(self) -> Image.Image:
+        return Image.frombytes("RGB", self.size, self.data)
+
+
+@dataclass(frozen=True)
 class Ticket:
     """One job as a slot receives it: decoded pixels and the edit's parameters."""
 
@@ -44,6 +60,8 @@ class Ticket:
     # output.size: input scales the result back to it.
     original_size: tuple[int, int] | None = None
     exif: bytes | None = None  # the camera EXIF the result keeps (hotfolder.exifdata.kept)
+    # Reference images (edit-plus `images:`), decoded and bounded like the main image.
+    references: tuple[Pixels, ...] = ()
 
     @classmethod
     def with_image(cls, image: Image.Image, **fields: Any) -> Ticket:
@@ -52,6 +70,9 @@ class Ticket:
 
     def image(self) -> Image.Image:
         return Image.frombytes("RGB", self.size, self.pixels)
+
+    def reference_images(self) -> tuple[Image.Image, ...]:
+        return tuple(reference.image() for reference in self.references)
 
 
 @dataclass(frozen=True)

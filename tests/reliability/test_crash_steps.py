@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support import drop_pair, files_under, hotfolder, read_json, write_config
+from support import drop_pair, files_under, hotfolder, make_image, read_json, write_config
+
+from tests import samples
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,8 @@ def final_state(root: Path) -> dict[str, Any]:
         data = read_json(path)
         assert data is not None, f"{path} does not parse"
         statuses[path.name] = {
-            k: data[k] for k in ("name", "status", "error_code", "result_path", "result_seed")
+            k: data[k]
+            for k in ("name", "status", "error_code", "result_path", "result_seed", "references")
         }
     state["statuses"] = statuses
     for path in sorted((root / "outbox").glob("*.png")):
@@ -57,7 +60,11 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     crash (attempt counts aside), and no temporary file left anywhere."""
     template = tmp_path / "template"
     write_config(template, settle_seconds=0, sidecar_wait_seconds=0, max_attempts=5)
-    drop_pair(template / "inbox", "good", seed=1)
+    # With a reference image: its copy is one more step of admission, and goes to archive/.
+    make_image(template / "inbox" / "_logo.png", color=(0, 0, 255))
+    drop_pair(template / "inbox", "good", seed=1, images=["_logo.png"])
+    # A camera's RAW beside the JPEG: it travels with the job, so every step moves it too.
+    (template / "inbox" / "good.CR3").write_bytes(samples.dng())
     drop_pair(template / "inbox" / "sub", "bad", colour="red")
     reference_root = tmp_path / "reference"
     shutil.copytree(template, reference_root)
@@ -65,6 +72,9 @@ def test_a_crash_after_any_step_ends_in_the_same_state(tmp_path: Path) -> None:
     reference = final_state(reference_root)
     assert reference["statuses"]["good.status.json"]["status"] == "completed"
     assert reference["reasons"] == {"bad.reason.txt": "invalid_sidecar"}
+    assert "good.ref1._logo.png" in reference["archive"]
+    assert reference["inbox"] == ["_logo.png"]
+    assert "good.CR3" in reference["archive"]
 
     crashes = 0
     for step in range(1, 500):
