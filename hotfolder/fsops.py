@@ -34,7 +34,7 @@ NAME_MAX_BYTES = 255
 WRITE_BATCH_FILES = 64
 # fsyncs issued together from this many threads: the filesystem's journal commits them as one
 # (ext4 on this project's disk: 3.2 ms per file one after another, 0.06-0.2 ms together).
-FSYNC_THREADS = 16
+FSYNC_THREADS = 8
 
 
 class NotARegularFile(HotfolderError):
@@ -179,9 +179,11 @@ class Staged:
         self._temps = []
 
 
-def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
+def stage(files: Sequence[tuple[Path, bytes]], *, together: bool = True) -> Staged:
     """Write each `(path, data)` to a temporary name beside it and fsync it, all of them at
-    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet."""
+    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet.
+    `together=False`: one after another, on this thread (background writers, whose burst of
+    journal commits would otherwise hold up the workers' own writes)."""
     staged = Staged()
     work: list[tuple[Path, Path, bytes]] = []
     for path, data in files:
@@ -191,7 +193,11 @@ def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
         staged.add(temp, path)
         work.append((temp, path, data))
     try:
-        in_parallel(_write_temp, work)
+        if together:
+            in_parallel(_write_temp, work)
+        else:
+            for item in work:
+                _write_temp(item)
     except BaseException:
         staged.discard()
         raise

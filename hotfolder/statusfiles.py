@@ -56,8 +56,11 @@ class StatusFiles:
         return [(status, data) for status, data in due if self._written.get(status.job_id) != data]
 
     def stage(self, due: Due) -> fsops.Staged:
-        """Write and fsync a batch under temporary names (raises OSError)."""
-        return fsops.stage([(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in due])
+        """Write and fsync a batch under temporary names, one after another: the publisher
+        works in the background, and a burst of commits from it would hold up the workers'
+        own writes (benchmarks/README.md, issue 14). Raises OSError."""
+        files = [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in due]
+        return fsops.stage(files, together=False)
 
     def commit(self, staged: fsops.Staged, due: Due, *, skip: Collection[str]) -> None:
         """Put a staged batch in place, except the jobs in `skip` (by id)."""
