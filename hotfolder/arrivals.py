@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hotfolder.jobs import Jobs
 from hotfolder.jobstatus import JobStatus
+from hotfolder.positions import Hold
 from hotfolder.records import Seen, seen_as
 from hotfolder.spool import JobState
 
@@ -25,7 +26,7 @@ FOR_DISK = "waiting for free disk space on the server"
 class Arrivals:
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        self._seen: dict[GroupKey, tuple[Seen, JobStatus]] = {}
+        self._seen: dict[GroupKey, tuple[Seen, JobStatus, Hold | None]] = {}
         self._names: set[str] = set()
         self._leftovers: dict[str, JobStatus] | None = None  # from before a restart
 
@@ -37,10 +38,24 @@ class Arrivals:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def show(self, key: GroupKey, relative: str, source: str, detail: str, now: float) -> None:
-        """The drop `relative` (to inbox/, without extension) waits: say so, and what for."""
+    def show(
+        self,
+        key: GroupKey,
+        relative: str,
+        source: str,
+        detail: str,
+        now: float,
+        *,
+        hold: Hold | None = None,
+    ) -> None:
+        """The drop `relative` (to inbox/, without extension) waits: say so, and what for.
+        `hold`: it waits for room in the queue, and where it will join it."""
         known = self._seen.get(key)
-        if known is not None and known[1].detail == detail and known[1].source == source:
+        if known is not None and (known[1].detail, known[1].source, known[2]) == (
+            detail,
+            f"inbox/{source}",
+            hold,
+        ):
             return
         seen = known[0] if known is not None else self._reserve(relative, now)
         status = JobStatus(
@@ -52,8 +67,8 @@ class Arrivals:
             detail=detail,
             attempts=0,
         )
-        self._seen[key] = (seen, status)
-        self.jobs.waiting(status)
+        self._seen[key] = (seen, status, hold)
+        self.jobs.waiting(status, hold)
 
     def _reserve(self, relative: str, now: float) -> Seen:
         left = self._leftover(f"inbox/{relative}")
@@ -94,7 +109,7 @@ class Arrivals:
         their waiting status; so do statuses left by an earlier run whose drop is gone
         (`stems`: every group's `inbox/RELATIVE`, without extension)."""
         for key in [k for k in self._seen if k not in present]:
-            seen, status = self._seen.pop(key)
+            seen, status, _hold = self._seen.pop(key)
             self._names.discard(seen.name)
             self.jobs.unwaiting(status)
         if self._leftovers is None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from hotfolder import fsops
 from hotfolder.errors import Reason
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout, shortened
-from hotfolder.names import fold
+from hotfolder.names import fold, split_name
 from hotfolder.rejection import write_reason
 from hotfolder.status import read_status
 
@@ -30,6 +31,16 @@ def job_named(jobs: Jobs, name: str) -> str:
     folded = fold(name)
     matches = [m.name for m in (*jobs.queued(), *jobs.in_flight()) if fold(m.name) == folded]
     return matches[0] if len(matches) == 1 else name
+
+
+def act(
+    jobs: Jobs, layout: Layout, relative: str, cancel: Callable[[str], tuple[bool, str]]
+) -> None:
+    """The cancel file `relative` (to inbox/): `cancel` the job it names, or say why nothing was."""
+    name = job_named(jobs, split_name(relative)[0])
+    ok, message = cancel(name)
+    if not ok:
+        unmatched(layout, relative, name, message)
 
 
 def unmatched(layout: Layout, relative: str, name: str, message: str) -> None:

@@ -273,6 +273,9 @@ class Config(_Strict):
     rescan_interval_seconds: float = Field(30.0, gt=0)
     # A truncated image that never completes is rejected this long after it settled.
     incomplete_image_seconds: float = Field(60.0, ge=0)
+    # A file some process still has open for writing is not settled until it has stood still
+    # this long (a writer idle with the file open, or a close event lost), then it is taken.
+    writer_wait_seconds: float = Field(600.0, ge=0)
     # Below this much free space on the root's (or outbox's) filesystem, no new job is admitted.
     min_free_bytes: int = Field(100_000_000, ge=0)
     limits: Limits = Limits()
@@ -280,6 +283,9 @@ class Config(_Strict):
     per_station: PerStation = PerStation()
     # fifo: first in, first out over all stations; fair: stations take turns (round-robin).
     dispatch: Literal["fifo", "fair"] = "fifo"
+    # Past max_pending (or per_station.max_pending): reject sends a drop to failed/ as
+    # queue_full; hold leaves it waiting in inbox/, admitted in drop order as room frees.
+    overflow: Literal["reject", "hold"] = "reject"
     default_preset: str = "qwen-4step"
     editor: EditorConfig = EditorConfig()
     # local: a worker per editor.device entry on this machine; ray: ray.workers Ray actors.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Hashable, Mapping
 from enum import StrEnum
 from typing import get_args, get_origin
 
@@ -139,3 +140,22 @@ def _model_in(annotation: object) -> tuple[type[BaseModel] | None, bool]:
         if found is not None:
             return found, keyed or inner
     return None, False
+
+
+class Repeats:
+    """Logs an error with its traceback once per key, until that key's error changes (a
+    failed/ that stays read-only would otherwise log the same traceback every tick)."""
+
+    def __init__(self, logger: logging.Logger, limit: int = 1000) -> None:
+        self.logger = logger
+        self.limit = limit
+        self._last: dict[Hashable, str] = {}
+
+    def log(self, key: Hashable, error: Exception, what: str) -> None:
+        """Call from an `except` block: the traceback is the one being handled."""
+        problem = f"{type(error).__name__}: {error}"
+        if self._last.get(key) != problem:
+            self.logger.exception("%s", what)
+            self._last[key] = problem
+            if len(self._last) > self.limit:
+                self._last.clear()

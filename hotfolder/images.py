@@ -326,7 +326,9 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
     """
     suffix = supported_suffix(path)
     if rawfiles.is_raw(suffix):
-        width, height = rawfiles.check(rawfiles.read(path, limits), path.name, suffix)
+        raw = rawfiles.read(path, limits)
+        width, height = rawfiles.check(raw, path.name, suffix)
+        _check_ending(raw, "RAW", path.name)
         return ProbedImage(format="RAW", width=width, height=height)
     return probe_data(_read(path, limits), name=path.name, suffix=suffix, limits=limits)
 
@@ -352,6 +354,7 @@ def probe_data(data: bytes, *, name: str, suffix: str, limits: Limits) -> Probed
 
 
 def _check_ending(data: bytes, fmt: str, name: str) -> None:
+    """Raise IncompleteImage (MaybeIncomplete) unless the file ends as its format says."""
     short = unfinished(data, fmt)
     if short is not None:
         kind = MaybeIncomplete if short.maybe_whole else IncompleteImage

@@ -7,9 +7,9 @@ drive it step by step. A periodic full rescan catches whatever events were lost.
 The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
 `probes` (is the image whole), `defaults` (`_defaults.yaml` layers), `pairing` (what
 a group of files comes to), `records` (the manifest or rejection it becomes) and
-`budget`, and `arrivals` (the `waiting` statuses of drops not decided yet). Intake wires
-them and is the only one that acts: `_admit`, `_reject` and `_set_unreachable` are where
-job state changes.
+`budget`, `arrivals` (the `waiting` statuses of drops not decided yet) and `held` (room in
+the queue, and the drops that wait in inbox/ for it under `overflow: hold`). Intake wires
+them and is the only one that acts: `_admit` and `_reject` are where job state changes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -29,18 +29,21 @@ from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
-from hotfolder.errors import Reason, Rejected
+from hotfolder.errors import Reason, Rejected, Repeats
+from hotfolder.held import FOR_ROOM, Held, Room
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
+from hotfolder.positions import Hold
 from hotfolder.probes import ImageProbes
 from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
-from hotfolder.scan import a_folder, not_a_plain_file, unknown_type, walk
+from hotfolder.scan import Sightings, a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
 from hotfolder.spool import Manifest
+from hotfolder.writers import Writers
 
 # The service imports the name helpers from here.
 __all__ = ["TICK_BUDGET_SECONDS", "Intake", "kind_of", "split_name"]
@@ -82,6 +85,7 @@ class Intake:
         # Says why admission must wait (e.g. the disk is nearly full); ready pairs stay put.
         self.hold = hold
         self.tracker = StabilityTracker(config.settle_seconds)
+        self.writers = Writers(layout.inbox, config.writer_wait_seconds, clock=clock)
         self.probes = ImageProbes(
             config.limits,
             incomplete_image_seconds=config.incomplete_image_seconds,
@@ -92,20 +96,19 @@ class Intake:
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
         self.arrivals = Arrivals(jobs)
+        self.held = Held()
         self._inbox_prefix = os.fspath(layout.inbox) + "/"
-        self._dirty: set[Path] = set()
-        self._dirty_lock = threading.Lock()
-        self._next_rescan = 0.0
-        self.unreachable: str | None = None
-        self._errors: dict[GroupKey, str] = {}
+        self.sightings = Sightings(
+            layout.inbox, config.rescan_interval_seconds, partial(jobs.state.note, "intake")
+        )
+        self._errors = Repeats(log)
         self.budget = TickBudget(tick_budget_seconds)
         self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
 
     # --- for the watcher (any thread) and the service loop ---
 
     def note(self, path: str | Path) -> None:
-        with self._dirty_lock:
-            self._dirty.add(Path(path))
+        self.sightings.note(Path(path))
 
     def seconds_to_next_settle(self) -> float | None:
         """Seconds until the next tracked file settles, so the loop can wake just then."""
@@ -115,11 +118,20 @@ class Intake:
 
     def seconds_to_rescan(self) -> float:
         """How long until the next periodic full rescan of inbox/ is due."""
-        return max(0.0, self._next_rescan - self.clock())
+        return self.sightings.seconds_to_rescan(self.clock())
 
     def busy(self) -> bool:
-        """Whether some dropped file is still being watched (settling or waiting for its pair)."""
+        """Whether a dropped file is still watched (settling, unpaired, or held for room)."""
         return len(self.tracker) > 0
+
+    def only_held(self) -> bool:
+        """Whether every file still watched belongs to a drop held for room in the queue."""
+        return len(self.held) > 0 and self.held.files() >= len(self.tracker)
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why intake is paused (inbox/ cannot be read), or None."""
+        return self.sightings.unreachable
 
     @property
     def behind(self) -> bool:
@@ -134,9 +146,9 @@ class Intake:
 
     def tick(self) -> None:
         now = self.clock()
-        if not self._inbox_reachable():
+        if not self.sightings.reachable():
             return
-        paths = self._paths_to_look_at(now)
+        paths = self.sightings.take(now, self.tracker.tracked())
         self.budget.behind = False
         self.budget.start()
         groups: dict[GroupKey, Group] = {}
@@ -145,36 +157,9 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
-        stems = {"inbox/" + self._relative(folder / stem) for folder, stem in groups}
-        self.arrivals.sweep(set(groups), stems)
-
-    def _inbox_reachable(self) -> bool:
-        inbox = self.layout.inbox
-        try:
-            os.stat(inbox)
-            if not os.access(inbox, os.R_OK | os.X_OK):
-                raise PermissionError(f"cannot read {inbox}")
-        except OSError as e:
-            # A share that drops is not "every file deleted": keep what we know, pause, retry.
-            if self.unreachable is None:
-                log.warning("inbox/ is unreachable (%s); intake paused until it is back", e)
-            self._set_unreachable(f"inbox/ is unreachable: {e}")
-            return False
-        if self.unreachable is not None:
-            log.info("inbox/ is reachable again; intake resumed, rescanning")
-            self._set_unreachable(None)
-            self._next_rescan = 0.0
-        return True
-
-    def _paths_to_look_at(self, now: float) -> set[Path]:
-        """What the watcher noted, everything still tracked, and all of inbox/ when a rescan is due."""
-        with self._dirty_lock:
-            paths, self._dirty = self._dirty, set()
-        if now >= self._next_rescan:
-            paths.update(walk(self.layout.inbox))
-            self._next_rescan = now + self.config.rescan_interval_seconds
-        paths.update(self.tracker.tracked())
-        return paths
+        present, stems = set(groups), {"inbox/" + self._relative(f / s) for f, s in groups}
+        self.arrivals.sweep(present, stems)
+        self.held.sweep(present)
 
     # --- looking at one path ---
 
@@ -203,7 +188,13 @@ class Intake:
         if unfit is not None:
             self._reject(unfit)
             return
-        settled = self.tracker.observe(path, info.st_size, info.st_mtime_ns, now)
+        settled = self.tracker.observe(
+            path,
+            info.st_size,
+            info.st_mtime_ns,
+            now,
+            held=lambda unchanged: self.writers.holding(path, info, unchanged),
+        )
         kind = kind_of(name)
         if kind == "other":
             if settled and not self.budget.spent():
@@ -241,42 +232,38 @@ class Intake:
             mtime_ns, path = entry[1].first()
             return mtime_ns, self._relative(path)
 
-        held: bool | None = None
+        for_disk: bool | None = None
+        room = Room(self.jobs, self.config)
         admitted = False
         for key, group in sorted(groups.items(), key=oldest_first):
+            # A drop held for room was validated already; only a change decides it again. One
+            # that still finds no room costs no budget, so newer drops are never starved.
+            if self.held.waits(key, group, room):
+                continue
             if self.budget.spent():
                 break
             self.budget.used()
             try:
                 stem = split_name(group.first()[1].name)[0]
-                for outcome in self.pairing.decide(stem, group, now):
+                ready = self.held.ready(key)
+                outcomes = [ready] if ready else self.pairing.decide(stem, group, now)
+                for outcome in outcomes:
                     if isinstance(outcome, Refusal):
                         self._reject(outcome, key=key)
                         continue
                     if isinstance(outcome, Waiting):
                         self._waiting(key, outcome.files, outcome.detail, now)
                         continue
-                    if held is None:
-                        held = self.hold() is not None
-                    if held:
+                    if for_disk is None:
+                        for_disk = self.hold() is not None
+                    if for_disk:
                         self._waiting(key, outcome.files, FOR_DISK, now)
                     else:
-                        self._place(outcome, now, key)
-                        admitted = True
+                        admitted = self._place(outcome, now, key, room, group) or admitted
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
-                self._log_once(key, e)
+                self._errors.log(key, e, "intake: error while handling {}/{}".format(*key))
         return self.admissions.write() or admitted
-
-    def _log_once(self, key: GroupKey, error: Exception) -> None:
-        """Log an error with its traceback, unless it is the same as last time (say, failed/ is
-        read-only)."""
-        problem = f"{type(error).__name__}: {error}"
-        if self._errors.get(key) != problem:
-            log.exception("intake: error while handling %s/%s", *key)
-            self._errors[key] = problem
-            if len(self._errors) > 1000:
-                self._errors.clear()
 
     def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
         """Show a drop that is not decided yet as `waiting`, with what for."""
@@ -285,14 +272,19 @@ class Intake:
         relative = self._relative(first.parent / split_name(first.name)[0])
         self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
 
-    def _place(self, item: Ready, now: float, key: GroupKey) -> None:
-        """Admit a ready pair, or refuse it as `queue_full` past the cap (or its station's)."""
+    def _place(self, item: Ready, now: float, key: GroupKey, room: Room, group: Group) -> bool:
+        """Admit a ready pair; past the cap (or its station's), hold it in inbox/ under
+        `overflow: hold`, else refuse it as `queue_full`. Whether it was admitted."""
         relative = self._relative(item.image)
-        full = self._no_room(item, station_of(relative))
+        station, stem = station_of(relative), split_name(relative)[0]
+        if self.config.overflow == "hold" and room.full(station) is not None:
+            self.arrivals.show(key, stem, relative, FOR_ROOM, now, hold=Hold.of(item, relative))
+            self.held.keep(key, item, group, self.arrivals.peek(key, stem))
+            return False
+        full = room.refusal(item, station)
         if full is not None:
             self._reject(full, spec=item.spec, key=key)
-            return
-        stem = split_name(relative)[0]
+            return False
         seen = self.arrivals.peek(key, stem) or seen_as(
             self.layout, stem, now, self.arrivals.reserved | self.jobs.spool.admitting()
         )
@@ -301,15 +293,10 @@ class Intake:
             message = "the name is too long for the filesystem once hotfolder adds its endings"
             refusal = Refusal(item.files, Reason.unsupported_type, message)
             self._reject(refusal, spec=item.spec, key=key)
-            return
+            return False
         seq = self.jobs.spool.next_seq()
         manifest = manifest_for(
-            item,
-            layout=self.layout,
-            relative=relative,
-            seq=seq,
-            now=now,
-            seen=seen,
+            item, layout=self.layout, relative=relative, seq=seq, now=now, seen=seen
         )
         self._admit(
             manifest,
@@ -317,28 +304,9 @@ class Intake:
             copies_for(item, manifest),
             then=lambda: self.arrivals.done(key, stem),
         )
-
-    def _no_room(self, item: Ready, station: str) -> Refusal | None:
-        retry = (
-            "Leave the files in failed/: `hotfolder retry --code queue_full` puts them back "
-            "under their own names, oldest first, once the queue has room"
-        )
-        if self.jobs.pending_count() >= self.config.max_pending:
-            message = f"the queue is full ({self.config.max_pending} jobs waiting)"
-            return Refusal(
-                item.files, Reason.queue_full, message, f"{retry} (or raise max_pending)."
-            )
-        cap = self.config.per_station.max_pending
-        if cap is not None and self.jobs.spool.station_count(station) >= cap:
-            where = f"station {station}/" if station else "inbox/ itself (a station of its own)"
-            message = f"{where} already has {cap} jobs waiting (per_station.max_pending)"
-            return Refusal(
-                item.files,
-                Reason.queue_full,
-                message,
-                f"{retry} (or raise per_station.max_pending).",
-            )
-        return None
+        self.held.release(key)
+        room.took(station)
+        return True
 
     # --- the only places where intake asks for a change of job state ---
 
@@ -373,24 +341,25 @@ class Intake:
         self.jobs.reject(record)
         if key is not None:
             self.arrivals.done(key, split_name(relative)[0])
+            self.held.release(key)
         for path in refusal.files:
             self._forget(path)
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
 
     def _cancel(self, path: Path) -> None:
         """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
-        relative = self._relative(path)
-        name = cancels.job_named(self.jobs, split_name(relative)[0])
-        ok, message = self.on_cancel(name)
-        if not ok:
-            cancels.unmatched(self.layout, relative, name, message)
+        cancels.act(self.jobs, self.layout, self._relative(path), self.cancel)
         fsops.remove(path)
         self._forget(path)
 
-    def _set_unreachable(self, problem: str | None) -> None:
-        """Say in queue.json why intake is paused, or that it no longer is."""
-        self.unreachable = problem
-        self.jobs.state.note("intake", problem)
+    def cancel(self, name: str) -> tuple[bool, str]:
+        """Cancel job `name`: a drop held for room goes to failed/ now; a job, by `on_cancel`."""
+        found = self.held.cancel(name)
+        if found is None:
+            return self.on_cancel(name)
+        key, item, refusal = found
+        self._reject(refusal, spec=item.spec, key=key)
+        return True, f"{name} cancelled; its files are in failed/"
 
     # --- helpers ---
 
@@ -404,3 +373,4 @@ class Intake:
     def _forget(self, path: Path) -> None:
         self.tracker.forget(path)
         self.probes.forget(path)
+        self.writers.forget(path)

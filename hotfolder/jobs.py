@@ -21,6 +21,7 @@ from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
+from hotfolder.positions import Hold
 from hotfolder.spool import FINAL_STATES, Copies, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
@@ -33,8 +34,9 @@ WRITE_BACKOFF_SECONDS = 10.0
 
 # The legal moves between states; anything else is a bug and raises IllegalTransition.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    # Intake's, before a job exists: a waiting drop is admitted or refused.
-    JobState.waiting: frozenset({JobState.queued, JobState.failed}),
+    # Intake's, before a job exists: a waiting drop is admitted or refused (or, held for
+    # room in the queue, cancelled).
+    JobState.waiting: frozenset({JobState.queued, JobState.failed, JobState.cancelled}),
     JobState.queued: frozenset({JobState.processing, JobState.failed, JobState.cancelled}),
     JobState.processing: frozenset(
         {JobState.queued, JobState.completed, JobState.failed, JobState.cancelled}
@@ -106,9 +108,9 @@ class Jobs:
 
     # --- transitions ---
 
-    def waiting(self, status: JobStatus) -> None:
-        """A drop seen in inbox/ but not admitted yet (no job yet: its status only)."""
-        self.board.waiting(status)
+    def waiting(self, status: JobStatus, hold: Hold | None = None) -> None:
+        """A drop seen in inbox/, not admitted yet (its status only); `hold`: held for room."""
+        self.board.waiting(status, hold)
 
     def unwaiting(self, status: JobStatus) -> None:
         """A waiting drop left inbox/ before it was decided."""

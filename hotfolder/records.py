@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from hotfolder import fsops
+from hotfolder.errors import Reason
 from hotfolder.jobstatus import JobStatus, iso
 from hotfolder.layout import LONGEST_ENDING, Layout, new_job_id
 from hotfolder.names import split_name
@@ -107,7 +108,8 @@ def rejection_for(
     status = JobStatus(
         job_id=seen.job_id,
         name=name,
-        status=JobState.failed,
+        # A held drop cancelled before it became a job reads cancelled, like a queued one.
+        status=JobState.cancelled if refusal.code == Reason.cancelled else JobState.failed,
         created_at=seen.created_at,
         completed_at=iso(now),
         source=f"inbox/{relative}",

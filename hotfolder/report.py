@@ -74,7 +74,8 @@ def queue_report(config: Config) -> dict[str, Any]:
         "paused": layout.pause_flag.exists(),
         "queued_count": len(spool_view["queued"]),
         "processing_count": len(spool_view["processing"]),
-        "max_pending": config.max_pending,
+        # The running service's cap (it may run with another config file than this command).
+        "max_pending": queue.get("max_queue_size", config.max_pending),
     }
     for key in ("completed_count", "failed_count", "cancelled_count", "waiting_count", "observer"):
         if key in queue:

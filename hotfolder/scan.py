@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from hotfolder.errors import Reason
@@ -13,6 +14,63 @@ from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Refusal
 
 log = logging.getLogger(__name__)
+
+
+class Sightings:
+    """Which paths the next tick of the intake looks at: what the watcher noted (from any
+    thread), and all of inbox/ when the periodic rescan is due, which catches whatever
+    events were lost; and whether inbox/ can be read at all."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        rescan_interval_seconds: float,
+        say: Callable[[str | None], object] = lambda problem: None,
+    ) -> None:
+        self.inbox = inbox
+        self.rescan_interval_seconds = rescan_interval_seconds
+        self.say = say  # why intake is paused (queue.json's notes), or None once it is not
+        self.unreachable: str | None = None
+        self._noted: set[Path] = set()
+        self._lock = threading.Lock()
+        self._next_rescan = 0.0
+
+    def note(self, path: Path) -> None:
+        with self._lock:
+            self._noted.add(path)
+
+    def seconds_to_rescan(self, now: float) -> float:
+        return max(0.0, self._next_rescan - now)
+
+    def take(self, now: float, tracked: Iterable[Path]) -> set[Path]:
+        """What was noted, what is `tracked` still, and all of inbox/ if a rescan is due."""
+        with self._lock:
+            paths, self._noted = self._noted, set()
+        if now >= self._next_rescan:
+            paths.update(walk(self.inbox))
+            self._next_rescan = now + self.rescan_interval_seconds
+        paths.update(tracked)
+        return paths
+
+    def reachable(self) -> bool:
+        """Whether inbox/ can be read now; says so when that changes, and rescans once back."""
+        try:
+            os.stat(self.inbox)
+            if not os.access(self.inbox, os.R_OK | os.X_OK):
+                raise PermissionError(f"cannot read {self.inbox}")
+        except OSError as e:
+            # A share that drops is not "every file deleted": keep what we know, pause, retry.
+            if self.unreachable is None:
+                log.warning("inbox/ is unreachable (%s); intake paused until it is back", e)
+            self.unreachable = f"inbox/ is unreachable: {e}"
+            self.say(self.unreachable)
+            return False
+        if self.unreachable is not None:
+            log.info("inbox/ is reachable again; intake resumed, rescanning")
+            self.unreachable = None
+            self.say(None)
+            self._next_rescan = 0.0
+        return True
 
 
 def walk(top: Path) -> Iterator[Path]:

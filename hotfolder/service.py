@@ -147,7 +147,7 @@ class Service:
         self.controls = ControlDesk(
             self.layout,
             {
-                "cancel": lambda request: self.jobs.cancel(str(request["name"])),
+                "cancel": lambda request: self.intake.cancel(str(request["name"])),
                 "retry": lambda request: retry_selection(
                     self.jobs, config, self.intake.layers, Selection.from_request(request)
                 ),
@@ -315,8 +315,8 @@ class Service:
             with self.jobs.lock:
                 queued, running = self.jobs.queued(), self.jobs.in_flight()
             stuck = self.state.paused or not self.jobs.can_dispatch()
-            idle = not self.intake.busy() and not running and self.dispatcher.idle()
-            if idle and (not queued or stuck):
+            watching = self.intake.busy() and not (stuck and self.intake.only_held())
+            if not watching and not running and self.dispatcher.idle() and (not queued or stuck):
                 break
             self._wake.wait(timeout=0.05)
             self._wake.clear()
@@ -327,6 +327,7 @@ class Service:
             self.config.observer,
             self._note,
             self.config.poll_interval_seconds,
+            written=self.intake.writers.event,
         )
         self.observer_kind = self.watcher.kind
         self.watcher.start()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+# Who still holds a file open for writing, given for how long it has not changed; None: nobody.
+Holder = Callable[[float], object]
+
+
+def _nobody(_unchanged_seconds: float) -> None:
+    return None
 
 
 @dataclass
 class _Seen:
     size: int
     mtime_ns: int
-    since: float  # when size or mtime last changed (or first seen)
+    since: float  # when the settle clock started: a change (or first seen), or a writer let go
+    changed: float  # when size or mtime last changed (or first seen)
+    free: bool = False  # no writer held it when it settled
 
 
 class StabilityTracker:
@@ -18,20 +28,31 @@ class StabilityTracker:
 
     A copy over SMB grows the file and bumps its mtime as it goes; only a file
     that looked the same for `settle_seconds` is handed on. Old or future mtimes
-    do not matter: only change is measured, on the service's own clock.
+    do not matter: only change is measured, on the service's own clock. A file that
+    some process still holds open for writing (`held`, asked once as it is about to
+    settle) starts its settle clock again, so it settles `settle_seconds` after the
+    writer lets go (issue 14: a copier that preallocates, then stalls).
     """
 
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
         self._seen: dict[Path, _Seen] = {}
 
-    def observe(self, path: Path, size: int, mtime_ns: int, now: float) -> bool:
+    def observe(
+        self, path: Path, size: int, mtime_ns: int, now: float, held: Holder = _nobody
+    ) -> bool:
         """Record what the file looks like now; return whether it has settled."""
         seen = self._seen.get(path)
         if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
-            self._seen[path] = _Seen(size, mtime_ns, now)
-            return self.settle_seconds <= 0
-        return now - seen.since >= self.settle_seconds
+            seen = self._seen[path] = _Seen(size, mtime_ns, now, now)
+        if now - seen.since < self.settle_seconds:
+            return False
+        if not seen.free:
+            if held(now - seen.changed) is not None:
+                seen.since = now
+                return False
+            seen.free = True
+        return True
 
     def settled_at(self, path: Path) -> float | None:
         """The moment the file settled (or will settle, if it keeps still)."""

@@ -8,11 +8,9 @@ renders it otherwise (the page, the metrics: see `publisher`).
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,11 +27,12 @@ from hotfolder.jobstatus import (
 )
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder
+from hotfolder.positions import Entry, Estimator, Hold, held_places, placed
 from hotfolder.recent import SHOWN, Finished, Recent
 from hotfolder.spool import JobState, Manifest
 from hotfolder.state import ServiceState
-from hotfolder.statusfiles import StatusFiles
 from hotfolder.view import View, queue_payload
+from hotfolder.written import Written
 
 # Many modules read a job's status through this one.
 __all__ = [
@@ -56,30 +55,13 @@ POSITION_REFRESH_SECONDS = 1.0
 # What one status file costs the disk written on its own (fsync, rename, folder fsync) on the
 # benchmark machine: a refresh is paced by this, however fast its batch went.
 REFRESH_FILE_SECONDS = 0.003
+# A publish rewrites held drops' moved positions for at most this long (longest unwritten
+# first), so 10,000 drops held in inbox/ never hold up queue.json's heartbeat.
+HELD_WRITE_SECONDS = 1.0
 
 
 class Recorder(Protocol):
     def record(self, status: JobStatus) -> None: ...
-
-
-class Estimator:
-    """Moving average of recent job times per preset, seeded by the preset's nominal time."""
-
-    WINDOW = 10
-
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._times: dict[str, deque[float]] = {}
-
-    def add(self, preset: str, seconds: float) -> None:
-        self._times.setdefault(preset, deque(maxlen=self.WINDOW)).append(seconds)
-
-    def seconds(self, preset: str) -> float:
-        times = self._times.get(preset)
-        if times:
-            return sum(times) / len(times)
-        known = self._config.presets.get(preset)
-        return known.nominal_seconds if known else 60.0
 
 
 def remove_status(layout: Layout, name: str, job_id: str) -> bool:
@@ -91,35 +73,6 @@ def remove_status(layout: Layout, name: str, job_id: str) -> bool:
     fsops.remove(path)
     fsops.prune_empty_dirs(path.parent, layout.outbox)
     return True
-
-
-def play_out(
-    estimator: Estimator, queued: list[_Entry], running: list[_Entry], slots: int, now: float
-) -> list[float]:
-    """Estimated seconds until each queued job starts: its turn on the first free slot."""
-    free_at = [max(0.0, estimator.seconds(e.preset) - (now - (e.started or now))) for e in running][
-        :slots
-    ]
-    free_at += [0.0] * (slots - len(free_at))
-    heapq.heapify(free_at)
-    waits: list[float] = []
-    for entry in queued:
-        start = heapq.heappop(free_at)
-        waits.append(round(start, 1))
-        heapq.heappush(free_at, start + estimator.seconds(entry.preset))
-    return waits
-
-
-class _Entry:
-    """A queued or processing job as the board shows it."""
-
-    __slots__ = ("key", "preset", "started", "status")
-
-    def __init__(self, key: tuple[int, int, int], status: JobStatus, preset: str) -> None:
-        self.key = key
-        self.status = status
-        self.preset = preset
-        self.started: float | None = None  # monotonic, while processing
 
 
 class Board:
@@ -158,8 +111,9 @@ class Board:
         self.order = QueueOrder(config.dispatch)
         self._lock = threading.RLock()
         self._io = threading.Lock()
-        self._active: dict[str, _Entry] = {}
+        self._active: dict[str, Entry] = {}
         self._waiting: dict[str, JobStatus] = {}  # drops seen, not admitted yet
+        self._holds: dict[str, Hold] = {}  # those of them held for room in the queue
         self._closed: set[str] = set()  # job ids whose final status is written (or gone)
         self.recent = Recent(layout, clock)
         self._leftovers: dict[str, JobStatus] = {}
@@ -168,7 +122,7 @@ class Board:
         self._positions_at = -POSITION_REFRESH_SECONDS
         self._positions_every = POSITION_REFRESH_SECONDS
         self.changed = threading.Event()  # set on every change; the publisher waits on it
-        self.files = StatusFiles(layout, self.state, self.changed)
+        self.files = Written(layout, self.state, self.changed)
         self.state.watchers.append(self.changed.set)
         # Told of every final state (metrics), on the thread that ended the job.
         self.listeners: list[Callable[[Finished], None]] = []
@@ -193,10 +147,14 @@ class Board:
 
     # --- state changes (from Jobs and Intake) ---
 
-    def waiting(self, status: JobStatus) -> None:
-        """A drop seen but not admitted yet, and what it waits for (written by the publisher)."""
+    def waiting(self, status: JobStatus, hold: Hold | None = None) -> None:
+        """A drop seen but not admitted yet, and what it waits for (written by the publisher);
+        `hold`: it waits for room in the queue, and will join it there."""
         with self._lock:
             self._waiting[status.job_id] = status
+            self._holds.pop(status.job_id, None)
+            if hold is not None:
+                self._holds[status.job_id] = hold
         self.changed.set()
 
     def unwaiting(self, status: JobStatus) -> None:
@@ -204,6 +162,7 @@ class Board:
         with self._io:
             with self._lock:
                 self._waiting.pop(status.job_id, None)
+                self._holds.pop(status.job_id, None)
                 self._closed.add(status.job_id)
                 self.files.forget(status.job_id)
             remove_status(self.layout, status.name, status.job_id)
@@ -212,10 +171,11 @@ class Board:
     def queued(self, manifest: Manifest, detail: str | None = None) -> None:
         status = status_from_manifest(manifest, status=JobState.queued, detail=detail)
         with self._lock:
-            self._active[manifest.job_id] = _Entry(
+            self._active[manifest.job_id] = Entry(
                 manifest.sort_key, status, manifest.spec["preset"]
             )
             self._waiting.pop(manifest.job_id, None)
+            self._holds.pop(manifest.job_id, None)
             self.recent.drop(manifest.job_id)
             self._closed.discard(manifest.job_id)
         self._forget_progress(manifest.job_id)
@@ -225,7 +185,7 @@ class Board:
     def processing(self, manifest: Manifest, detail: str | None = None) -> None:
         status = status_from_manifest(manifest, status=JobState.processing, detail=detail)
         with self._lock:
-            entry = _Entry(manifest.sort_key, status, manifest.spec["preset"])
+            entry = Entry(manifest.sort_key, status, manifest.spec["preset"])
             entry.started = self._monotonic()
             self._active[manifest.job_id] = entry
         self._forget_progress(manifest.job_id)
@@ -258,6 +218,7 @@ class Board:
                 self._closed.add(status.job_id)
                 self.files.forget(status.job_id)
                 self._waiting.pop(status.job_id, None)
+                self._holds.pop(status.job_id, None)
                 entry = self._active.pop(status.job_id, None)
                 seconds = None
                 if entry is not None and entry.started is not None:
@@ -314,8 +275,17 @@ class Board:
             self._positions_at = -self._positions_every
         writes, view, refreshed = self._snapshot()
         started = time.monotonic()
-        for start in range(0, len(writes), fsops.WRITE_BATCH_FILES):
-            self._write_some(writes[start : start + fsops.WRITE_BATCH_FILES])
+        batch: list[JobStatus] = []
+        for status in writes:
+            held_moved = status.status == JobState.waiting and self.files.moved_only(status)
+            if held_moved and time.monotonic() - started > HELD_WRITE_SECONDS:
+                self.changed.set()  # the rest of the held drops' positions next time
+                continue
+            batch.append(status)
+            if len(batch) >= fsops.WRITE_BATCH_FILES:
+                self._write_some(batch)
+                batch = []
+        self._write_some(batch)
         if refreshed:
             # One atomic write per queued job: for 1,000 jobs a refresh takes seconds, and
             # every second would leave the workers no time (benchmarks/README.md, burst).
@@ -324,7 +294,7 @@ class Board:
             # it costs the workers' own writes, so each file counts as if written alone.
             took = max(time.monotonic() - started, REFRESH_FILE_SECONDS * len(writes))
             self._positions_every = max(POSITION_REFRESH_SECONDS, 10 * took)
-        self.files.write_queue(queue_payload(view))
+        self.files.queue(queue_payload(view))
         return view
 
     def _snapshot(self) -> tuple[list[JobStatus], View, bool]:
@@ -352,9 +322,8 @@ class Board:
                     update={"progress": self.progress_of(entry.status.job_id)}
                 )
                 writes.append(entry.status)
+            writes += self._place_waiting(queued, running, now_mono, refresh)
             waiting = list(self._waiting.values())
-            shown = {s.job_id: (self.files.said(s.job_id) or {}).get("detail") for s in waiting}
-            writes += [s for s in waiting if shown[s.job_id] != s.detail]
             view = View(
                 at=self._clock(),
                 state=self.state.shown,
@@ -374,23 +343,34 @@ class Board:
         return writes, view, refresh
 
     def _place(
-        self, queued: list[_Entry], running: list[_Entry], now: float, refresh: bool
+        self, queued: list[Entry], running: list[Entry], now: float, refresh: bool
     ) -> list[JobStatus]:
         """Give each queued job its position and wait; the ones whose file needs writing."""
-        writes: list[JobStatus] = []
-        waits: list[float | None] = [None] * len(queued)
-        if self.state.starts_jobs:  # else no job will start: paused, stopping, stopped
-            waits = list(play_out(self.estimator, queued, running, max(1, self._slots()), now))
-        for position, (entry, wait) in enumerate(zip(queued, waits, strict=True), start=1):
-            entry.status = entry.status.model_copy(
-                update={"position": position, "estimated_wait_seconds": wait}
-            )
-            written = self.files.said(entry.status.job_id)
-            if refresh or written is None or written.get("status") != "queued":
-                writes.append(entry.status)
-            else:
-                self.changed.set()  # a position is stale: come back within a second
-        return writes
+        statuses = placed(self.estimator, queued, running, self._starting(), now)
+        for entry, status in zip(queued, statuses, strict=True):
+            entry.status = status
+        return [s for s in statuses if self.files.due(s, refresh)]
+
+    def _place_waiting(
+        self, queued: list[Entry], running: list[Entry], now: float, refresh: bool
+    ) -> list[JobStatus]:
+        """Drops held for room get their position and wait too; the statuses to write."""
+        held = [
+            (s, self._holds[s.job_id]) for s in self._waiting.values() if s.job_id in self._holds
+        ]
+        # Under the lock, and thousands may be held: placed for a refresh, or for a drop
+        # whose file does not read held yet.
+        if refresh or not all(self.files.moved_only(s) for s, _hold in held):
+            for status in held_places(
+                self.order, self.estimator, queued, running, held, slots=self._starting(), now=now
+            ):
+                self._waiting[status.job_id] = status
+        due = [s for s in self._waiting.values() if self.files.due(s, refresh)]
+        return sorted(due, key=self.files.written_at)
+
+    def _starting(self) -> int:
+        """How many jobs run at once; 0 while none will start (paused, stopping, stopped)."""
+        return max(1, self._slots()) if self.state.starts_jobs else 0
 
     def _workers_now(self) -> list[dict[str, Any]]:
         """The dispatcher's workers, each with its job's progress (the SPEC's `progress`)."""

@@ -105,15 +105,27 @@ def _no_move_pairing_delay() -> None:
     InotifyMoveEventGrouper.delay = 0.0
 
 
+# What a native observer says about writers (hotfolder/writers.py): a file written, then
+# closed after writing (inotify's IN_CLOSE_WRITE), or gone. A polling observer says "modified"
+# too but never "closed", so only a native observer's events are passed on.
+WRITER_EVENTS = frozenset({"modified", "closed", "deleted", "moved"})
+
+
 class _Recorder(FileSystemEventHandler):
     """Thin on purpose: remember which paths changed; intake decides the rest."""
 
-    def __init__(self, note: Callable[[str], None]) -> None:
+    def __init__(
+        self, note: Callable[[str], None], written: Callable[[str, str], None] | None
+    ) -> None:
         self._note = note
+        self._written = written
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        kind = event.event_type
+        if self._written is not None and kind in WRITER_EVENTS and not event.is_directory:
+            self._written(kind, os.fsdecode(event.src_path))
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if path:
                 self._note(os.fsdecode(path))
@@ -126,11 +138,13 @@ class Watcher:
         mode: str,
         note: Callable[[str], None],
         poll_interval_seconds: float = 1.0,
+        written: Callable[[str, str], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.mode = mode
         self.kind = choose_observer(mode, inbox)
         self._note = note
+        self._written = written  # (event type, path) for writers.Writers.event, native only
         self._poll_interval = poll_interval_seconds
         self._observer: BaseObserver | None = None
         self.restarts = 0
@@ -143,7 +157,8 @@ class Watcher:
 
     def start(self) -> None:
         observer = self._make()
-        observer.schedule(_Recorder(self._note), str(self.inbox), recursive=True)
+        written = self._written if self.kind == "native" else None
+        observer.schedule(_Recorder(self._note, written), str(self.inbox), recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer

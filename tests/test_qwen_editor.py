@@ -288,7 +288,7 @@ def test_a_hub_model_not_in_the_cache_says_how_to_get_it() -> None:
     with pytest.raises(EditorUnavailable) as caught:
         editor.load()
     message = str(caught.value)
-    assert "huggingface-cli download hotfolder-tests/no-such-model" in message
+    assert "hf download hotfolder-tests/no-such-model" in message
     assert "HF_HUB_OFFLINE" in message
 
 

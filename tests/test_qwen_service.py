@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import drop_pair, has_status, hotfolder, make_image, write_config, write_sidecar
+from support import (
+    cli_env,
+    drop_pair,
+    has_status,
+    hotfolder,
+    make_image,
+    write_config,
+    write_sidecar,
+)
 
+from hotfolder.editors.tiny import make_tiny_lora
 from hotfolder.images import read_metadata
 
 pytestmark = pytest.mark.slow
 
 
-def qwen_config(root: Path, model: Path, **editor: object) -> Path:
+def qwen_config(root: Path, model: Path | str, **editor: object) -> Path:
     return write_config(
         root,
         editor={
@@ -92,3 +106,111 @@ def test_warm_up_runs_once_in_the_worker_before_the_first_job(
     log = result.stderr
     assert log.count("warmed up on cpu") == 1, log[-3000:]
     assert log.index("warmed up on cpu") < log.index("processing IMG_1"), log[-3000:]
+
+
+@pytest.fixture
+def no_hub(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a machine without a network: HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE)
+    unset, the hub endpoint a local port that refuses connections (bound, never listening), the
+    cache in tmp_path."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    offline = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    env = {k: v for k, v in cli_env().items() if k not in offline}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env["HF_HOME"] = str(tmp_path / "hf")
+    try:
+        yield env
+    finally:
+        closed.close()
+
+
+def run_once(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hotfolder", "run", "--once", "--root", str(root)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # minutes of retries were the bug; the generous deadline is the check
+        check=False,
+    )
+
+
+def test_a_hub_model_not_cached_without_a_network_fails_fast(
+    tmp_path: Path, no_hub: dict[str, str]
+) -> None:
+    qwen_config(tmp_path, "hotfolder-tests/no-such-model")
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr
+    assert "hotfolder-tests/no-such-model" in message
+    assert str(tmp_path / "hf" / "hub" / "models--hotfolder-tests--no-such-model") in message
+    assert "`hf download hotfolder-tests/no-such-model`" in message
+    assert "could not be asked about it" in message and "Connection refused" in message
+
+
+def test_a_cached_hub_model_loads_from_the_cache_alone(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    shutil.copytree(tiny_qwen_model, cache_repo(tmp_path / "hf", "hotfolder-tests/tiny"))
+    qwen_config(tmp_path, "hotfolder-tests/tiny")
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert has_status(tmp_path, "IMG_1", "completed") is not None, result.stderr[-3000:]
+
+
+def test_a_local_model_folder_loads_without_asking_the_hub(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    qwen_config(tmp_path, tiny_qwen_model)
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "could not be asked" not in result.stderr
+    assert has_status(tmp_path, "IMG_1", "completed") is not None, result.stderr[-3000:]
+
+
+def cache_repo(home: Path, repo: str) -> Path:
+    """A snapshot folder in the Hugging Face cache's own layout (refs/main names it)."""
+    folder = home / "hub" / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    return folder / "snapshots" / commit
+
+
+def lora_config(root: Path, model: Path, source: str) -> None:
+    lora = {"source": source, "weight_name": "tiny.safetensors"}
+    write_config(
+        root,
+        editor={"name": "qwen", "model": str(model), "device": "cpu", "dtype": "float32"},
+        presets={"tiny": {"steps": 2, "true_cfg_scale": 1.0, "nominal_seconds": 1, "lora": lora}},
+        default_preset="tiny",
+    )
+
+
+def test_a_cached_hub_lora_loads_from_the_cache_alone(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    snapshot = cache_repo(tmp_path / "hf", "hotfolder-tests/tiny-lora")
+    make_tiny_lora(tiny_qwen_model, snapshot / "tiny.safetensors")
+    lora_config(tmp_path, tiny_qwen_model, "hotfolder-tests/tiny-lora")
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert has_status(tmp_path, "IMG_1", "completed") is not None, result.stderr[-3000:]
+
+
+def test_a_hub_lora_not_cached_without_a_network_fails_fast(
+    tmp_path: Path, no_hub: dict[str, str], tiny_qwen_model: Path
+) -> None:
+    lora_config(tmp_path, tiny_qwen_model, "hotfolder-tests/no-such-lora")
+    drop_pair(tmp_path / "inbox", "IMG_1", seed=2)
+    result = run_once(tmp_path, no_hub)
+    message = result.stderr
+    assert result.returncode == 2, message[-3000:]
+    assert "`hf download hotfolder-tests/no-such-lora tiny.safetensors`" in message, message
+    assert str(tmp_path / "hf" / "hub" / "models--hotfolder-tests--no-such-lora") in message
+    assert "Connection refused" in message

@@ -101,3 +101,19 @@ def test_with_the_service_up_workers_and_the_queue_with_waits(tmp_path: Path) ->
         service.signal()
         service.signal()  # the second signal: back to the queue, stop now
         assert service.wait() == 0
+
+
+def test_the_cap_shown_is_the_running_service_s_not_this_command_s_config(
+    tmp_path: Path,
+) -> None:
+    # The service was started with `--config` elsewhere (max_pending 2); `status` finds no
+    # config of its own and would say the default 10.
+    layout = Layout(tmp_path)
+    layout.create()
+    now = iso(time.time())
+    queue = {"state": "running", "heartbeat_at": now, "max_queue_size": 2, "notes": {}}
+    layout.queue_json.write_text(json.dumps(queue))
+    with root_lock(layout):
+        out = status(tmp_path)[1]
+        assert "0 queued (max 2)" in out, out
+        assert json.loads(status(tmp_path, "--json")[1])["max_pending"] == 2

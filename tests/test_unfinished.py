@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import samples
 from PIL import Image
 from support import ServiceProcess, has_status, wait_for, write_config, write_sidecar
 from test_intake import Rig
@@ -17,6 +18,8 @@ from test_intake import Rig
 from hotfolder import images
 from hotfolder.config import Limits
 from hotfolder.endings import unfinished
+
+SUFFIXES = {"HEIF": "heic", "AVIF": "avif", "JPEG": "jpg"}
 
 
 def noise(size: tuple[int, int] = (160, 120), seed: int = 0) -> Image.Image:
@@ -44,13 +47,18 @@ def half_zero(data: bytes) -> bytes:
         ("PNG", {}),
         ("WEBP", {}),
         ("WEBP", {"lossless": True}),
+        ("HEIF", {}),
+        ("HEIF", {"exif": samples.camera_exif().tobytes()}),  # an Exif item ends the data
+        ("AVIF", {}),
+        ("AVIF", {"exif": samples.camera_exif().tobytes()}),
     ],
 )
 def test_a_half_written_preallocated_file_is_incomplete(
     tmp_path: Path, fmt: str, options: dict[str, object]
 ) -> None:
+    # libheif and libavif decode a zero-filled half without an error, as Pillow's JPEG does.
     data = encoded(fmt, **options)
-    path = tmp_path / f"x.{fmt.lower()}"
+    path = tmp_path / f"x.{SUFFIXES.get(fmt, fmt.lower())}"
     path.write_bytes(half_zero(data))
     with pytest.raises(images.IncompleteImage) as info:
         images.probe(path, limits=Limits())
@@ -65,6 +73,49 @@ def test_an_uncompressed_zero_tail_only_waits(fmt: str) -> None:
     found = unfinished(half_zero(encoded(fmt)), fmt)
     assert found is not None and found.maybe_whole
     assert unfinished(encoded(fmt), fmt) is None
+
+
+def test_a_raw_file_ending_in_zeros_only_waits(tmp_path: Path) -> None:
+    data = samples.dng((160, 120))
+    path = tmp_path / "x.dng"
+    path.write_bytes(half_zero(data))
+    with pytest.raises(images.MaybeIncomplete):
+        images.probe(path, limits=Limits())
+    path.write_bytes(data)
+    assert images.probe(path, limits=Limits()).format == "RAW"
+
+
+def test_a_raw_file_short_of_its_strips_is_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "x.dng"
+    path.write_bytes(samples.dng((160, 120))[:-1])  # LibRaw itself forgives the missing byte
+    with pytest.raises(images.IncompleteImage) as info:
+        images.probe(path, limits=Limits())
+    assert not isinstance(info.value, images.MaybeIncomplete)
+    assert "its strips declare" in str(info.value)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_a_whole_tiff_reaches_its_strips(compression: str | None) -> None:
+    data = encoded("TIFF", noise((300, 200)), compression=compression)  # several strips
+    assert unfinished(data, "TIFF") is None
+
+
+def test_a_png_must_reach_the_end_of_its_iend_chunk() -> None:
+    data = encoded("PNG")
+    assert unfinished(data, "PNG") is None
+    assert unfinished(data + b"\0" * 100, "PNG") is None  # padding after IEND
+    found = unfinished(data[:-1], "PNG")  # Pillow's verify forgives the missing CRC byte
+    assert found is not None and "IEND" in found.problem
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_iso_media_boxes_must_fit_in_the_file(fmt: str) -> None:
+    data = encoded(fmt)
+    assert unfinished(data, fmt) is None
+    found = unfinished(data[:-100], fmt)
+    assert found is not None and "its header declares" in found.problem
+    # A short zero run ends a whole file when an Exif item comes last: not a preallocated tail.
+    assert unfinished(data + b"\0\0\0\x08free", fmt) is None
 
 
 def test_what_may_follow_a_jpeg_end_marker() -> None:

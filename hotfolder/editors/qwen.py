@@ -15,12 +15,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from PIL import Image
 
 from hotfolder.config import EditorConfig, LoraConfig, Preset
-from hotfolder.editors import speed, weights
+from hotfolder.editors import hub, speed, weights
 from hotfolder.editors.base import EditRequest, EditResult, OutOfMemory, ProgressFn
 from hotfolder.editors.weights import EditorUnavailable, first_line
 from hotfolder.errors import ConfigError, HotfolderError
@@ -326,6 +327,9 @@ class QwenEditor:
     def _from_pretrained(self, torch: Any, diffusers: Any) -> Any:
         source = weights.model_source(self.config.model)
         pipeline_class = getattr(diffusers, PIPELINE_CLASSES[self.config.pipeline])
+        if not Path(source).is_dir():
+            # A hub id: from the cache alone, or after a quick look at the hub.
+            source = hub.model_source(self.config)
         kwargs: dict[str, Any] = {
             _dtype_kwarg(): getattr(torch, self.config.dtype),
             "revision": self.config.revision,
@@ -399,6 +403,8 @@ class QwenEditor:
             return self._adapters[key]
         name = f"lora{len(self._adapters) + 1}"
         where, kwargs = weights.lora_location(lora)
+        if not Path(where).is_dir():  # a hub repo: from the cache alone, or a quick look first
+            where, kwargs = hub.lora_source(lora, kwargs)
         try:
             with speed.lora_on_quantized():
                 self._pipe.load_lora_weights(where, adapter_name=name, **kwargs)

@@ -10,7 +10,7 @@ from typing import Any
 from hotfolder.config import EditorConfig, LoraConfig
 from hotfolder.errors import SetupError
 
-_DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
+DIFFUSERS_LAYOUT = "a local folder in diffusers layout (model_index.json, transformer/, vae/, ...)"
 
 
 class EditorUnavailable(SetupError):
@@ -34,8 +34,10 @@ def looks_like_path(text: str) -> bool:
 
 
 def offline_note() -> str:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return " (HF_HUB_OFFLINE is set, so nothing is downloaded)"
+    """Why nothing is downloaded, when huggingface_hub is told so (it heeds both names)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}:
+            return f" ({name} is set, so nothing is downloaded)"
     return ""
 
 
@@ -46,17 +48,29 @@ def model_source(model: str) -> str:
         if not (path / "model_index.json").is_file():
             raise EditorUnavailable(
                 f"editor.model {path} is a folder but not a diffusers pipeline (no model_index.json); "
-                f"point it at {_DIFFUSERS_LAYOUT}"
+                f"point it at {DIFFUSERS_LAYOUT}"
             )
         return str(path)
     if path.exists():
-        raise EditorUnavailable(f"editor.model {path} is a file; point it at {_DIFFUSERS_LAYOUT}")
+        raise EditorUnavailable(f"editor.model {path} is a file; point it at {DIFFUSERS_LAYOUT}")
     if looks_like_path(model):
         raise EditorUnavailable(
-            f"editor.model folder {path} does not exist; point it at {_DIFFUSERS_LAYOUT}, "
+            f"editor.model folder {path} does not exist; point it at {DIFFUSERS_LAYOUT}, "
             "or use a hub id such as Qwen/Qwen-Image-Edit-2509"
         )
     return model
+
+
+def download_command(repo: str, revision: str | None = None, *files: str) -> str:
+    """The command that fetches a hub repo into the cache, as the installed huggingface_hub
+    spells it (`hf` since 1.0, `huggingface-cli` before)."""
+    from huggingface_hub import __version__
+
+    cli = "hf" if int(__version__.split(".")[0]) >= 1 else "huggingface-cli"
+    named = [name for name in files if name]
+    return " ".join(
+        [cli, "download", repo, *named, *(["--revision", revision] if revision else [])]
+    )
 
 
 def missing_model_message(config: EditorConfig, error: BaseException) -> str:
@@ -65,12 +79,10 @@ def missing_model_message(config: EditorConfig, error: BaseException) -> str:
         return (
             f"editor.model {model} could not be loaded as a diffusers pipeline: {first_line(error)}"
         )
-    revision = f" --revision {config.revision}" if config.revision else ""
     return (
         f"model {model} is not in the local Hugging Face cache and could not be fetched"
         f"{offline_note()}: {first_line(error)}. Download it with "
-        f"`huggingface-cli download {model}{revision}` (or `hf download`), "
-        f"or set editor.model to {_DIFFUSERS_LAYOUT}"
+        f"`{download_command(model, config.revision)}`, or set editor.model to {DIFFUSERS_LAYOUT}"
     )
 
 
@@ -101,6 +113,6 @@ def missing_lora_message(lora: LoraConfig, error: BaseException) -> str:
     return (
         f"LoRA {lora.source} {inside} is not in the local Hugging Face cache and could not be "
         f"fetched{offline_note()}: {first_line(error)}. Download it with "
-        f"`huggingface-cli download {lora.source} {inside}`, or point the preset's "
+        f"`{download_command(lora.source, None, inside)}`, or point the preset's "
         "lora.source at a local .safetensors file"
     )

@@ -1,0 +1,123 @@
+"""Where queued jobs, and drops held in inbox/ for room, stand in the queue: `position` (1:
+next to start) and `estimated_wait_seconds`, in the order in force (SPEC: "Per-station
+limits and fair turns"; "Waiting, overflow and retries": a held drop's position counts
+every job ahead of it).
+
+A held drop is placed as if it were admitted now, after every queued job and the held
+drops before it in drop order: under `dispatch: fifo` that is behind all of them
+(`priority: high` still goes first), under `fair` it takes its station's turn.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+
+from hotfolder.config import Config
+from hotfolder.jobstatus import JobStatus
+from hotfolder.order import QueueOrder
+from hotfolder.pairing import Ready
+
+# Held drops take sequence numbers past any a queued job has, in drop order.
+HELD_SEQ = 1 << 62
+DropOrder = tuple[int, str]  # (the image's mtime in ns, its path under inbox/)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What the board needs to place a held drop in the queue it will join."""
+
+    order: DropOrder
+    high: bool  # priority: high
+    preset: str
+
+    @classmethod
+    def of(cls, item: Ready, relative: str) -> Hold:
+        """A ready pair whose image is at `relative` (to inbox/)."""
+        return cls((item.mtime_ns, relative), item.spec.priority == "high", item.spec.preset)
+
+
+class Estimator:
+    """Moving average of recent job times per preset, seeded by the preset's nominal time."""
+
+    WINDOW = 10
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._times: dict[str, deque[float]] = {}
+
+    def add(self, preset: str, seconds: float) -> None:
+        self._times.setdefault(preset, deque(maxlen=self.WINDOW)).append(seconds)
+
+    def seconds(self, preset: str) -> float:
+        times = self._times.get(preset)
+        if times:
+            return sum(times) / len(times)
+        known = self._config.presets.get(preset)
+        return known.nominal_seconds if known else 60.0
+
+
+def play_out(
+    estimator: Estimator, queued: list[Entry], running: list[Entry], slots: int, now: float
+) -> list[float]:
+    """Estimated seconds until each queued job starts: its turn on the first free slot."""
+    free_at = [max(0.0, estimator.seconds(e.preset) - (now - (e.started or now))) for e in running][
+        :slots
+    ]
+    free_at += [0.0] * (slots - len(free_at))
+    heapq.heapify(free_at)
+    waits: list[float] = []
+    for entry in queued:
+        start = heapq.heappop(free_at)
+        waits.append(round(start, 1))
+        heapq.heappush(free_at, start + estimator.seconds(entry.preset))
+    return waits
+
+
+class Entry:
+    """A queued or processing job as the board shows it."""
+
+    __slots__ = ("key", "preset", "started", "status")
+
+    def __init__(self, key: tuple[int, int, int], status: JobStatus, preset: str) -> None:
+        self.key = key
+        self.status = status
+        self.preset = preset
+        self.started: float | None = None  # monotonic, while processing
+
+
+def placed(
+    estimator: Estimator, queued: list[Entry], running: list[Entry], slots: int, now: float
+) -> list[JobStatus]:
+    """Each of `queued` (in the order they start) with its position and estimated wait;
+    `slots` 0: no job will start (paused, stopping), so no wait is known."""
+    waits: list[float | None] = [None] * len(queued)
+    if slots > 0:
+        waits = list(play_out(estimator, queued, running, slots, now))
+    return [
+        entry.status.model_copy(update={"position": position, "estimated_wait_seconds": wait})
+        for position, (entry, wait) in enumerate(zip(queued, waits, strict=True), start=1)
+    ]
+
+
+def held_places(
+    order: QueueOrder,
+    estimator: Estimator,
+    queued: list[Entry],
+    running: list[Entry],
+    held: list[tuple[JobStatus, Hold]],
+    *,
+    slots: int,
+    now: float,
+) -> list[JobStatus]:
+    """Each held drop's status with the position and wait it has counting every queued job
+    and held drop ahead of it."""
+    if not held:
+        return []
+    entries = list(queued)
+    for rank, (status, hold) in enumerate(sorted(held, key=lambda pair: pair[1].order)):
+        entries.append(Entry((1, 0 if hold.high else 1, HELD_SEQ + rank), status, hold.preset))
+    arranged = order.arrange(entries, key=lambda e: e.key, name=lambda e: e.status.name)
+    statuses = placed(estimator, arranged, running, slots, now)
+    return [s for e, s in zip(arranged, statuses, strict=True) if e.key[2] >= HELD_SEQ]

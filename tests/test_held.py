@@ -1,0 +1,399 @@
+"""`overflow: hold`: drops past the cap wait in inbox/ and come in, in drop order, as room
+frees (SPEC: "Waiting, overflow and retries", "Per-station limits and fair turns")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import (
+    ServiceProcess,
+    files_under,
+    hotfolder,
+    make_image,
+    read_json,
+    status_of,
+    wait_for,
+    write_config,
+    write_sidecar,
+)
+from test_intake import Rig
+
+from hotfolder import images
+from hotfolder.held import FOR_ROOM
+from hotfolder.intake import Intake
+from hotfolder.retries import Selection, retry_selection
+
+
+def drop(rig: Rig, names: list[str]) -> None:
+    """Pairs dropped in this order: each image a second older than the next (drop order)."""
+    for i, name in enumerate(names):
+        image = make_image(rig.inbox / f"{name}.jpg")
+        rig.intake.note(write_sidecar(rig.inbox / f"{name}.yaml"))
+        os.utime(image, (1_700_000_000 + i, 1_700_000_000 + i))
+        rig.intake.note(image)
+
+
+def settle(rig: Rig) -> None:
+    rig.tick()
+    rig.tick(2.5)
+    rig.board.publish(refresh=True)
+
+
+def look(rig: Rig) -> None:
+    """A tick, and a publish that brings every position up to date."""
+    rig.tick(0.1)
+    rig.board.publish(refresh=True)
+
+
+def status(rig: Rig, name: str) -> dict[str, Any]:
+    return read_json(rig.layout.status_path(name)) or {}
+
+
+def held(rig: Rig, name: str) -> int:
+    """The position of a drop held for room (failing if it is not one)."""
+    shown = status(rig, name)
+    assert (shown.get("status"), shown.get("detail")) == ("waiting", FOR_ROOM), shown
+    assert shown["estimated_wait_seconds"] is not None
+    position: int = shown["position"]
+    return position
+
+
+def free_one(rig: Rig) -> str:
+    """A worker takes the next job: the queue has room for one more."""
+    taken = rig.jobs.claim("w", "cpu")
+    assert taken is not None
+    rig.jobs.record_claim(taken.name)
+    name: str = taken.name
+    return name
+
+
+def test_drops_past_the_cap_wait_in_inbox_and_come_in_in_drop_order(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=2, overflow="hold")
+    # Named against their drop order: the order is the images' times, not their names.
+    drop(rig, ["e", "d", "c", "b", "a"])
+    settle(rig)
+    assert rig.queued() == ["e", "d"]
+    assert [held(rig, n) for n in ["c", "b", "a"]] == [3, 4, 5]
+    assert sorted(files_under(rig.inbox)) == [
+        "a.jpg",
+        "a.yaml",
+        "b.jpg",
+        "b.yaml",
+        "c.jpg",
+        "c.yaml",
+    ]
+    assert files_under(rig.layout.failed) == []
+    queue = read_json(rig.layout.queue_json) or {}
+    assert (queue["waiting_count"], queue["queued_count"]) == (3, 2)
+    first = status(rig, "c")
+
+    assert free_one(rig) == "e"
+    look(rig)
+    assert rig.queued() == ["d", "c"]
+    admitted = status(rig, "c")
+    assert admitted["status"] == "queued" and admitted["job_id"] == first["job_id"]
+    assert [held(rig, n) for n in ["b", "a"]] == [3, 4]
+
+    free_one(rig)
+    free_one(rig)
+    look(rig)
+    assert rig.queued() == ["b", "a"]  # no `~2`: the names they waited under
+    assert (read_json(rig.layout.queue_json) or {})["waiting_count"] == 0
+    assert files_under(rig.inbox) == [] and files_under(rig.layout.failed) == []
+
+
+def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+
+    def counting(real: Any) -> Any:
+        def count(path: Path, **kwargs: Any) -> Any:
+            decoded.append(path.name)
+            return real(path, **kwargs)
+
+        return count
+
+    # With a short queue intake decodes for the editor instead (decoded.py): count both.
+    monkeypatch.setattr(images, "probe", counting(images.probe))
+    monkeypatch.setattr(images, "load_for_edit", counting(images.load_for_edit))
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["first", "second"])
+    settle(rig)
+    for _ in range(5):
+        rig.tick(1)
+    assert sorted(decoded) == ["first.jpg", "second.jpg"]
+    assert held(rig, "second") == 2
+    # A file that changes is looked at afresh: copied again, say, with another sidecar.
+    write_sidecar(rig.inbox / "second.yaml", instruction="something else")
+    rig.intake.note(rig.inbox / "second.yaml")
+    rig.tick(0.1)
+    rig.tick(2.5)
+    assert held(rig, "second") == 2
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == ["second"]
+    assert rig.spool.queued()[0].spec["instruction"] == "something else"
+
+
+def test_a_held_drop_takes_its_reference_images_when_it_is_admitted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    logo = make_image(rig.inbox / "_logo.png", color=(0, 0, 255))
+    drop(rig, ["first", "second"])
+    write_sidecar(rig.inbox / "second.yaml", images=["_logo.png"])
+    settle(rig)
+    assert held(rig, "second") == 2
+    make_image(logo, color=(0, 255, 0))  # the asset changes while the drop is held
+    free_one(rig)
+    look(rig)
+    assert rig.queued() == ["second"]
+    copy = rig.layout.pending / "second.ref1._logo.png"
+    assert copy.read_bytes() == logo.read_bytes()  # as it is now, when the job took it
+
+
+def test_the_queue_full_reason_says_how_many_are_ahead_and_what_to_do(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=2)  # overflow: reject, the default
+    drop(rig, ["a", "b", "c"])
+    rig.tick()
+    rig.tick(2.5)
+    free_one(rig)
+    drop(rig, ["d", "e"])
+    rig.tick(0.1)
+    rig.tick(2.5)
+    assert rig.queued() == ["b", "d"]
+    text = (rig.layout.failed / "e.reason.txt").read_text()
+    assert text.startswith("queue_full: the queue is full (2 jobs waiting): 3 jobs are ahead")
+    assert "`overflow: hold`" in text and "`hotfolder retry --code queue_full`" in text
+
+
+def test_a_stations_cap_holds_only_that_stations_drops(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=50, overflow="hold", **{"per_station.max_pending": 1})
+    drop(rig, ["big/a", "big/b", "big/c", "small/a"])
+    settle(rig)
+    assert rig.queued() == ["big/a", "small/a"]
+    assert [held(rig, n) for n in ["big/b", "big/c"]] == [3, 4]
+    assert free_one(rig) == "big/a"
+    look(rig)
+    assert rig.queued() == ["small/a", "big/b"]
+    assert held(rig, "big/c") == 3
+    assert files_under(rig.layout.failed) == []
+
+
+def test_drops_held_ahead_never_starve_a_newer_drop_of_its_tick(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=50, overflow="hold", **{"per_station.max_pending": 1})
+    # A budget spent by the first decision of each tick: the held drops, oldest and first
+    # in every tick, must not be that decision once they are held.
+    rig.intake = Intake(rig.layout, rig.config, rig.jobs, clock=rig.clock, tick_budget_seconds=0)
+    drop(rig, [f"big/{i}" for i in range(6)] + ["small/new"])
+    rig.tick()
+    rig.tick(2.5)
+    for _ in range(20):
+        rig.tick(0.1)
+        if "small/new" in rig.queued():
+            break
+    assert rig.queued() == ["big/0", "small/new"]
+    rig.board.publish(refresh=True)
+    assert [held(rig, f"big/{i}") for i in range(1, 6)] == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(("dispatch", "small", "big"), [("fifo", 4, 3), ("fair", 2, 4)])
+def test_a_held_drops_position_follows_the_order_in_force(
+    tmp_path: Path, dispatch: str, small: int, big: int
+) -> None:
+    rig = Rig(tmp_path, max_pending=2, overflow="hold", dispatch=dispatch)
+    drop(rig, ["big/1", "big/2", "big/3", "small/1"])
+    settle(rig)
+    assert rig.queued() == ["big/1", "big/2"]
+    # fair: small/ takes its turn right after big/1, ahead of big/ 's second and third.
+    assert (held(rig, "small/1"), held(rig, "big/3")) == (small, big)
+
+
+def test_a_held_drop_deleted_or_cancelled_stops_being_held(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["q", "gone", "stop", "last"])
+    settle(rig)
+    assert held(rig, "last") == 4
+    (rig.inbox / "gone.jpg").unlink()
+    (rig.inbox / "gone.yaml").unlink()
+    (rig.inbox / "STOP.cancel").write_text("")
+    rig.intake.note(rig.inbox / "STOP.cancel")
+    rig.tick(0.1)
+    rig.tick(2.5)
+    look(rig)
+    assert not rig.layout.status_path("gone").exists()
+    cancelled = status(rig, "stop")
+    assert (cancelled["status"], cancelled["error_code"]) == ("cancelled", "cancelled")
+    assert sorted(files_under(rig.layout.failed)) == ["stop.jpg", "stop.reason.txt", "stop.yaml"]
+    assert "hotfolder retry stop" in (rig.layout.failed / "stop.reason.txt").read_text()
+    assert held(rig, "last") == 2
+    assert (read_json(rig.layout.queue_json) or {})["waiting_count"] == 1
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == ["last"]
+    free_one(rig)
+    ok, message = retry_selection(rig.jobs, rig.config, rig.intake.layers, Selection(("stop",)))
+    assert ok, message
+    assert rig.queued() == ["stop"]
+
+
+def test_held_drops_keep_their_names_and_order_across_a_restart(tmp_path: Path) -> None:
+    before = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(before, ["one", "two", "three"])
+    settle(before)
+    shown = {n: status(before, n)["job_id"] for n in ["two", "three"]}
+    assert held(before, "three") == 3
+
+    after = Rig(tmp_path, max_pending=1, overflow="hold")
+    after.jobs.recover()
+    assert after.queued() == ["one"]
+    assert status(after, "three")["detail"] == FOR_ROOM  # the status file was kept meanwhile
+    settle(after)
+    assert {n: status(after, n)["job_id"] for n in ["two", "three"]} == shown
+    assert (held(after, "two"), held(after, "three")) == (2, 3)
+    free_one(after)
+    after.tick(0.1)
+    assert after.queued() == ["two"]
+    free_one(after)
+    after.tick(0.1)
+    assert after.queued() == ["three"]
+
+
+# --- end to end: `hotfolder run` as a subprocess ---
+
+
+def drop_folder(folder: Path, count: int) -> list[str]:
+    """`count` images into a folder whose `_defaults.yaml` makes each one a job."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "_defaults.yaml").write_text("instruction: Make the sky blue\n")
+    names = [f"IMG_{i:02d}" for i in range(count)]
+    for name in names:
+        make_image(folder / f"{name}.jpg")
+    return names
+
+
+class Watching:
+    """Polls the status files of some jobs: which completed, and whether any read as held."""
+
+    def __init__(self, root: Path, names: list[str]) -> None:
+        self.root = root
+        self.names = names
+        self.held: dict[str, int] = {}  # name -> a position it was held at
+
+    def all_done(self) -> bool:
+        done = 0
+        for name in self.names:
+            shown = read_json(self.root / "outbox" / f"{name}.status.json") or {}
+            if shown.get("detail") == FOR_ROOM and isinstance(shown.get("position"), int):
+                self.held[name] = shown["position"]
+            done += shown.get("status") in ("completed", "failed", "cancelled")
+        return done == len(self.names)
+
+    def done(self) -> int:
+        return sum(
+            (read_json(self.root / "outbox" / f"{n}.status.json") or {}).get("status")
+            == "completed"
+            for n in self.names
+        )
+
+
+def assert_all_through(root: Path, names: list[str], folders: list[str]) -> None:
+    """Every drop came back as a result under its own name; nothing went to failed/, and
+    only the folders' `_defaults.yaml` stay in inbox/."""
+    assert files_under(root / "failed") == []
+    assert files_under(root / "inbox") == [f"{folder}/_defaults.yaml" for folder in folders]
+    for name in names:
+        shown = read_json(root / "outbox" / f"{name}.status.json") or {}
+        assert shown.get("status") == "completed", shown
+        assert shown["result_path"] == f"outbox/{name}.png"
+        assert (root / shown["result_path"]).is_file()
+
+
+@pytest.mark.slow
+def test_a_burst_past_the_cap_all_comes_back_without_touching_failed(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=3, overflow="hold", editor={"delay_seconds": 0.3})
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 12)]
+        watching = Watching(tmp_path, names)
+        wait_for(watching.all_done, timeout=120, interval=0.05, what="12 results")
+        assert service.stop() == 0, service.log()
+    assert_all_through(tmp_path, names, ["shoot"])
+    # While they waited, some read `waiting for room in the queue` with their position.
+    assert watching.held, "no drop was seen held for room"
+    # Behind the three queued jobs at first, then closer as room freed.
+    assert max(watching.held.values()) >= 4 and min(watching.held.values()) >= 1, watching.held
+
+
+@pytest.mark.slow
+def test_a_stations_held_drops_come_through_a_restart(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        max_pending=50,
+        overflow="hold",
+        per_station={"max_pending": 2},
+        editor={"delay_seconds": 0.5},
+    )
+    names = [f"a/{n}" for n in drop_folder(tmp_path / "inbox" / "a", 8)]
+    names += [f"b/{n}" for n in drop_folder(tmp_path / "inbox" / "b", 1)]
+    watching = Watching(tmp_path, names)
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        # Stop while a/ still has drops held: the first job is done, most wait in inbox/.
+        wait_for(lambda: watching.all_done() or watching.done() >= 1, timeout=120)
+        assert watching.held, "no drop of a/ was seen held for room"
+        assert service.stop() == 0, service.log()
+    left = [
+        n
+        for n in names
+        if (read_json(tmp_path / "outbox" / f"{n}.status.json") or {}).get("status") == "waiting"
+    ]
+    assert left, "every drop was through before the restart"
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        wait_for(watching.all_done, timeout=120, interval=0.05, what="9 results")
+        assert service.stop() == 0, service.log()
+    assert_all_through(tmp_path, names, ["a", "b"])
+
+
+@pytest.mark.slow
+def test_hotfolder_cancel_takes_a_held_drop_out_of_inbox(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=1, overflow="hold", editor={"delay_seconds": 1.0})
+    with ServiceProcess(tmp_path) as service:
+        service.wait_ready()
+        names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 3)]
+        last = names[-1]
+        wait_for(lambda: (status_of(tmp_path, last) or {}).get("detail") == FOR_ROOM)
+        result = hotfolder("cancel", last, "--root", str(tmp_path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "cancelled" in result.stdout
+        watching = Watching(tmp_path, names)
+        wait_for(watching.all_done, timeout=120, what="every drop decided")
+        assert service.stop() == 0, service.log()
+    assert (status_of(tmp_path, last) or {}).get("status") == "cancelled"
+    assert files_under(tmp_path / "failed") == [f"{last}.jpg", f"{last}.reason.txt"]
+    assert watching.done() == 2
+
+
+@pytest.mark.slow
+def test_run_once_drains_held_drops_too(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=2, overflow="hold")
+    names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 5)]
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_all_through(tmp_path, names, ["shoot"])
+
+
+@pytest.mark.slow
+def test_run_once_on_a_paused_service_leaves_held_drops_waiting(tmp_path: Path) -> None:
+    write_config(tmp_path, max_pending=2, overflow="hold")
+    names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 4)]
+    assert hotfolder("pause", "--root", str(tmp_path), cwd=tmp_path).returncode == 0
+    # Nothing will make room: the burst run stops instead of waiting for it forever.
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = [(status_of(tmp_path, n) or {}).get("status") for n in names]
+    assert sorted(shown) == ["queued", "queued", "waiting", "waiting"]
+    assert files_under(tmp_path / "failed") == []
