@@ -36,6 +36,7 @@ class Admissions:
         manifest: Manifest,
         files: tuple[Path, ...],
         copies: Copies,
+        *,
         then: Callable[[], None],
     ) -> None:
         """Admit a job (with its copies of its reference images); `then` runs once it is on disk."""

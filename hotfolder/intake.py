@@ -9,7 +9,8 @@ The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
 a group of files comes to), `records` (the manifest or rejection it becomes) and
 `budget`, `arrivals` (the `waiting` statuses of drops not decided yet) and `held` (room in
 the queue, and the drops that wait in inbox/ for it under `overflow: hold`). Intake wires
-them and is the only one that acts: `_admit` and `_reject` are where job state changes.
+them and is the only one that acts: `_place` (through `admissions`, which writes a tick's
+jobs as one batch) and `_reject` are where job state changes.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
 from hotfolder.scan import Sightings, a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
-from hotfolder.spool import Manifest
 from hotfolder.writers import Writers
 
 # The service imports the name helpers from here.
@@ -298,30 +298,14 @@ class Intake:
         manifest = manifest_for(
             item, layout=self.layout, relative=relative, seq=seq, now=now, seen=seen
         )
-        self._admit(
-            manifest,
-            item.files,
-            copies_for(item, manifest),
-            then=lambda: self.arrivals.done(key, stem),
-        )
+        # Counted at once, written with the tick's other admissions; then its files are let go.
+        done = partial(self.arrivals.done, key, stem)
+        self.admissions.add(manifest, item.files, copies_for(item, manifest), then=done)
         self.held.release(key)
         room.took(station)
         return True
 
     # --- the only places where intake asks for a change of job state ---
-
-    def _admit(
-        self,
-        manifest: Manifest,
-        files: tuple[Path, ...],
-        copies: dict[str, bytes],
-        *,
-        then: Callable[[], None] | None = None,
-    ) -> None:
-        """Put a job (with its copies of its reference images) into pending/ and say it is
-        queued: counted at once, written with the tick's other admissions (admissions.py),
-        then its files are let go and `then` runs."""
-        self.admissions.add(manifest, files, copies, then or (lambda: None))
 
     def _reject(
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotfolder import fsops
+from hotfolder.batch import Batch
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
@@ -125,7 +126,7 @@ class Spool:
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
         # Admitted with `later`, not on disk yet (`write_admitted`): counted, never claimed.
-        self._admitting: dict[str, tuple[Manifest, Copies]] = {}
+        self._batch = Batch(self)
         self._seqs = itertools.count(1)
 
     # --- reading the disk ---
@@ -137,7 +138,7 @@ class Spool:
         and processing/ hold only what people dropped."""
         return self.layout.manifests(folder)
 
-    def _manifest_path(self, folder: Path, name: str) -> Path:
+    def manifest_path(self, folder: Path, name: str) -> Path:
         return self._manifests(folder) / f"{name}{MANIFEST_SUFFIX}"
 
     def scan(self, folder: Path) -> dict[str, Manifest]:
@@ -176,9 +177,9 @@ class Spool:
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
-        fsops.move_many(self._gathering(manifest, here))
+        fsops.move_many(self.gathering(manifest, here))
 
-    def _gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
+    def gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
         """The moves that bring the job's files next to its manifest in `here`."""
         moves = []
         for file_name, origin in manifest.sources():
@@ -204,7 +205,7 @@ class Spool:
     def pending_count(self) -> int:
         # Without the lock: intake asks for every drop, and the workers hold the lock while
         # they write (benchmarks/README.md, burst). Two counts kept as jobs come and go.
-        return self._pending.queued + len(self._admitting)
+        return self._pending.queued + len(self._batch)
 
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the workers will take them."""
@@ -220,11 +221,11 @@ class Spool:
                 for m in self._pending.values()
                 if m.state == JobState.queued and station_of(m.name) == station
             )
-            return queued + sum(1 for name in self._admitting if station_of(name) == station)
+            return queued + self._batch.in_station(station)
 
     def admitting(self) -> set[str]:
         """Names of jobs admitted but not written yet: taken, though nothing is on disk."""
-        return set(self._admitting)  # intake's own, like `admit(later=True)`
+        return self._batch.names()
 
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
@@ -255,7 +256,7 @@ class Spool:
         return folder / manifest.parent / file_name
 
     def _write(self, folder: Path, manifest: Manifest) -> None:
-        fsops.write_atomic(self._manifest_path(folder, manifest.name), _json(manifest))
+        fsops.write_atomic(self.manifest_path(folder, manifest.name), _json(manifest))
 
     def admit(
         self, manifest: Manifest, copies: Copies | None = None, *, later: bool = False
@@ -271,7 +272,7 @@ class Spool:
         intake admits `later`, on its one thread, so that needs no lock.
         """
         if later:
-            self._admitting[manifest.name] = (manifest, copies or {})
+            self._batch.add(manifest, copies or {})
             return
         with self._lock:
             for file_name, data in (copies or {}).items():
@@ -283,74 +284,18 @@ class Spool:
     def write_admitted(
         self, joined: Callable[[list[Manifest]], None] = lambda written: None
     ) -> tuple[list[Manifest], OSError | None]:
-        """Put the jobs admitted `later` on disk as one batch, in the order a single admission
-        takes: the copies, every manifest (each fsynced, each folder once), then every dropped
-        file after it. A crash in between is finished by `load`, or by admitting again, as
-        for one job. What is on disk joins the queue and is passed to `joined` under the lock
-        (so no claim comes between); the error, if any, is returned. Intake's thread."""
-        entries = list(self._admitting.values())
-        if not entries:
-            return [], None
-        batch = [manifest for manifest, _copies in entries]
-        pending = self.layout.pending
-        paths = [self._manifest_path(pending, m.name) for m in batch]
-        error: OSError | None = None
-        staged: list[fsops.Staged] = []
-        try:
-            # The slow part without the lock, which the workers hold while they write: the
-            # files go to temporary names, and no one else knows of these jobs yet.
-            staged.append(
-                fsops.stage(
-                    [
-                        (self.path_in(pending, m, f), data)
-                        for m, c in entries
-                        for f, data in c.items()
-                    ]
-                )
-            )
-            staged.append(
-                fsops.stage([(path, _json(m)) for path, m in zip(paths, batch, strict=True)])
-            )
-        except OSError as e:
-            error = e
-            for done in staged:
-                done.discard()
-        with self._lock:
-            written: list[Manifest] = []
-            if error is None:
-                written, error = self._commit(staged, batch, paths)
-            for manifest in written:
-                self._pending[manifest.name] = manifest
-            self._admitting = {}
-            try:
-                moves = [move for m in written for move in self._gathering(m, pending)]
-                fsops.move_many(moves)
-            except OSError as e:
-                # The manifests are written: the files follow at the claim or the next start.
-                error = error or e
-            joined(written)
-        return written, error
+        """Put the jobs admitted `later` on disk as one batch (batch.py); those written join
+        the queue and are passed to `joined` under the lock. Intake's thread."""
+        return self._batch.write(joined)
 
-    def _commit(
-        self, staged: list[fsops.Staged], batch: list[Manifest], paths: list[Path]
-    ) -> tuple[list[Manifest], OSError | None]:
-        """Rename a staged batch into place, copies first: the jobs whose manifest is there."""
-        copies, manifests = staged
-        try:
-            copies.commit()  # a manifest on disk always has its copies
-        except OSError as e:
-            manifests.discard()
-            return [], e
-        try:
-            manifests.commit()
-        except OSError as e:
-            return [m for m, path in zip(batch, paths, strict=True) if path.exists()], e
-        return batch, None
+    def enqueue(self, manifest: Manifest) -> None:
+        """A job the batch has put on disk joins pending/ (the caller holds the lock)."""
+        self._pending[manifest.name] = manifest
 
     def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
         fsops.move(
-            self._manifest_path(source, manifest.name),
-            self._manifest_path(target, manifest.name),
+            self.manifest_path(source, manifest.name),
+            self.manifest_path(target, manifest.name),
         )
 
     def claim(self, claim: dict[str, Any]) -> Manifest | None:
@@ -441,7 +386,7 @@ class Spool:
                     moves.append((source, self.path_in(destination, manifest, file_name)))
             fsops.move_many(moves)
             announce()
-            fsops.remove(self._manifest_path(folder, manifest.name))
+            fsops.remove(self.manifest_path(folder, manifest.name))
             self._processing.pop(manifest.name, None)
             if manifest.name in self._pending:
                 del self._pending[manifest.name]

@@ -244,29 +244,6 @@ class Board:
 
     # --- publishing ---
 
-    def _write_some(self, statuses: list[JobStatus]) -> None:
-        """Write status files as one batch (fsynced together, outbox/ once). The slow part
-        runs before `_io` is taken; under it, a job whose final status was written meanwhile
-        keeps that one (this view is older)."""
-        with self._lock:
-            due = self.files.stale([s for s in statuses if s.job_id not in self._closed])
-        if not due:
-            return
-        try:
-            staged = self.files.stage(due)
-        except OSError:
-            for status, _data in due:  # one by one, to say which could not be written
-                with self._io:
-                    with self._lock:
-                        if status.job_id in self._closed:
-                            continue
-                    self.files.write(status)
-            return
-        with self._io:
-            with self._lock:
-                closed = {s.job_id for s, _data in due if s.job_id in self._closed}
-            self.files.commit(staged, due, skip=closed)
-
     def publish(self, *, refresh: bool = False) -> View:
         """Recompute positions and waits, rewrite what changed, and write queue.json.
         `refresh`: rewrite every queued job's position and wait now (the last publish)."""
@@ -283,15 +260,14 @@ class Board:
                 continue
             batch.append(status)
             if len(batch) >= fsops.WRITE_BATCH_FILES:
-                self._write_some(batch)
+                self.files.write_batch(batch, io=self._io, closed=self._closed)
                 batch = []
-        self._write_some(batch)
+        self.files.write_batch(batch, io=self._io, closed=self._closed)
         if refreshed:
             # One atomic write per queued job: for 1,000 jobs a refresh takes seconds, and
             # every second would leave the workers no time (benchmarks/README.md, burst).
             # Refreshing at most a tenth of the time keeps positions fresh and jobs moving.
-            # Written as batches, a refresh takes far less wall time than the journal commits
-            # it costs the workers' own writes, so each file counts as if written alone.
+            # Batched, each file still counts as if written alone (the workers' share).
             took = max(time.monotonic() - started, REFRESH_FILE_SECONDS * len(writes))
             self._positions_every = max(POSITION_REFRESH_SECONDS, 10 * took)
         self.files.queue(queue_payload(view))

@@ -62,6 +62,27 @@ class Written:
         self._stamps[status.job_id] = next(self._count)
         self.state.note("outbox", None)
 
+    def write_batch(
+        self, statuses: list[JobStatus], *, io: threading.Lock, closed: Collection[str]
+    ) -> None:
+        """Write status files as one batch (outbox/ fsynced once). The slow part runs before
+        `io` (the board's write order) is taken; under it, a job in `closed` (its final status
+        written meanwhile: the board adds to it holding `io`) keeps that one."""
+        with io:
+            due = self.stale([s for s in statuses if s.job_id not in closed])
+        if not due:
+            return
+        try:
+            staged = self.stage(due)
+        except OSError:
+            for status, _data in due:  # one by one, to say which could not be written
+                with io:
+                    if status.job_id not in closed:
+                        self.write(status)
+            return
+        with io:
+            self.commit(staged, due, skip={s.job_id for s, _d in due if s.job_id in closed})
+
     def stale(self, statuses: list[JobStatus]) -> Due:
         """The statuses whose files do not read so yet, with what they will read."""
         due = [(status, status.to_json()) for status in statuses]
