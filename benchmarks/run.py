@@ -64,11 +64,15 @@ KEYS = (
     "raw_added_rss_mb",
     "fair_dispatch_ms",
     "fair_order_ms",
+    "admit_in_process_per_s",
     "ray_scaling_3_workers",
     "ray_dispatch_overhead_ms",
 )
 
-PARTS = ("observers", "burst", "job", "qwen", "duty", "scaling", "decode", "fair", "ray")
+PARTS = (
+    *("observers", "burst", "job", "qwen", "duty", "scaling", "decode", "fair", "ray"),
+    "admit",
+)
 
 # dispatch: fair is measured with this many stations, each with this many queued jobs.
 FAIR_STATIONS, FAIR_JOBS_EACH, FAIR_DECISIONS = 10, 100, 200
@@ -975,6 +979,41 @@ def qwen_figures(base: Path, sizes: Sizes) -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def admit_figures(base: Path, sizes: Sizes) -> dict[str, float]:
+    """Intake alone, in process: 1,000 ready pairs (64x48) admitted by `Intake.tick()` (settle
+    0, no tick budget) with a real `Jobs` and no worker, so only intake's own cost shows."""
+    from hotfolder.config import load_config
+    from hotfolder.intake import Intake
+    from hotfolder.jobs import Jobs
+    from hotfolder.layout import Layout
+    from hotfolder.spool import Spool
+    from hotfolder.state import ServiceState
+    from hotfolder.status import Board
+
+    pairs = sizes.burst_pairs
+    root = base / "admit"
+    config = load_config(
+        root=root,
+        overrides={"settle_seconds": 0, "editor.name": "identity", "max_pending": pairs},
+    )
+    layout = Layout(config.root_path)
+    layout.create()
+    state = ServiceState()
+    jobs = Jobs(layout, config, Spool(layout), Board(layout, config, state=state), state)
+    intake = Intake(layout, config, jobs, tick_budget_seconds=3600)
+    image = jpeg_bytes((64, 48))
+    for index in range(pairs):
+        (layout.inbox / f"b{index:04d}.jpg").write_bytes(image)
+        (layout.inbox / f"b{index:04d}.yaml").write_text(f"instruction: burst {index}\nseed: 1\n")
+    started = time.perf_counter()
+    while jobs.pending_count() < pairs:
+        intake.tick()
+        if time.perf_counter() - started > 600:
+            raise RuntimeError("intake did not admit the pairs within 600 s")
+    took = time.perf_counter() - started
+    return {"pairs": pairs, "seconds": took, "per_s": pairs / took}
+
+
 def fair_figures(base: Path) -> dict[str, float]:
     """`dispatch: fair` with 10 stations x 100 queued jobs: the dispatch decision (`Spool.claim`:
     the next job in the order in force, in memory) and the whole order (positions, waits)."""
@@ -1065,6 +1104,11 @@ def service_parts(
         for fmt, found in duty.items():
             figures[f"duty_cycle_{fmt}"] = round(found["duty_cycle"], 3)
         details["duty"] = rounded(duty)
+    if "admit" in parts:
+        say(f"admission in process: {sizes.burst_pairs} pairs, intake alone")
+        admitted = admit_figures(base, sizes)
+        figures["admit_in_process_per_s"] = round(admitted["per_s"], 1)
+        details["admit"] = rounded(admitted)
     if "fair" in parts:
         say(f"dispatch: fair, {FAIR_STATIONS} stations x {FAIR_JOBS_EACH} queued jobs")
         fair = fair_figures(base)

@@ -54,7 +54,9 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
             f"{config.editor.pipeline}, which takes one image",
             "Switch editor.pipeline back to edit-plus and retry the job, or remove `images:`.",
         )
-    source = images.load_for_edit(_spooled(jobs, manifest, manifest.image), limits=config.limits)
+    path = _spooled(jobs, manifest, manifest.image)
+    # Decoded by intake moments ago if the queue was short (decoded.py); else decoded now.
+    source = jobs.decoded.take(path) or images.load_for_edit(path, limits=config.limits)
     references = tuple(
         Pixels.of(
             images.load_for_edit(_spooled(jobs, manifest, ref.file), limits=config.limits).image
@@ -165,6 +167,7 @@ class Flight:
     timeout_seconds: float
     deadline: float  # monotonic; past it without an outcome, the slot is hung
     before: bytes | None = None  # the 'before' thumbnail, if it was made with the decode
+    ticket: Ticket | None = None  # else the decoded pixels it is made from (not the file again)
     editing: bool = True
     hung: bool = False
 
@@ -338,6 +341,7 @@ class Dispatcher:
                 timeout_seconds=ticket.timeout_seconds,
                 deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
                 before=prepared.before,
+                ticket=ticket if prepared.before is None else None,
             )
             self._busy[slot.name].editing_since = self.monotonic()
         slot.submit(ticket)
@@ -428,7 +432,9 @@ class Dispatcher:
     def _thumbnails(self, flight: Flight, outcome: Outcome) -> None:
         """The page's pictures, written before the final status that shows them."""
         before = flight.before
-        if before is None:
+        if before is None and flight.ticket is not None:
+            before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
+        elif before is None:
             manifest = self.jobs.find(flight.name)
             if manifest is not None:
                 layout, spool = self.jobs.layout, self.jobs.spool

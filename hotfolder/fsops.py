@@ -16,16 +16,25 @@ import json
 import os
 import secrets
 import stat
+import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hotfolder.errors import HotfolderError
+
+T = TypeVar("T")
 
 TEMP_PREFIX = ".hf-"
 TEMP_SUFFIX = ".tmp"
 # Most filesystems limit one name to 255 bytes; a temporary name must fit as the final one does.
 NAME_MAX_BYTES = 255
+# The board writes status files in batches of at most this many.
+WRITE_BATCH_FILES = 64
+# fsyncs issued together from this many threads: the filesystem's journal commits them as one
+# (ext4 on this project's disk: 3.2 ms per file one after another, 0.06-0.2 ms together).
+FSYNC_THREADS = 8
 
 
 class NotARegularFile(HotfolderError):
@@ -67,6 +76,47 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_dirs(folders: Iterable[Path]) -> None:
+    """fsync each folder once, however many files of a batch it received or lost."""
+    for folder in dict.fromkeys(folders):
+        fsync_dir(folder)
+
+
+def fsync_all(fds: Sequence[int]) -> None:
+    """fsync every file at once (see `in_parallel`), so the journal commits them together."""
+    in_parallel(os.fsync, fds)
+
+
+def in_parallel(work: Callable[[T], object], items: Sequence[T]) -> None:
+    """`work(item)` for every item, from up to FSYNC_THREADS short-lived threads (joined before
+    this returns; the first error is raised). For calls that wait on the filesystem's journal
+    (fsync, creating a file): issued together, they share its commits instead of queueing."""
+    if len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    errors: list[BaseException] = []
+
+    def run(share: Sequence[T]) -> None:
+        try:
+            for item in share:
+                work(item)
+        except BaseException as e:
+            errors.append(e)
+
+    count = min(FSYNC_THREADS, len(items))
+    threads = [
+        threading.Thread(target=run, args=(items[i::count],), name="hotfolder-fsync")
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def ensure_dir(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,22 +128,101 @@ def is_temp_name(name: str) -> bool:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Make `path` hold exactly `data`, appearing complete or not at all."""
-    ensure_dir(path.parent)
-    _mutation("write", path)
-    temp = path.with_name(temp_name(path.name))
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    write_many([(path, data)])
+
+
+def write_many(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write each `(path, data)` as `write_atomic` does, with the durability shared.
+
+    Each file still goes to a temporary name, is fsynced and renamed over its path; the
+    fsyncs of a batch are issued together and each folder is fsynced once, after all of its
+    renames. A failure leaves every file either whole or untouched and raises.
+    """
+    stage(files).commit()
+
+
+class Staged:
+    """Files written and fsynced under temporary names, waiting to be renamed into place."""
+
+    def __init__(self) -> None:
+        self._temps: list[tuple[Path, Path]] = []  # (temporary, final path), in order
+
+    def add(self, temp: Path, path: Path) -> None:
+        self._temps.append((temp, path))
+
+    def commit(self, keep: Callable[[int], bool] = lambda index: True) -> None:
+        """Rename each file (by its index in the batch) that `keep` keeps over its path and
+        remove the others; then fsync each folder once."""
+        temps, self._temps = self._temps, []
+        renamed: list[Path] = []
+        try:
+            for index, (temp, path) in enumerate(temps):
+                if keep(index):
+                    _mutation("replace", path)
+                    os.replace(temp, path)
+                    renamed.append(path)
+                else:
+                    temp.unlink()
+        except BaseException:
+            self._temps = temps
+            self.discard()
+            raise
+        finally:
+            # After a failure too: the files renamed before it are whole, and should stay.
+            fsync_dirs(path.parent for path in renamed)
+
+    def discard(self) -> None:
+        """Remove the temporary files not renamed yet."""
+        for temp, _path in self._temps:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        self._temps = []
+
+
+def stage(files: Sequence[tuple[Path, bytes]], *, together: bool = True) -> Staged:
+    """Write each `(path, data)` to a temporary name beside it and fsync it, all of them at
+    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet.
+    `together=False`: one after another, on this thread (background writers, whose burst of
+    journal commits would otherwise hold up the workers' own writes)."""
+    staged = Staged()
+    work: list[tuple[Path, Path, bytes]] = []
+    for path, data in files:
+        ensure_dir(path.parent)
+        _mutation("write", path)
+        temp = path.with_name(temp_name(path.name))
+        staged.add(temp, path)
+        work.append((temp, path, data))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _mutation("replace", path)
-        os.replace(temp, path)
+        if together:
+            in_parallel(_write_temp, work)
+        else:
+            for item in work:
+                _write_temp(item)
     except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        staged.discard()
         raise
-    fsync_dir(path.parent)
+    return staged
+
+
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
+def _write_temp(item: tuple[Path, Path, bytes]) -> None:
+    temp, path, data = item
+    try:
+        fd = os.open(temp, _CREATE_NEW, 0o644)
+    except FileNotFoundError:
+        # Its folder was pruned as it emptied (a batch staged without the spool's lock): make
+        # it again.
+        ensure_dir(path.parent)
+        fd = os.open(temp, _CREATE_NEW, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def temp_name(name: str) -> str:
@@ -110,19 +239,34 @@ def temp_name(name: str) -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    write_atomic(path, (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode())
+    write_atomic(path, json_bytes(payload))
+
+
+def json_bytes(payload: Any) -> bytes:
+    """What `write_json_atomic` writes for `payload`."""
+    return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def move(src: Path, dst: Path) -> None:
     """Rename `src` to `dst` (same filesystem), never over an existing file."""
-    ensure_dir(dst.parent)
-    if dst.exists() or dst.is_symlink():
-        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
-    _mutation("move", dst)
-    os.rename(src, dst)
-    fsync_dir(dst.parent)
-    if src.parent != dst.parent:
-        fsync_dir(src.parent)
+    move_many([(src, dst)])
+
+
+def move_many(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each `(src, dst)` in order, never over an existing file, then fsync every folder
+    that gained or lost a file once (targets first). A refused move raises after the folders
+    of the moves before it are fsynced."""
+    done: list[tuple[Path, Path]] = []
+    try:
+        for src, dst in moves:
+            ensure_dir(dst.parent)
+            if dst.exists() or dst.is_symlink():
+                raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
+            _mutation("move", dst)
+            os.rename(src, dst)
+            done.append((src, dst))
+    finally:
+        fsync_dirs([dst.parent for _src, dst in done] + [src.parent for src, _dst in done])
 
 
 def remove(path: Path) -> None:

@@ -9,7 +9,8 @@ The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
 a group of files comes to), `records` (the manifest or rejection it becomes) and
 `budget`, `arrivals` (the `waiting` statuses of drops not decided yet) and `held` (room in
 the queue, and the drops that wait in inbox/ for it under `overflow: hold`). Intake wires
-them and is the only one that acts: `_admit` and `_reject` are where job state changes.
+them and is the only one that acts: `_place` (through `admissions`, which writes a tick's
+jobs as one batch) and `_reject` are where job state changes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder import cancels, fsops
+from hotfolder.admissions import Admissions
 from hotfolder.arrivals import FOR_DISK, Arrivals
 from hotfolder.budget import TickBudget
 from hotfolder.config import Config
@@ -41,7 +43,6 @@ from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
 from hotfolder.scan import Sightings, a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
-from hotfolder.spool import Manifest
 from hotfolder.writers import Writers
 
 # The service imports the name helpers from here.
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 # (heartbeat, controls); what is left waits for the next tick. 10,000 files dropped at once
 # take many ticks, and the service stays responsive throughout.
 TICK_BUDGET_SECONDS: Final = 1.0
+# With fewer jobs than this queued, a drop's job is likely claimed at once: intake keeps the
+# image it decoded to check it, for the worker (decoded.py), instead of a second decode.
+KEEP_DECODED_BELOW: Final = 2
 
 GroupKey = tuple[Path, str]  # (folder, stem)
 
@@ -83,7 +87,11 @@ class Intake:
         self.tracker = StabilityTracker(config.settle_seconds)
         self.writers = Writers(layout.inbox, config.writer_wait_seconds, clock=clock)
         self.probes = ImageProbes(
-            config.limits, incomplete_image_seconds=config.incomplete_image_seconds, lstat=lstat
+            config.limits,
+            incomplete_image_seconds=config.incomplete_image_seconds,
+            lstat=lstat,
+            decoded=jobs.decoded,
+            keep=lambda: jobs.pending_count() < KEEP_DECODED_BELOW,
         )
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
@@ -95,6 +103,7 @@ class Intake:
         )
         self._errors = Repeats(log)
         self.budget = TickBudget(tick_budget_seconds)
+        self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
 
     # --- for the watcher (any thread) and the service loop ---
 
@@ -254,7 +263,7 @@ class Intake:
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
                 self._errors.log(key, e, "intake: error while handling {}/{}".format(*key))
-        return admitted
+        return self.admissions.write() or admitted
 
     def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
         """Show a drop that is not decided yet as `waiting`, with what for."""
@@ -277,7 +286,7 @@ class Intake:
             self._reject(full, spec=item.spec, key=key)
             return False
         seen = self.arrivals.peek(key, stem) or seen_as(
-            self.layout, stem, now, self.arrivals.reserved
+            self.layout, stem, now, self.arrivals.reserved | self.jobs.spool.admitting()
         )
         if not seen.carried:
             # Its status file would not fit the filesystem: refused under a shortened name.
@@ -289,20 +298,14 @@ class Intake:
         manifest = manifest_for(
             item, layout=self.layout, relative=relative, seq=seq, now=now, seen=seen
         )
-        self._admit(manifest, item.files, copies_for(item, manifest))
-        self.arrivals.done(key, stem)
+        # Counted at once, written with the tick's other admissions; then its files are let go.
+        done = partial(self.arrivals.done, key, stem)
+        self.admissions.add(manifest, item.files, copies_for(item, manifest), then=done)
         self.held.release(key)
         room.took(station)
         return True
 
     # --- the only places where intake asks for a change of job state ---
-
-    def _admit(self, manifest: Manifest, files: tuple[Path, ...], copies: dict[str, bytes]) -> None:
-        """Put a job (with its copies of its reference images) into pending/; say it is queued."""
-        self.jobs.admit(manifest, copies)
-        for path in files:
-            self._forget(path)
-        log.info("admitted %s (%s) from %s", manifest.name, manifest.job_id, manifest.source)
 
     def _reject(
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hotfolder import fsops, rejection
 from hotfolder.config import Config
+from hotfolder.decoded import Decoded
 from hotfolder.errors import HotfolderError, Reason
 from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
 from hotfolder.layout import Layout
@@ -84,6 +85,8 @@ class Jobs:
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
         self._blocked_until = 0.0
+        # Images intake decoded whole while the queue was short, for the workers (decoded.py).
+        self.decoded = Decoded()
 
     # --- queries ---
 
@@ -113,11 +116,28 @@ class Jobs:
         """A waiting drop left inbox/ before it was decided."""
         self.board.unwaiting(status)
 
-    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
-        """A new job (state queued) joins the queue, with its copies of its reference images."""
+    def admit(
+        self, manifest: Manifest, copies: Copies | None = None, *, later: bool = False
+    ) -> None:
+        """A new job (state queued) joins the queue, with its copies of its reference images.
+        `later`: it joins with the batch that `write_admitted` puts on disk; until then it
+        only counts against the caps."""
+        if later:
+            # Memory only, and intake's own: no lock to wait for.
+            self.spool.admit(manifest, copies, later=True)
+            return
         with self.lock:
             self.spool.admit(manifest, copies)
             self.board.queued(manifest)
+
+    def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
+        """Write the jobs admitted `later` together; those on disk are queued and shown."""
+
+        def joined(written: list[Manifest]) -> None:
+            for manifest in written:
+                self.board.queued(manifest)
+
+        return self.spool.write_admitted(joined)
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -30,11 +31,19 @@ JOB_FILE_SUFFIXES = (
     ".reason.txt",
 )
 
-# Exact-path checks stay O(1) per name however full a folder gets; extensions are
-# checked in lower and upper case, as cameras and Windows write them.
-_TAKEN_SUFFIXES = tuple(
-    dict.fromkeys(s for suffix in JOB_FILE_SUFFIXES for s in (suffix, suffix.upper()))
-)
+
+def _both_cases(suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    # Extensions are checked in lower and upper case, as cameras and Windows write them.
+    return tuple(dict.fromkeys(s for suffix in suffixes for s in (suffix, suffix.upper())))
+
+
+# Exact-path checks stay O(1) per name however full a folder gets. Each folder is checked
+# for the endings a job's files can have there (a burst checks every name: 322 lstat calls
+# with every ending in every folder, 180 so).
+_TAKEN_SUFFIXES = _both_cases(JOB_FILE_SUFFIXES)
+_INPUT_SUFFIXES = _both_cases((*IMAGE_SUFFIXES, ".yaml", ".yml"))
+_MANIFEST_SUFFIXES = _both_cases((".job.json",))
+_OUTBOX_SUFFIXES = _both_cases((".status.json", ".png", ".jpeg", ".webp"))
 
 
 @dataclass(frozen=True)
@@ -125,22 +134,29 @@ class Layout:
 
     def name_taken(self, name: str) -> bool:
         """Whether any job already owns files named `name` in a service folder."""
-        # Plain strings: this runs for every admitted and rejected drop, ~140 lstat calls each,
+        # Plain strings: this runs for every admitted and rejected drop, ~180 lstat calls each,
         # and pathlib's overhead would double its cost in a burst of thousands.
-        for folder in (
-            self.pending,
-            self.processing,
-            self.manifests(self.pending),
-            self.manifests(self.processing),
-            self.outbox,
-            self.archive,
-            self.failed,
-        ):
+        for folder, suffixes in self._taken_endings:
             stem = f"{folder}/{name}"
-            for suffix in _TAKEN_SUFFIXES:
+            for suffix in suffixes:
                 if os.path.lexists(stem + suffix):
                     return True
         return False
+
+    @functools.cached_property
+    def _taken_endings(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each service folder and the endings a job's files can have in it: its inputs in
+        pending/, processing/ and archive/, its manifest beside them, its status and result
+        in outbox/, and in failed/ anything (a refused drop keeps its own ending)."""
+        return (
+            (os.fspath(self.pending), _INPUT_SUFFIXES),
+            (os.fspath(self.processing), _INPUT_SUFFIXES),
+            (os.fspath(self.manifests(self.pending)), _MANIFEST_SUFFIXES),
+            (os.fspath(self.manifests(self.processing)), _MANIFEST_SUFFIXES),
+            (os.fspath(self.outbox), _OUTBOX_SUFFIXES),
+            (os.fspath(self.archive), _INPUT_SUFFIXES),
+            (os.fspath(self.failed), _TAKEN_SUFFIXES),
+        )
 
     def carried_name(self, name: str, reserved: set[str] | None = None) -> tuple[str, bool]:
         """The unique name a new job takes, and whether it is the one asked for.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from hotfolder import images
+from hotfolder import images, rawfiles
 from hotfolder.config import Limits
+from hotfolder.decoded import Decoded, identity
 from hotfolder.errors import Reason, Rejected
 
 Problem = Rejected | images.IncompleteImage | None
@@ -26,10 +28,16 @@ class ImageProbes:
         *,
         incomplete_image_seconds: float,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
+        decoded: Decoded | None = None,
+        keep: Callable[[], bool] = lambda: False,
     ) -> None:
         self.limits = limits
         self.incomplete_image_seconds = incomplete_image_seconds
         self.lstat = lstat
+        # While `keep()` (the queue is short: the job will be claimed at once), an image is
+        # decoded as the editor needs it and kept in `decoded` for its worker (decoded.py).
+        self.decoded = decoded
+        self.keep = keep
         self._seen: dict[Path, tuple[int, int, Problem]] = {}
 
     def check(self, image: Path, *, settled_at: float, now: float) -> Problem:
@@ -41,7 +49,7 @@ class ImageProbes:
         else:
             result = None
             try:
-                images.probe(image, limits=self.limits)
+                self._probe(image, info)
             except (Rejected, images.IncompleteImage) as e:
                 result = e
             self._seen[image] = (info.st_size, info.st_mtime_ns, result)
@@ -56,6 +64,23 @@ class ImageProbes:
                 f"{self.incomplete_image_seconds:g} s ({result})",
             )
         return result
+
+    def _probe(self, image: Path, info: os.stat_result) -> None:
+        """Check the image whole (raises as `images.probe`), keeping its pixels if asked."""
+        if self.decoded is None or rawfiles.is_raw(image.suffix.lower()) or not self.keep():
+            images.probe(image, limits=self.limits)
+            return
+        try:
+            source = images.load_for_edit(image, limits=self.limits, whole=True)
+        except (Rejected, images.IncompleteImage, OSError):
+            raise
+        except Exception:
+            # Whatever the conversion for the editor trips on, the worker meets it as before.
+            images.probe(image, limits=self.limits)
+            return
+        with contextlib.suppress(OSError):
+            if identity(self.lstat(image)) == identity(info):  # not changed while it was read
+                self.decoded.put(info, source)
 
     def forget(self, path: Path) -> None:
         self._seen.pop(path, None)

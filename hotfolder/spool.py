@@ -13,6 +13,7 @@ restart keeps the order and an image's mtime cannot move it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotfolder import fsops
+from hotfolder.batch import Batch
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
@@ -120,10 +122,12 @@ class Spool:
         # The order in force (dispatch: fifo | fair), shared with the board's positions.
         self.order = order or QueueOrder()
         self._lock: threading.RLock = threading.RLock()
-        self._pending: dict[str, Manifest] = {}
+        self._pending = _Pending()
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
-        self._next_seq = 1
+        # Admitted with `later`, not on disk yet (`write_admitted`): counted, never claimed.
+        self._batch = Batch(self)
+        self._seqs = itertools.count(1)
 
     # --- reading the disk ---
 
@@ -134,7 +138,7 @@ class Spool:
         and processing/ hold only what people dropped."""
         return self.layout.manifests(folder)
 
-    def _manifest_path(self, folder: Path, name: str) -> Path:
+    def manifest_path(self, folder: Path, name: str) -> Path:
         return self._manifests(folder) / f"{name}{MANIFEST_SUFFIX}"
 
     def scan(self, folder: Path) -> dict[str, Manifest]:
@@ -156,7 +160,7 @@ class Spool:
     def load(self) -> None:
         """Rebuild the index from `pending/` and `processing/`, finishing interrupted moves."""
         with self._lock:
-            self._pending = self.scan(self.layout.pending)
+            self._pending = _Pending(self.scan(self.layout.pending))
             self._processing = self.scan(self.layout.processing)
             for name, manifest in list(self._pending.items()):
                 if manifest.state == JobState.processing:
@@ -169,10 +173,15 @@ class Spool:
             for manifest in self._processing.values():
                 self.gather(manifest, self.layout.processing)
             seqs = [m.seq for m in (*self._pending.values(), *self._processing.values())]
-            self._next_seq = max(seqs, default=0) + 1
+            self._seqs = itertools.count(max(seqs, default=0) + 1)
 
     def gather(self, manifest: Manifest, here: Path) -> None:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
+        fsops.move_many(self.gathering(manifest, here))
+
+    def gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
+        """The moves that bring the job's files next to its manifest in `here`."""
+        moves = []
         for file_name, origin in manifest.sources():
             target = self.path_in(here, manifest, file_name)
             if target.exists():
@@ -182,8 +191,9 @@ class Spool:
                 candidates.append(self.path_in(folder, manifest, file_name))
             for candidate in candidates:
                 if candidate != target and candidate.exists():
-                    fsops.move(candidate, target)
+                    moves.append((candidate, target))
                     break
+        return moves
 
     @property
     def lock(self) -> threading.RLock:
@@ -193,8 +203,9 @@ class Spool:
     # --- queries ---
 
     def pending_count(self) -> int:
-        with self._lock:
-            return sum(1 for m in self._pending.values() if m.state == JobState.queued)
+        # Without the lock: intake asks for every drop, and the workers hold the lock while
+        # they write (benchmarks/README.md, burst). Two counts kept as jobs come and go.
+        return self._pending.queued + len(self._batch)
 
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the workers will take them."""
@@ -205,11 +216,16 @@ class Spool:
     def station_count(self, station: str) -> int:
         """Queued jobs of one station (a top-level folder of inbox/; "" for inbox/ itself)."""
         with self._lock:
-            return sum(
+            queued = sum(
                 1
                 for m in self._pending.values()
                 if m.state == JobState.queued and station_of(m.name) == station
             )
+            return queued + self._batch.in_station(station)
+
+    def admitting(self) -> set[str]:
+        """Names of jobs admitted but not written yet: taken, though nothing is on disk."""
+        return self._batch.names()
 
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
@@ -226,10 +242,7 @@ class Spool:
             return self._pending.get(name) or self._processing.get(name)
 
     def next_seq(self) -> int:
-        with self._lock:
-            seq = self._next_seq
-            self._next_seq += 1
-            return seq
+        return next(self._seqs)  # one step of the C iterator: atomic, so no lock
 
     # --- moves ---
 
@@ -243,18 +256,24 @@ class Spool:
         return folder / manifest.parent / file_name
 
     def _write(self, folder: Path, manifest: Manifest) -> None:
-        fsops.write_atomic(
-            self._manifest_path(folder, manifest.name),
-            manifest.model_dump_json(indent=2).encode(),
-        )
+        fsops.write_atomic(self.manifest_path(folder, manifest.name), _json(manifest))
 
-    def admit(self, manifest: Manifest, copies: Copies | None = None) -> None:
+    def admit(
+        self, manifest: Manifest, copies: Copies | None = None, *, later: bool = False
+    ) -> None:
         """Write the manifest into pending/, then move the dropped files after it.
 
         `copies` (file name -> bytes: the reference images' copies) are written first, so a
         manifest on disk always has them; a crash before the manifest leaves the drop in
         inbox/, and its admission again writes the same copies over the same names.
+
+        `later`: only note it (counted against the caps, its name taken); `write_admitted`
+        writes every job noted so together, and until then nothing else sees it. Only
+        intake admits `later`, on its one thread, so that needs no lock.
         """
+        if later:
+            self._batch.add(manifest, copies or {})
+            return
         with self._lock:
             for file_name, data in (copies or {}).items():
                 fsops.write_atomic(self.path_in(self.layout.pending, manifest, file_name), data)
@@ -262,10 +281,21 @@ class Spool:
             self._pending[manifest.name] = manifest
             self.gather(manifest, self.layout.pending)
 
+    def write_admitted(
+        self, joined: Callable[[list[Manifest]], None] = lambda written: None
+    ) -> tuple[list[Manifest], OSError | None]:
+        """Put the jobs admitted `later` on disk as one batch (batch.py); those written join
+        the queue and are passed to `joined` under the lock. Intake's thread."""
+        return self._batch.write(joined)
+
+    def enqueue(self, manifest: Manifest) -> None:
+        """A job the batch has put on disk joins pending/ (the caller holds the lock)."""
+        self._pending[manifest.name] = manifest
+
     def _move_manifest(self, manifest: Manifest, source: Path, target: Path) -> None:
         fsops.move(
-            self._manifest_path(source, manifest.name),
-            self._manifest_path(target, manifest.name),
+            self.manifest_path(source, manifest.name),
+            self.manifest_path(target, manifest.name),
         )
 
     def claim(self, claim: dict[str, Any]) -> Manifest | None:
@@ -345,6 +375,7 @@ class Spool:
             folder = (
                 self.layout.processing if manifest.name in self._processing else self.layout.pending
             )
+            moves = []
             for file_name in manifest.files():
                 source = self.path_in(folder, manifest, file_name)
                 if not source.exists():
@@ -352,12 +383,42 @@ class Spool:
                 if destination is None:
                     fsops.remove(source)
                 else:
-                    fsops.move(source, self.path_in(destination, manifest, file_name))
+                    moves.append((source, self.path_in(destination, manifest, file_name)))
+            fsops.move_many(moves)
             announce()
-            fsops.remove(self._manifest_path(folder, manifest.name))
+            fsops.remove(self.manifest_path(folder, manifest.name))
             self._processing.pop(manifest.name, None)
-            self._pending.pop(manifest.name, None)
+            if manifest.name in self._pending:
+                del self._pending[manifest.name]
             self._prune(folder, manifest)
+
+
+class _Pending(dict[str, Manifest]):
+    """pending/'s jobs by name, counting the queued ones as they come and go (changed under
+    the spool's lock, read without it)."""
+
+    def __init__(self, jobs: dict[str, Manifest] | None = None) -> None:
+        super().__init__()
+        self.queued = 0
+        for name, manifest in (jobs or {}).items():
+            self[name] = manifest
+
+    def __setitem__(self, name: str, manifest: Manifest) -> None:
+        old = self.get(name)
+        self.queued += _is_queued(manifest) - _is_queued(old)
+        super().__setitem__(name, manifest)
+
+    def __delitem__(self, name: str) -> None:
+        self.queued -= _is_queued(self.get(name))
+        super().__delitem__(name)
+
+
+def _is_queued(manifest: Manifest | None) -> int:
+    return int(manifest is not None and manifest.state == JobState.queued)
+
+
+def _json(manifest: Manifest) -> bytes:
+    return manifest.model_dump_json(indent=2).encode()
 
 
 def _sort_key(manifest: Manifest) -> tuple[int, int, int]:

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 # Positions and estimated waits of queued jobs are refreshed in their files at most this often.
 POSITION_REFRESH_SECONDS = 1.0
+# What one status file costs the disk written on its own (fsync, rename, folder fsync) on the
+# benchmark machine: a refresh is paced by this, however fast its batch went.
+REFRESH_FILE_SECONDS = 0.003
 # A publish rewrites held drops' moved positions for at most this long (longest unwritten
 # first), so 10,000 drops held in inbox/ never hold up queue.json's heartbeat.
 HELD_WRITE_SECONDS = 1.0
@@ -249,21 +252,23 @@ class Board:
             self._positions_at = -self._positions_every
         writes, view, refreshed = self._snapshot()
         started = time.monotonic()
+        batch: list[JobStatus] = []
         for status in writes:
             held_moved = status.status == JobState.waiting and self.files.moved_only(status)
             if held_moved and time.monotonic() - started > HELD_WRITE_SECONDS:
                 self.changed.set()  # the rest of the held drops' positions next time
                 continue
-            with self._io:
-                with self._lock:
-                    if status.job_id in self._closed:
-                        continue  # its final status is written; this view is older
-                self.files.write(status)
+            batch.append(status)
+            if len(batch) >= fsops.WRITE_BATCH_FILES:
+                self.files.write_batch(batch, io=self._io, closed=self._closed)
+                batch = []
+        self.files.write_batch(batch, io=self._io, closed=self._closed)
         if refreshed:
             # One atomic write per queued job: for 1,000 jobs a refresh takes seconds, and
             # every second would leave the workers no time (benchmarks/README.md, burst).
             # Refreshing at most a tenth of the time keeps positions fresh and jobs moving.
-            took = time.monotonic() - started
+            # Batched, each file still counts as if written alone (the workers' share).
+            took = max(time.monotonic() - started, REFRESH_FILE_SECONDS * len(writes))
             self._positions_every = max(POSITION_REFRESH_SECONDS, 10 * took)
         self.files.queue(queue_payload(view))
         return view

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from hotfolder import fsops
@@ -14,6 +15,8 @@ from hotfolder.layout import Layout
 from hotfolder.state import ServiceState
 
 log = logging.getLogger(__name__)
+
+Due = list[tuple[JobStatus, dict[str, Any]]]  # statuses to write, with what each file will read
 
 
 class Written:
@@ -57,6 +60,53 @@ class Written:
             return
         self._data[status.job_id] = data
         self._stamps[status.job_id] = next(self._count)
+        self.state.note("outbox", None)
+
+    def write_batch(
+        self, statuses: list[JobStatus], *, io: threading.Lock, closed: Collection[str]
+    ) -> None:
+        """Write status files as one batch (outbox/ fsynced once). The slow part runs before
+        `io` (the board's write order) is taken; under it, a job in `closed` (its final status
+        written meanwhile: the board adds to it holding `io`) keeps that one."""
+        with io:
+            due = self.stale([s for s in statuses if s.job_id not in closed])
+        if not due:
+            return
+        try:
+            staged = self.stage(due)
+        except OSError:
+            for status, _data in due:  # one by one, to say which could not be written
+                with io:
+                    if status.job_id not in closed:
+                        self.write(status)
+            return
+        with io:
+            self.commit(staged, due, skip={s.job_id for s, _d in due if s.job_id in closed})
+
+    def stale(self, statuses: list[JobStatus]) -> Due:
+        """The statuses whose files do not read so yet, with what they will read."""
+        due = [(status, status.to_json()) for status in statuses]
+        return [(status, data) for status, data in due if self._data.get(status.job_id) != data]
+
+    def stage(self, due: Due) -> fsops.Staged:
+        """Write and fsync a batch under temporary names, one after another: the publisher
+        works in the background, and a burst of commits from it would hold up the workers'
+        own writes (benchmarks/README.md, issue 14). Raises OSError."""
+        files = [(self.layout.status_path(s.name), fsops.json_bytes(d)) for s, d in due]
+        return fsops.stage(files, together=False)
+
+    def commit(self, staged: fsops.Staged, due: Due, *, skip: Collection[str]) -> None:
+        """Put a staged batch in place (outbox/ fsynced once), except the jobs in `skip` (by
+        id); the caller holds the board's `_io`."""
+        try:
+            staged.commit(keep=lambda index: due[index][0].job_id not in skip)
+        except OSError as e:
+            self._failed(e)
+            return
+        for status, data in due:
+            if status.job_id not in skip:
+                self._data[status.job_id] = data
+                self._stamps[status.job_id] = next(self._count)
         self.state.note("outbox", None)
 
     def queue(self, payload: dict[str, Any]) -> None:

@@ -109,13 +109,17 @@ def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[str] = []
-    real = images.probe
 
-    def counting(path: Path, **kwargs: Any) -> Any:
-        decoded.append(path.name)
-        return real(path, **kwargs)
+    def counting(real: Any) -> Any:
+        def count(path: Path, **kwargs: Any) -> Any:
+            decoded.append(path.name)
+            return real(path, **kwargs)
 
-    monkeypatch.setattr(images, "probe", counting)
+        return count
+
+    # With a short queue intake decodes for the editor instead (decoded.py): count both.
+    monkeypatch.setattr(images, "probe", counting(images.probe))
+    monkeypatch.setattr(images, "load_for_edit", counting(images.load_for_edit))
     rig = Rig(tmp_path, max_pending=1, overflow="hold")
     drop(rig, ["first", "second"])
     settle(rig)

@@ -165,6 +165,21 @@ def test_truncated_jpeg_is_incomplete(tmp_path: Path) -> None:
         probe(path, limits=LIMITS)
 
 
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("kept", [0.2, 0.5, 0.8, 0.98])
+def test_a_jpeg_cut_short_fails_the_reduced_decode_too(
+    tmp_path: Path, progressive: bool, kept: float
+) -> None:
+    """probe decodes JPEGs scaled by 1/8: it must still read every entropy-coded byte, so the
+    decode itself (its message, not the end-marker check after it) finds the cut."""
+    out = io.BytesIO()
+    noise((1024, 768)).save(out, "JPEG", quality=90, progressive=progressive)
+    data = out.getvalue()
+    path = write(tmp_path, "a.jpg", data[: int(len(data) * kept)])
+    with pytest.raises(IncompleteImage, match=r"a\.jpg does not decode completely"):
+        probe(path, limits=LIMITS)
+
+
 def test_jpeg_without_end_marker_is_incomplete(tmp_path: Path) -> None:
     data = encoded(noise((256, 256)), "JPEG")
     path = write(tmp_path, "a.jpg", data[:-2])

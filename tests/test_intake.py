@@ -6,12 +6,16 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import files_under, jobs_on, make_image, read_json, write_sidecar
 
-from hotfolder.config import Config, load_config
-from hotfolder.intake import Intake
+from hotfolder import images
+from hotfolder.config import Config, Limits, load_config
+from hotfolder.decoded import KEEP_IMAGES, Decoded
+from hotfolder.dispatch import make_ticket
+from hotfolder.intake import KEEP_DECODED_BELOW, Intake
 from hotfolder.layout import Layout
 from hotfolder.names import is_ignored
 
@@ -479,3 +483,79 @@ def test_an_unreachable_inbox_pauses_intake_and_forgets_nothing(rig: Rig, tmp_pa
     rig.tick(2.5)
     assert rig.intake.unreachable is None
     assert rig.queued() == ["k"]
+
+
+# --- the image intake decoded, kept for the worker (decoded.py) -------------------------------
+
+
+def test_with_a_short_queue_the_worker_takes_the_image_intake_decoded(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_image(rig.inbox / "a.jpg", size=(96, 64))
+    write_sidecar(rig.inbox / "a.yaml")
+    rig.tick()
+    rig.tick(3)
+    assert rig.queued() == ["a"]
+    assert len(rig.jobs.decoded) == 1
+    manifest = rig.spool.find("a")
+    assert manifest is not None
+    in_pending = rig.layout.pending / "a.jpg"
+    expected = images.load_for_edit(in_pending, limits=rig.config.limits)
+    decodes: list[Path] = []
+    real = images.load_for_edit
+
+    def counted(path: Path, **kwargs: Any) -> images.SourceImage:
+        decodes.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(images, "load_for_edit", counted)
+    ticket = make_ticket(rig.config, rig.jobs, manifest)
+    assert decodes == []  # not decoded a second time
+    assert ticket.size == expected.size == (96, 64)
+    assert ticket.pixels == expected.image.tobytes()
+    assert len(rig.jobs.decoded) == 0  # taken once
+    make_ticket(rig.config, rig.jobs, manifest)
+    assert decodes == [in_pending]
+
+
+def test_an_image_changed_since_intake_decoded_it_is_decoded_again(rig: Rig) -> None:
+    make_image(rig.inbox / "a.jpg", size=(96, 64), color=(200, 40, 40))
+    write_sidecar(rig.inbox / "a.yaml")
+    rig.tick()
+    rig.tick(3)
+    assert len(rig.jobs.decoded) == 1
+    manifest = rig.spool.find("a")
+    assert manifest is not None
+    in_pending = rig.layout.pending / "a.jpg"
+    before = in_pending.stat()
+    make_image(in_pending, size=(96, 64), color=(20, 40, 200))
+    os.utime(in_pending, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    ticket = make_ticket(rig.config, rig.jobs, manifest)
+    blue = images.load_for_edit(in_pending, limits=rig.config.limits)
+    assert ticket.pixels == blue.image.tobytes()
+
+
+def test_with_a_longer_queue_intake_keeps_no_more_than_it_should(rig: Rig) -> None:
+    for name in ("a", "b", "c", "d"):
+        make_image(rig.inbox / f"{name}.jpg")
+        write_sidecar(rig.inbox / f"{name}.yaml")
+    rig.tick()
+    rig.tick(3)
+    assert rig.queued() == ["a", "b", "c", "d"]
+    # Kept while fewer than KEEP_DECODED_BELOW were queued, and never more than KEEP_IMAGES.
+    assert len(rig.jobs.decoded) == min(KEEP_DECODED_BELOW, KEEP_IMAGES)
+
+
+def test_decoded_images_are_kept_briefly_and_few(tmp_path: Path) -> None:
+    now = [0.0]
+    decoded = Decoded(keep_images=2, keep_seconds=30, monotonic=lambda: now[0])
+    paths = [make_image(tmp_path / f"{name}.jpg") for name in ("a", "b", "c")]
+    source = images.load_for_edit(paths[0], limits=Limits())
+    for path in paths:
+        decoded.put(os.lstat(path), source)
+    assert len(decoded) == 2
+    assert decoded.take(paths[0]) is None  # the oldest made room
+    now[0] = 31.0
+    assert decoded.take(paths[1]) is None  # kept too long: the worker decodes it
+    assert decoded.take(paths[2]) is None
+    assert decoded.take(tmp_path / "gone.jpg") is None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
+import pytest
 from support import files_under, make_image
 
 from hotfolder import fsops
@@ -128,3 +131,124 @@ def test_unique_names_skip_every_folder_that_holds_the_name(tmp_path: Path) -> N
     (layout.failed / "s" / "IMG.v2.jpg").write_bytes(b"")
     assert layout.unique_name("s/IMG.v2") == "s/IMG.v2~2"
     assert layout.unique_name("s/IMG", reserved={"s/IMG~3"}) == "s/IMG~4"
+
+
+def test_a_batch_of_admissions_is_counted_at_once_and_queued_once_written(
+    tmp_path: Path,
+) -> None:
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    spool.admit(manifest_for(spool, layout, "old"))
+    batch = [manifest_for(spool, layout, name) for name in ("a", "sub/b", "c")]
+    for manifest in batch:
+        spool.admit(manifest, later=True)
+    # Counted against the caps and its names taken, but nothing else sees the batch yet.
+    assert spool.pending_count() == 4
+    assert spool.station_count("sub") == 1
+    assert spool.admitting() == {"a", "sub/b", "c"}
+    assert [m.name for m in spool.queued()] == ["old"]
+    assert spool.find("a") is None
+    assert files_under(layout.pending) == ["old.jpg"]
+    first = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert first is not None and first.name == "old"
+    spool.record_claim(first.name)
+    assert spool.claim({"state": JobState.processing, "worker": "w"}) is None
+    written, error = spool.write_admitted()
+    assert error is None
+    assert [m.name for m in written] == ["a", "sub/b", "c"]
+    assert spool.admitting() == set()
+    assert spool.pending_count() == 3
+    assert [m.name for m in spool.queued()] == ["a", "sub/b", "c"]
+    assert files_under(layout.pending) == ["a.jpg", "c.jpg", "sub/b.jpg"]
+    assert files_under(layout.manifests(layout.pending)) == [
+        "a.job.json",
+        "c.job.json",
+        "sub/b.job.json",
+    ]
+    assert files_under(layout.inbox) == []
+    assert spool.write_admitted() == ([], None)
+
+
+def test_a_batch_cut_short_after_its_manifests_is_finished_on_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between a batch's manifests and its files' moves: the next start moves them."""
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    for name in ("a", "sub/b"):
+        spool.admit(manifest_for(spool, layout, name), later=True)
+
+    def crash(moves: object) -> None:
+        raise SystemExit("crash")
+
+    monkeypatch.setattr(fsops, "move_many", crash)
+    with pytest.raises(SystemExit):
+        spool.write_admitted()
+    monkeypatch.undo()
+    assert files_under(layout.pending) == []
+    again = Spool(layout)
+    again.load()
+    assert [m.name for m in again.queued()] == ["a", "sub/b"]
+    assert files_under(layout.pending) == ["a.jpg", "sub/b.jpg"]
+    assert files_under(layout.inbox) == []
+
+
+def test_a_batch_the_disk_refuses_keeps_only_what_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    batch = [manifest_for(spool, layout, name) for name in ("a", "b")]
+    for manifest in batch:
+        spool.admit(manifest, later=True)
+    real_replace = os.replace
+
+    def full_disk_after_one(src: str, dst: str) -> None:
+        if Path(dst).name == "b.job.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_after_one)
+    written, error = spool.write_admitted()
+    monkeypatch.undo()
+    assert isinstance(error, OSError)
+    assert [m.name for m in written] == ["a"]
+    assert [m.name for m in spool.queued()] == ["a"]
+    assert spool.pending_count() == 1  # b is not admitted: intake tries it again
+    assert files_under(layout.pending) == ["a.jpg"]
+    assert files_under(layout.inbox) == ["b.jpg"]
+    assert not list(tmp_path.rglob(".hf-*"))
+
+
+def test_the_queued_count_follows_every_change_of_state(tmp_path: Path) -> None:
+    """pending_count is kept as jobs come and go (read without the lock): it always equals
+    a count of the queued jobs."""
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+
+    def recount() -> int:
+        return sum(1 for m in spool.queued())
+
+    for name in ("a", "b", "c"):
+        spool.admit(manifest_for(spool, layout, name))
+    assert spool.pending_count() == recount() == 3
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert claimed is not None
+    assert spool.pending_count() == recount() == 2
+    spool.requeue(claimed)
+    assert spool.pending_count() == recount() == 3
+    queued = spool.find("b")
+    assert queued is not None
+    failed = queued.model_copy(update={"state": JobState.failed})
+    spool.update(failed)
+    assert spool.pending_count() == recount() == 2
+    spool.finish(failed, layout.failed)
+    assert spool.pending_count() == recount() == 2
+    again = Spool(layout)
+    again.load()
+    assert again.pending_count() == 2
+    assert again.next_seq() > max(m.seq for m in again.queued())

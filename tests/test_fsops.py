@@ -1,0 +1,86 @@
+"""Batches of atomic writes and moves: the durability shared, every file whole or untouched."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from hotfolder import fsops
+
+
+def test_a_batch_writes_every_file_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
+    files = [
+        (tmp_path / ("sub" if i % 3 else "") / f"f{i}.json", f"data {i}\n".encode() * (i + 1))
+        for i in range(fsops.FSYNC_THREADS * 8 + 5)  # several files per thread
+    ]
+    (tmp_path / "f0.json").write_text("old")
+    fsops.write_many(files)
+    for path, data in files:
+        assert path.read_bytes() == data
+    assert not list(tmp_path.rglob(".hf-*"))
+
+
+def test_a_batch_cut_by_a_refusing_disk_leaves_each_file_whole_or_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [tmp_path / f"f{i}.json" for i in range(5)]
+    for path in paths:
+        path.write_text("old")
+    real_replace = os.replace
+
+    def refuse_the_fourth(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "f3.json":
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_the_fourth)
+    with pytest.raises(OSError, match="Input/output"):
+        fsops.write_many([(path, b"new") for path in paths])
+    assert [p.read_text() for p in paths] == ["new", "new", "new", "old", "old"]
+    assert not list(tmp_path.rglob(".hf-*"))
+
+
+def test_a_staged_batch_renames_only_what_is_kept(tmp_path: Path) -> None:
+    paths = [tmp_path / f"f{i}.json" for i in range(4)]
+    staged = fsops.stage([(path, f"{path.name}".encode()) for path in paths])
+    assert [p for p in paths if p.exists()] == []  # nothing in place before the commit
+    staged.commit(keep=lambda index: index != 1)
+    assert [p.name for p in paths if p.exists()] == ["f0.json", "f2.json", "f3.json"]
+    assert (tmp_path / "f2.json").read_text() == "f2.json"
+    assert not list(tmp_path.rglob(".hf-*"))
+
+
+def test_moves_in_a_batch_never_overwrite_and_stop_at_the_first_refusal(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.jpg").write_text(name)
+    target = tmp_path / "to"
+    target.mkdir()
+    (target / "b.jpg").write_text("someone else's")
+    moves = [(tmp_path / f"{name}.jpg", target / f"{name}.jpg") for name in ("a", "b", "c")]
+    with pytest.raises(FileExistsError):
+        fsops.move_many(moves)
+    assert (target / "a.jpg").read_text() == "a"
+    assert (target / "b.jpg").read_text() == "someone else's"
+    assert (tmp_path / "b.jpg").read_text() == "b"
+    assert (tmp_path / "c.jpg").exists() and not (target / "c.jpg").exists()
+
+
+def test_fsyncs_issued_together_all_happen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644) for i in range(40)]
+    try:
+        fsops.fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert sorted(synced) == sorted(fds)
