@@ -172,6 +172,23 @@ class Flight:
     hung: bool = False
 
 
+def save_thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> None:
+    """The page's pictures, written before the final status that shows them: the 'before'
+    from the pixels already decoded where there are some, else from the input file."""
+    before = flight.before
+    if before is None and flight.ticket is not None:
+        before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
+    elif before is None:
+        manifest = jobs.find(flight.name)
+        if manifest is not None:
+            layout, spool = jobs.layout, jobs.spool
+            path = spool.path_in(layout.processing, manifest, manifest.image)
+            if not path.exists():  # the claim is not on disk yet
+                path = spool.path_in(layout.pending, manifest, manifest.image)
+            before = thumbs.from_file(path)
+    thumbs.save(jobs.layout, flight.name, before=before, after=outcome.thumbnail)
+
+
 @dataclass
 class Busy:
     """Editing intervals of one slot over the last BUSY_WINDOW_SECONDS."""
@@ -429,25 +446,10 @@ class Dispatcher:
         with self._lock:
             self._flights.pop(job_id, None)
 
-    def _thumbnails(self, flight: Flight, outcome: Outcome) -> None:
-        """The page's pictures, written before the final status that shows them."""
-        before = flight.before
-        if before is None and flight.ticket is not None:
-            before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
-        elif before is None:
-            manifest = self.jobs.find(flight.name)
-            if manifest is not None:
-                layout, spool = self.jobs.layout, self.jobs.spool
-                path = spool.path_in(layout.processing, manifest, manifest.image)
-                if not path.exists():  # the claim is not on disk yet
-                    path = spool.path_in(layout.pending, manifest, manifest.image)
-                before = thumbs.from_file(path)
-        thumbs.save(self.jobs.layout, flight.name, before=before, after=outcome.thumbnail)
-
     def _settle(self, flight: Flight, outcome: Outcome) -> None:
         try:
             if outcome.error_code != "stop":
-                self._thumbnails(flight, outcome)
+                save_thumbnails(self.jobs, flight, outcome)
             if outcome.ok:
                 assert outcome.data is not None
                 self.jobs.complete(flight.name, outcome.data, flight.extension)

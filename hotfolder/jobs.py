@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotfolder import fsops, rejection
+from hotfolder import fsops, recovery, rejection
+from hotfolder.closing import close_job
 from hotfolder.config import Config
 from hotfolder.decoded import Decoded
 from hotfolder.errors import HotfolderError, Reason
-from hotfolder.jobstatus import JobStatus, iso, status_from_manifest
+from hotfolder.jobstatus import JobStatus, iso
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
@@ -282,24 +283,7 @@ class Jobs:
 
     def recover(self) -> None:
         """Finish or requeue what the last run left in processing/ and pending/."""
-        self.spool.load()
-        self.board.load_finished()
-        replayed = self.replay_rejections()
-        if replayed:
-            log.info("finished %d rejection(s) a crash had interrupted", replayed)
-        for manifest in self.spool.unfinished():
-            log.info("finishing %s, interrupted while it ended", manifest.name)
-            try:
-                self._finish(manifest)
-            except OSError as e:
-                log.error("cannot finish %s yet (%s); tried again later", manifest.name, e)
-        # Oldest first, so that jobs that were in flight together keep their order at the head.
-        in_flight = [m for m in self.spool.processing() if m.state not in FINAL_STATES]
-        for found in sorted(in_flight, key=lambda m: (m.priority != "high", m.seq)):
-            # A queued one here was being put back when the crash came: it was running too.
-            self.put_back_after_crash(found.model_copy(update={"state": JobState.processing}))
-        for manifest in self.spool.queued():
-            self.board.queued(manifest)
+        recovery.recover(self)
 
     def put_back_after_crash(self, manifest: Manifest) -> None:
         with self.lock:
@@ -310,7 +294,7 @@ class Jobs:
         """Finish jobs whose ending a refusing disk cut short; True if none are left."""
         for manifest in self.spool.unfinished():
             try:
-                self._finish(manifest)
+                self.finish(manifest)
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
@@ -338,7 +322,7 @@ class Jobs:
             )
             self.spool.update(manifest)
             try:
-                self._finish(manifest)
+                self.finish(manifest)
             except OSError as e:
                 self._ending_failed(manifest, e)
                 return False
@@ -357,27 +341,13 @@ class Jobs:
         self.state.note("worker", f"cannot finish {manifest.name}: {error.strerror or error}")
         self._block()
 
-    def _finish(self, manifest: Manifest) -> None:
-        """Move the inputs where they belong and publish the final status (idempotent)."""
-        assert manifest.state in FINAL_STATES
-        if manifest.state == JobState.completed:
-            destination: Path | None = self.layout.archive if self.config.keep_inputs else None
-        else:
-            destination = self.layout.failed
-            rejection.write_reason(
-                self.layout.reason_path(manifest.name),
-                manifest.error_code or Reason.edit_failed.value,
-                manifest.error or "",
-                manifest.error_details or "",
-                manifest.files(),
-            )
-        status = status_from_manifest(manifest)
-        details = manifest.error_details
-
-        def announce() -> None:
-            self.board.finished(status, details=details)
-
-        self.spool.finish(manifest, destination, announce=announce)
-        url = manifest.spec.get("notify_url")
-        if url and self.notifier is not None:
-            self.notifier.send(url, status.to_json())
+    def finish(self, manifest: Manifest) -> None:
+        """Close a job in its final state (idempotent): files, reason, status, notification."""
+        close_job(
+            manifest,
+            layout=self.layout,
+            config=self.config,
+            spool=self.spool,
+            board=self.board,
+            notifier=self.notifier,
+        )

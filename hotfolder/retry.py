@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from hotfolder import assets, companions, fsops
-from hotfolder.assets import COPY_PATTERN
+from hotfolder.assets import COPY_PATTERN, Asset
 from hotfolder.config import Config
 from hotfolder.errors import Rejected
 from hotfolder.intake import kind_of, split_name
 from hotfolder.jobs import Jobs
 from hotfolder.layout import new_job_id
-from hotfolder.sidecar import read_layer, resolve, source_of
+from hotfolder.sidecar import JobSpec, read_layer, resolve, source_of
 from hotfolder.spool import Manifest, Reference
 from hotfolder.status import iso, read_status
 
@@ -79,41 +79,59 @@ def _retry_one(jobs: Jobs, config: Config, layers: Layers, name: str) -> tuple[b
             )
         except Rejected as e:
             return False, f"{name} cannot be retried: {e.message} (fix it in failed/, then retry)"
-        previous = read_status(layout.status_path(name))
-        errors = list(previous.errors) if previous else []
-        if previous is not None and previous.error_code:
-            errors.append(f"attempt {previous.attempts}: {previous.error_code}: {previous.error}")
-        seed = spec.seed
-        if seed is None:
-            known = previous.result_seed if previous is not None else None
-            seed = known if known is not None else secrets.randbits(32)
-        now = time.time()
-        manifest = Manifest(
-            job_id=previous.job_id if previous else new_job_id(now),
-            name=name,
-            seq=jobs.spool.next_seq(),
-            priority=spec.priority,
-            created_at=(previous.created_at if previous else None) or iso(now) or "",
-            source=(previous.source if previous else None) or layout.relative(image),
-            image=image.name,
-            sidecar=side.name if side else None,
-            inbox_image=layout.relative(image),
-            inbox_sidecar=layout.relative(side) if side else None,
-            companions=[p.name for p in beside],
-            inbox_companions=[layout.relative(p) for p in beside],
-            spec=spec.model_dump(mode="json"),
-            seed=seed,
-            attempts=(previous.attempts if previous else 0) + 1,
-            errors=errors,
-            references=[
-                Reference(name=a.name, sha256=a.sha256, file=a.copy_name(base, index))
-                for index, a in enumerate(taken, start=1)
-            ],
+        manifest = _manifest(
+            jobs, name, image=image, side=side, beside=beside, spec=spec, taken=taken
         )
         _remove_old_copies(folder, base)
         copies = {ref.file: a.data for ref, a in zip(manifest.references, taken, strict=True)}
         jobs.retry(manifest, folder, copies)
     return True, f"{name} is back in the queue (attempt {manifest.attempts})"
+
+
+def _manifest(
+    jobs: Jobs,
+    name: str,
+    *,
+    image: Path,
+    side: Path | None,
+    beside: list[Path],
+    spec: JobSpec,
+    taken: tuple[Asset, ...],
+) -> Manifest:
+    """The job again, under its own name and id, with its history of attempts."""
+    layout = jobs.layout
+    base = name.rpartition("/")[2]
+    previous = read_status(layout.status_path(name))
+    errors = list(previous.errors) if previous else []
+    if previous is not None and previous.error_code:
+        errors.append(f"attempt {previous.attempts}: {previous.error_code}: {previous.error}")
+    seed = spec.seed
+    if seed is None:
+        known = previous.result_seed if previous is not None else None
+        seed = known if known is not None else secrets.randbits(32)
+    now = time.time()
+    return Manifest(
+        job_id=previous.job_id if previous else new_job_id(now),
+        name=name,
+        seq=jobs.spool.next_seq(),
+        priority=spec.priority,
+        created_at=(previous.created_at if previous else None) or iso(now) or "",
+        source=(previous.source if previous else None) or layout.relative(image),
+        image=image.name,
+        sidecar=side.name if side else None,
+        inbox_image=layout.relative(image),
+        inbox_sidecar=layout.relative(side) if side else None,
+        companions=[p.name for p in beside],
+        inbox_companions=[layout.relative(p) for p in beside],
+        spec=spec.model_dump(mode="json"),
+        seed=seed,
+        attempts=(previous.attempts if previous else 0) + 1,
+        errors=errors,
+        references=[
+            Reference(name=a.name, sha256=a.sha256, file=a.copy_name(base, index))
+            for index, a in enumerate(taken, start=1)
+        ],
+    )
 
 
 def _remove_old_copies(folder: Path, base: str) -> None:

@@ -1,0 +1,52 @@
+"""Closing a job that reached its final state: its files go to archive/ (or are removed) or
+to failed/ with a reason file, its final status is shown, and its `notify_url` is told.
+
+Idempotent: a crash or a refusing disk part way through is finished by doing it again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hotfolder import rejection
+from hotfolder.config import Config
+from hotfolder.errors import Reason
+from hotfolder.jobstatus import status_from_manifest
+from hotfolder.layout import Layout
+from hotfolder.notify import Notifier
+from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.status import Board
+
+
+def close_job(
+    manifest: Manifest,
+    *,
+    layout: Layout,
+    config: Config,
+    spool: Spool,
+    board: Board,
+    notifier: Notifier | None,
+) -> None:
+    """Move the inputs where they belong and publish the final status."""
+    assert manifest.state in FINAL_STATES
+    if manifest.state == JobState.completed:
+        destination: Path | None = layout.archive if config.keep_inputs else None
+    else:
+        destination = layout.failed
+        rejection.write_reason(
+            layout.reason_path(manifest.name),
+            manifest.error_code or Reason.edit_failed.value,
+            manifest.error or "",
+            manifest.error_details or "",
+            manifest.files(),
+        )
+    status = status_from_manifest(manifest)
+    details = manifest.error_details
+
+    def announce() -> None:
+        board.finished(status, details=details)
+
+    spool.finish(manifest, destination, announce=announce)
+    url = manifest.spec.get("notify_url")
+    if url and notifier is not None:
+        notifier.send(url, status.to_json())
