@@ -39,6 +39,12 @@ import psutil
 import yaml
 from PIL import Image
 
+# Run as a script (`python benchmarks/run.py`, as README says), only benchmarks/ is on the
+# path; the decode and RAW-memory parts import `benchmarks.*` and `tests.samples`.
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
 # The figures the issue asks for; the JSON line holds these and a `details` object.
 KEYS = (
     "pickup_ms_p50_native",
