@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,11 +64,25 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     # The service's Ray bridge reads this too: no token, whatever ~/.ray holds.
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("ray"), num_cpus=8, env={"HOTFOLDER_FAULTS": "1"}
-    )
+    temp = short_temp_dir()
+    cluster = LocalCluster(temp, num_cpus=8, env={"HOTFOLDER_FAULTS": "1"})
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def short_temp_dir() -> Path:
+    """A folder for a Ray cluster's files right under the system's temp folder: Ray's
+    AF_UNIX sockets live in it and their paths must stay under 107 bytes, which pytest's
+    own folders (deeper still under pytest-xdist's workers) can pass."""
+    return Path(tempfile.mkdtemp(prefix="hfray-"))
+
+
+@pytest.fixture
+def ray_temp() -> Iterator[Path]:
+    temp = short_temp_dir()
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)

@@ -37,6 +37,9 @@ from hotfolder.config import Config, load_config
 from hotfolder.errors import ConfigError
 from hotfolder.slots.ray import RaySlot, make_ray_slots
 
+# pytest-xdist (--dist loadgroup): the Ray tests share one worker, and so one session cluster.
+pytestmark = pytest.mark.xdist_group("ray")
+
 HOST = socket.gethostname()
 
 
@@ -241,14 +244,10 @@ def test_a_service_killed_with_jobs_on_actors_requeues_them_once(
 
 
 @pytest.mark.slow
-def test_a_stopped_cluster_pauses_dispatch_until_it_is_back(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_a_stopped_cluster_pauses_dispatch_until_it_is_back(tmp_path: Path, ray_temp: Path) -> None:
     pytest.importorskip("ray")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("ray"), num_cpus=2, env={"HOTFOLDER_FAULTS": "1"}
-    )
+    cluster = LocalCluster(ray_temp, num_cpus=2, env={"HOTFOLDER_FAULTS": "1"})
     root = tmp_path / "root"
     root.mkdir()
     ray_service_config(root, cluster.address, workers=1, delay=3)
@@ -300,7 +299,7 @@ def test_a_service_started_while_the_cluster_is_away_runs_and_waits_for_it(
 
 @pytest.mark.slow
 def test_an_actor_that_cannot_load_names_its_node_and_the_other_goes_on(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tiny_qwen_model: Path
+    tmp_path: Path, ray_temp: Path, tiny_qwen_model: Path
 ) -> None:
     """Two nodes; `editor.model: ~/models/tiny-qwen` is there on one (its HOME has it) and
     missing on the other, as when one GPU host lacks the weights."""
@@ -310,9 +309,7 @@ def test_an_actor_that_cannot_load_names_its_node_and_the_other_goes_on(
     (with_weights / "models").mkdir(parents=True)
     (with_weights / "models" / "tiny-qwen").symlink_to(tiny_qwen_model)
     without.mkdir()
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("ray"), num_cpus=1, env={"HOME": str(with_weights)}
-    )
+    cluster = LocalCluster(ray_temp, num_cpus=1, env={"HOME": str(with_weights)})
     root = tmp_path / "root"
     root.mkdir()
     write_config(
@@ -354,12 +351,12 @@ def test_an_actor_that_cannot_load_names_its_node_and_the_other_goes_on(
 
 @pytest.mark.slow
 def test_run_once_on_a_private_ray(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ray_temp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`address: null`: the service starts a Ray of its own on this machine, and ends it."""
     pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))  # not /tmp/ray
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_temp))  # not /tmp/ray
     monkeypatch.setenv("RAY_enable_worker_prestart", "0")
     ray_service_config(tmp_path, None, workers=2, delay=0.5)
     for name in ("p1", "p2", "p3"):

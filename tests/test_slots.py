@@ -111,7 +111,11 @@ def ray_config(tmp_path: Path, address: str, delay: float, workers: int = 1) -> 
     )
 
 
-@pytest.fixture(params=["thread", "process", "ray"])
+# Under pytest-xdist (--dist loadgroup) every test on the session's Ray cluster runs on one
+# worker, so one cluster starts, not one per worker.
+@pytest.fixture(
+    params=["thread", "process", pytest.param("ray", marks=pytest.mark.xdist_group("ray"))]
+)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
