@@ -241,6 +241,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"ok: {path} (defaults)")
                 continue
             spec = sidecar.resolve([(str(path), layer)], config=config)
+            _check_references(config, path, spec.images)
         except Rejected as e:
             failures += 1
             print(f"{path}: {e.code.value}: {e.message}", file=sys.stderr)
@@ -250,6 +251,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             print(f"ok: {path} (preset {spec.preset}, instruction {spec.instruction!r})")
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _check_references(config: Config, path: Path, names: list[str]) -> None:
+    """Find and check the assets `images:` names, as admission would for a drop beside
+    `path`: from its folder up to inbox/ when it is in this root's inbox/, else its folder."""
+    if not names:
+        return
+    from hotfolder import assets
+    from hotfolder.layout import Layout
+
+    place = path.resolve()
+    inbox = Layout(config.root_path).inbox.resolve()
+    top = inbox if inbox in place.parents else place.parent
+    assets.take(names, place, top, limits=config.limits, source=str(path))
 
 
 def _control(args: argparse.Namespace) -> int:

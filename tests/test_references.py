@@ -324,3 +324,26 @@ def test_references_travel_in_a_pickled_ticket_to_the_edit_request(tmp_path: Pat
     request = render.request_of(ticket)
     assert [image.size for image in request.references] == [(30, 20), (2048, 1024)]
     assert request.references[0].getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_check_finds_the_assets_a_sidecar_names_as_admission_would(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    inbox = tmp_path / "inbox"
+    make_image(inbox / "_logo.png")
+    write_sidecar(inbox / "shop" / "good.yaml", images=["_logo.png"])
+    write_sidecar(inbox / "shop" / "lost.yaml", images=["_pose.png"])
+    check = ["check", "--root", str(tmp_path)]
+    good = hotfolder(*check, str(inbox / "shop" / "good.yaml"))
+    assert good.returncode == 0, good.stderr
+    assert "ok: " in good.stdout
+    lost = hotfolder(*check, str(inbox / "shop" / "lost.yaml"))
+    assert lost.returncode == 1
+    assert "invalid_sidecar" in lost.stderr
+    assert "reference image _pose.png is missing: no _pose.png in inbox/shop" in lost.stderr
+    # A sidecar outside the root's inbox/ finds assets in its own folder only.
+    outside = tmp_path / "draft"
+    write_sidecar(outside / "x.yaml", images=["_logo.png"])
+    away = hotfolder(*check, str(outside / "x.yaml"))
+    assert away.returncode == 1 and "_logo.png is missing" in away.stderr
+    make_image(outside / "_logo.png")
+    assert hotfolder(*check, str(outside / "x.yaml")).returncode == 0
