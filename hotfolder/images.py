@@ -228,15 +228,22 @@ def _max_pixels(limits: Limits) -> int:
     return max(own, FIT_MAX_PIXELS) if limits.oversize == "fit" else own
 
 
-def _read(path: Path, limits: Limits) -> bytes:
+def _read(path: Path, limits: Limits, *, raw: bool = False) -> bytes:
+    """The file's bytes, within `max_file_bytes` (`max_raw_bytes` for a camera RAW file)."""
     try:
-        return fsops.read_regular(path, limits.max_file_bytes)
+        return fsops.read_regular(path, limits.max_raw_bytes if raw else limits.max_file_bytes)
     except fsops.FileTooBig as e:
-        raise Rejected(
-            Reason.too_large,
-            f"{path.name} is {e.size:,} bytes; the limit is {e.max_bytes:,} bytes; "
-            "save it smaller (downscale it or use JPEG or WebP) and drop it again",
-        ) from e
+        if raw:
+            message = (
+                f"{path.name} is {e.size:,} bytes; the limit for camera RAW files is "
+                f"{e.max_bytes:,} bytes (limits.max_raw_bytes); drop the camera's JPEG instead"
+            )
+        else:
+            message = (
+                f"{path.name} is {e.size:,} bytes; the limit is {e.max_bytes:,} bytes; "
+                "save it smaller (downscale it or use JPEG or WebP) and drop it again"
+            )
+        raise Rejected(Reason.too_large, message) from e
     except fsops.NotARegularFile as e:
         raise Rejected(
             Reason.invalid_image,
@@ -326,7 +333,7 @@ def probe(path: Path, *, limits: Limits) -> ProbedImage:
     """
     suffix = supported_suffix(path)
     if rawfiles.is_raw(suffix):
-        raw = rawfiles.read(path, limits)
+        raw = _read(path, limits, raw=True)
         width, height = rawfiles.check(raw, path.name, suffix)
         _check_ending(raw, "RAW", path.name)
         return ProbedImage(format="RAW", width=width, height=height)
@@ -447,7 +454,7 @@ def load_for_edit(path: Path, *, limits: Limits, whole: bool = False) -> SourceI
     """
     suffix = supported_suffix(path)
     if rawfiles.is_raw(suffix):
-        data = rawfiles.read(path, limits)
+        data = _read(path, limits, raw=True)
         developed = rawfiles.develop(data, path.name, suffix, limits)
         # LibRaw applied the camera's rotation and made sRGB (untagged RGB reads as sRGB).
         exif = exifdata.kept(exifdata.from_tiff(data))

@@ -12,13 +12,11 @@ then scaled to fit `max_dimension` on its long side.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Final
 
 import rawpy
 from PIL import Image
 
-from hotfolder import fsops
 from hotfolder.config import Limits
 from hotfolder.errors import HotfolderError, IncompleteImage, Reason, Rejected
 from hotfolder.layout import RAW_SUFFIXES
@@ -49,22 +47,6 @@ _PICTURE_SIGNATURES: Final = (
 
 def is_raw(suffix: str) -> bool:
     return suffix.lower() in RAW_SUFFIXES
-
-
-def read(path: Path, limits: Limits) -> bytes:
-    try:
-        return fsops.read_regular(path, limits.max_raw_bytes)
-    except fsops.FileTooBig as e:
-        raise Rejected(
-            Reason.too_large,
-            f"{path.name} is {e.size:,} bytes; the limit for camera RAW files is "
-            f"{e.max_bytes:,} bytes (limits.max_raw_bytes); drop the camera's JPEG instead",
-        ) from e
-    except fsops.NotARegularFile as e:
-        raise Rejected(
-            Reason.invalid_image,
-            f"{path.name} is not a plain file (a link, folder or pipe); drop the image file itself",
-        ) from e
 
 
 def _looks_raw(data: bytes) -> bool:
