@@ -6,6 +6,7 @@ Idempotent: a crash or a refusing disk part way through is finished by doing it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hotfolder import rejection
@@ -14,12 +15,13 @@ from hotfolder.errors import Reason
 from hotfolder.jobstatus import status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
-from hotfolder.spool import FINAL_STATES, JobState, Manifest, Spool
+from hotfolder.spool import FINAL_STATES, Ending, JobState, Manifest, Spool
 from hotfolder.status import Board
 
 
 def close_job(
     manifest: Manifest,
+    results: Sequence[tuple[Path, bytes]] = (),
     *,
     layout: Layout,
     config: Config,
@@ -27,26 +29,24 @@ def close_job(
     board: Board,
     notifier: Notifier | None,
 ) -> None:
-    """Move the inputs where they belong and publish the final status."""
+    """Write `results` (the result, thumbnails), record the final state, move the inputs where
+    they belong and publish the final status: one ending (`Spool.finish`). Raises OSError."""
     assert manifest.state in FINAL_STATES
+    reason = None
     if manifest.state == JobState.completed:
         destination: Path | None = layout.archive if config.keep_inputs else None
     else:
         destination = layout.failed
-        rejection.write_reason(
-            layout.reason_path(manifest.name),
+        text = rejection.reason_text(
             manifest.error_code or Reason.edit_failed.value,
             manifest.error or "",
             manifest.error_details or "",
             manifest.files(),
         )
+        reason = (layout.reason_path(manifest.name), text)
     status = status_from_manifest(manifest)
-    details = manifest.error_details
-
-    def announce() -> None:
-        board.finished(status, details=details)
-
-    spool.finish(manifest, destination, announce=announce)
+    with board.closing(status, details=manifest.error_details) as status_file:
+        spool.finish(manifest, destination, Ending(results, reason, status_file))
     url = manifest.spec.get("notify_url")
     if url and notifier is not None:
         notifier.send(url, status.to_json())

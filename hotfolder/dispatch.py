@@ -9,13 +9,14 @@ or an image codec. The dispatcher also watches for hung slots.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,14 @@ class Prefetcher:
                 log.debug("decoding %s ahead failed; decoding again", manifest.name)
         return self._decode(manifest, False)
 
+    def thumbnail(self, ticket: Ticket) -> Future[bytes | None] | None:
+        """The page's 'before' thumbnail of a ticket's pixels, made on the decoder's thread
+        (idle while the queue is short: the only time a job is not decoded ahead)."""
+        try:
+            return self._pool.submit(lambda: thumbs.make(ticket.image(), ticket.icc_profile))
+        except RuntimeError:  # shut down: the finisher makes it
+            return None
+
     def close(self) -> None:
         for future in self._ahead.values():
             future.cancel()
@@ -167,26 +176,31 @@ class Flight:
     timeout_seconds: float
     deadline: float  # monotonic; past it without an outcome, the slot is hung
     before: bytes | None = None  # the 'before' thumbnail, if it was made with the decode
-    ticket: Ticket | None = None  # else the decoded pixels it is made from (not the file again)
+    # Else it is being made from the decoded pixels while the slot edits (`Prefetcher.thumbnail`)
+    before_ahead: Future[bytes | None] | None = None
+    ticket: Ticket | None = None  # the pixels it is made from if not (never the file again)
     editing: bool = True
     hung: bool = False
 
 
-def save_thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> None:
-    """The page's pictures, written before the final status that shows them: the 'before'
-    from the pixels already decoded where there are some, else from the input file."""
+def thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> list[tuple[Path, bytes]]:
+    """The page's pictures, for the job's ending to write before the final status that shows
+    them: the 'before' from the pixels already decoded where there are some, else from the
+    input file; the 'after' made with the encode."""
     before = flight.before
+    if before is None and flight.before_ahead is not None:
+        with contextlib.suppress(CancelledError):
+            before = flight.before_ahead.result()
     if before is None and flight.ticket is not None:
         before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
     elif before is None:
         manifest = jobs.find(flight.name)
         if manifest is not None:
-            layout, spool = jobs.layout, jobs.spool
-            path = spool.path_in(layout.processing, manifest, manifest.image)
-            if not path.exists():  # the claim is not on disk yet
-                path = spool.path_in(layout.pending, manifest, manifest.image)
-            before = thumbs.from_file(path)
-    thumbs.save(jobs.layout, flight.name, before=before, after=outcome.thumbnail)
+            before = thumbs.from_file(_spooled(jobs, manifest, manifest.image))
+    pictures = {"before": before, "after": outcome.thumbnail}
+    return [
+        (jobs.layout.thumb_path(flight.name, kind), data) for kind, data in pictures.items() if data
+    ]
 
 
 @dataclass
@@ -358,6 +372,8 @@ class Dispatcher:
                 timeout_seconds=ticket.timeout_seconds,
                 deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
                 before=prepared.before,
+                # While the slot edits: made from the pixels on the decoder's thread.
+                before_ahead=self.prefetch.thumbnail(ticket) if prepared.before is None else None,
                 ticket=ticket if prepared.before is None else None,
             )
             self._busy[slot.name].editing_since = self.monotonic()
@@ -389,9 +405,8 @@ class Dispatcher:
     # --- the slot listener (called on the slots' threads; quick, no disk) ---
 
     def progress(self, slot: Slot, job_id: str, step: int, steps: int) -> None:
-        flight = self._flight(job_id)
-        if flight is not None:
-            self.jobs.progress(flight.name, step, steps)
+        if self._flight(job_id) is not None:
+            self.jobs.progress(job_id, step, steps)
 
     def edited(self, slot: Slot, job_id: str) -> None:
         with self._lock:
@@ -448,19 +463,20 @@ class Dispatcher:
 
     def _settle(self, flight: Flight, outcome: Outcome) -> None:
         try:
-            if outcome.error_code != "stop":
-                save_thumbnails(self.jobs, flight, outcome)
-            if outcome.ok:
-                assert outcome.data is not None
-                self.jobs.complete(flight.name, outcome.data, flight.extension)
-            elif outcome.error_code == "stop":
+            if outcome.error_code == "stop":
                 # The service is stopping, or the slot's executor went away: no attempt lost.
                 log.info("%s goes back to the head of the queue: %s", flight.name, outcome.error)
                 self.jobs.put_back(flight.name)
+                return
+            pictures = thumbnails(self.jobs, flight, outcome)
+            if outcome.ok:
+                assert outcome.data is not None
+                self.jobs.complete(flight.name, outcome.data, flight.extension, pictures)
             else:
                 code = outcome.error_code or Reason.edit_failed.value
                 state = JobState.cancelled if code == Reason.cancelled.value else JobState.failed
-                self.jobs.fail(flight.name, code, outcome.error or "", outcome.details, state=state)
+                message, details = outcome.error or "", outcome.details
+                self.jobs.fail(flight.name, code, message, details, state=state, pictures=pictures)
         finally:
             self._done(outcome.job_id)
 

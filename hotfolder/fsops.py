@@ -14,11 +14,13 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import secrets
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,33 +90,62 @@ def fsync_all(fds: Sequence[int]) -> None:
 
 
 def in_parallel(work: Callable[[T], object], items: Sequence[T]) -> None:
-    """`work(item)` for every item, from up to FSYNC_THREADS short-lived threads (joined before
-    this returns; the first error is raised). For calls that wait on the filesystem's journal
-    (fsync, creating a file): issued together, they share its commits instead of queueing."""
+    """`work(item)` for every item: the first on this thread, the others on a shared pool of up
+    to FSYNC_THREADS threads, all done before this returns (the first error is raised). For
+    calls that wait on the filesystem's journal (fsync, creating a file): issued together,
+    they share its commits instead of queueing. The caller always does a share itself, so
+    callers on many threads at once never wait on each other for the pool."""
     if len(items) <= 1:
         for item in items:
             work(item)
         return
+    futures = [_workers.submit(work, item) for item in items[1:]]
     errors: list[BaseException] = []
-
-    def run(share: Sequence[T]) -> None:
+    try:
+        work(items[0])
+    except BaseException as e:
+        errors.append(e)
+    for future in futures:
         try:
-            for item in share:
-                work(item)
+            future.result()
         except BaseException as e:
             errors.append(e)
-
-    count = min(FSYNC_THREADS, len(items))
-    threads = [
-        threading.Thread(target=run, args=(items[i::count],), name="hotfolder-fsync")
-        for i in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     if errors:
         raise errors[0]
+
+
+class _Pool:
+    """Threads that wait for work for the life of the process (daemons: `in_parallel` always
+    waits for what it gave them, so nothing is left half done when the process exits)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._tasks: queue.SimpleQueue[tuple[Future[object], Callable[[], object]]] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[T], object], item: T) -> Future[object]:
+        with self._lock:
+            while len(self._threads) < self.size:
+                thread = threading.Thread(target=self._serve, name="hotfolder-fsync", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        future: Future[object] = Future()
+        self._tasks.put((future, lambda: work(item)))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, call = self._tasks.get()
+            try:
+                future.set_result(call())
+            except BaseException as e:
+                future.set_exception(e)
+
+
+_workers = _Pool(FSYNC_THREADS - 1)  # the caller of `in_parallel` is one more
 
 
 def ensure_dir(folder: Path) -> None:
@@ -171,6 +202,11 @@ class Staged:
             # After a failure too: the files renamed before it are whole, and should stay.
             fsync_dirs(path.parent for path in renamed)
 
+    def take(self) -> list[tuple[Path, Path]]:
+        """The (temporary, final path) pairs, in order, for the caller to rename or remove."""
+        temps, self._temps = self._temps, []
+        return temps
+
     def discard(self) -> None:
         """Remove the temporary files not renamed yet."""
         for temp, _path in self._temps:
@@ -202,6 +238,81 @@ def stage(files: Sequence[tuple[Path, bytes]], *, together: bool = True) -> Stag
         staged.discard()
         raise
     return staged
+
+
+class Steps:
+    """Changes made in the order they are added, with their durability shared.
+
+    A job's claim or ending used to be a dozen durable steps one after another, each waiting
+    for the disk (issue 14: per-job overhead). Here the files to write go to temporary names
+    first, all fsynced together (`stage`); then every step runs in order: a file renamed into
+    place (`write`), a file moved, never over another (`move`), a file removed (`remove`), or
+    a call at its place in the order (`call`: the caller's bookkeeping); then every folder
+    that gained or lost a file is fsynced once, all together.
+
+    A crash anywhere leaves a prefix of the steps done, as if each had been taken alone:
+    renames are atomic, and what a killed process did is what the kernel has. Every file
+    that appears is whole (fsynced before its rename). A step that fails stops the rest and
+    raises; the temporary files not renamed are removed, and the folders of the steps done
+    are still fsynced.
+    """
+
+    def __init__(self) -> None:
+        self._files: list[tuple[Path, bytes]] = []
+        self._steps: list[tuple[str, Any]] = []
+
+    def write(self, path: Path, data: bytes) -> None:
+        self._steps.append(("write", len(self._files)))
+        self._files.append((path, data))
+
+    def move(self, src: Path, dst: Path) -> None:
+        self._steps.append(("move", (src, dst)))
+
+    def remove(self, path: Path) -> None:
+        self._steps.append(("remove", path))
+
+    def call(self, step: Callable[[], object]) -> None:
+        self._steps.append(("call", step))
+
+    def commit(self) -> None:
+        steps, self._steps = self._steps, []
+        staged = stage(self._files)
+        temps, self._files = staged.take(), []
+        changed: list[Path] = []
+        renamed: set[int] = set()
+        try:
+            for kind, arg in steps:
+                if kind == "write":
+                    temp, path = temps[arg]
+                    _mutation("replace", path)
+                    os.replace(temp, path)
+                    renamed.add(arg)
+                    changed.append(path.parent)
+                elif kind == "move":
+                    changed.extend(_rename_new(*arg))
+                elif kind == "remove":
+                    _mutation("remove", arg)
+                    with contextlib.suppress(FileNotFoundError):
+                        arg.unlink()
+                        changed.append(arg.parent)
+                else:
+                    arg()
+        finally:
+            for index, (temp, _path) in enumerate(temps):
+                if index not in renamed:
+                    with contextlib.suppress(OSError):
+                        temp.unlink()
+            in_parallel(fsync_dir, list(dict.fromkeys(changed)))
+
+
+def _rename_new(src: Path, dst: Path) -> tuple[Path, Path]:
+    """Rename `src` to `dst`, never over an existing file; the two folders it changed."""
+    ensure_dir(dst.parent)
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
+    _mutation("move", dst)
+    os.rename(src, dst)
+    return dst.parent, src.parent
 
 
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -259,11 +370,7 @@ def move_many(moves: Sequence[tuple[Path, Path]]) -> None:
     done: list[tuple[Path, Path]] = []
     try:
         for src, dst in moves:
-            ensure_dir(dst.parent)
-            if dst.exists() or dst.is_symlink():
-                raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
-            _mutation("move", dst)
-            os.rename(src, dst)
+            _rename_new(src, dst)
             done.append((src, dst))
     finally:
         fsync_dirs([dst.parent for _src, dst in done] + [src.parent for src, _dst in done])

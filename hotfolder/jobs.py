@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hotfolder import fsops, recovery, rejection
@@ -174,32 +174,30 @@ class Jobs:
             self.board.processing(manifest)
         log.info("processing %s on %s (attempt %d)", name, manifest.worker, manifest.attempts)
 
-    def progress(self, name: str, step: int, steps: int) -> None:
-        """Progress of a running job: kept in memory; the publisher writes it (never blocks)."""
-        manifest = self.spool.find(name)
-        if manifest is not None:
-            self.board.progress(manifest.job_id, step, steps)
+    def progress(self, job_id: str, step: int, steps: int) -> None:
+        """Progress of a running job (the caller knows it runs): kept in memory; the publisher
+        writes it. Takes no lock: the slot's thread reporting it must never wait for the
+        spool, which holds its lock while a claim or an ending reaches the disk."""
+        self.board.progress(job_id, step, steps)
 
-    def complete(self, name: str, data: bytes, extension: str) -> bool:
-        """Write the result, then end the job as completed; False if the disk refused."""
+    def complete(
+        self,
+        name: str,
+        data: bytes,
+        extension: str,
+        pictures: Sequence[tuple[Path, bytes]] = (),
+    ) -> bool:
+        """End a running job as completed: its result (and the page's `pictures`) in place,
+        then its final state, archive and status, all in one ending; False if the disk refused."""
         manifest = self._running(name)
         if manifest is None:
             return False
         result_path = self.layout.outbox / f"{manifest.name}{extension}"
-        try:
-            fsops.write_atomic(result_path, data)
-        except OSError as e:
-            # A full disk or a read-only share is not the job's fault: back to the queue, wait.
-            log.error("cannot write %s: %s; job goes back to the queue", result_path, e)
-            self.state.note("worker", f"cannot write results: {e}")
-            self._block()
-            self.put_back(name)
-            return False
-        self.state.note("worker", None)
         ended = self._end(
             manifest,
             JobState.completed,
             {"result_path": self.layout.relative(result_path)},
+            results=[(result_path, data), *pictures],
         )
         if ended:
             log.info("completed %s -> %s", manifest.name, self.layout.relative(result_path))
@@ -213,8 +211,10 @@ class Jobs:
         details: str = "",
         *,
         state: JobState = JobState.failed,
+        pictures: Sequence[tuple[Path, bytes]] = (),
     ) -> bool:
-        """End a queued or running job as failed (or cancelled) with its reason."""
+        """End a queued or running job as failed (or cancelled) with its reason (and the
+        page's `pictures`)."""
         with self.lock:
             manifest = self.spool.find(name)
             if manifest is None or manifest.state in FINAL_STATES:
@@ -224,6 +224,7 @@ class Jobs:
                 manifest,
                 state,
                 {"error_code": code_text, "error": message, "error_details": details or None},
+                results=pictures,
             )
         if ended:
             log.warning("%s %s: %s: %s", state.value, name, code_text, message)
@@ -313,18 +314,41 @@ class Jobs:
     def _block(self) -> None:
         self._blocked_until = self.monotonic() + WRITE_BACKOFF_SECONDS
 
-    def _end(self, manifest: Manifest, state: JobState, fields: dict[str, object]) -> bool:
-        """Record the final state, then move the files; False if the disk refused."""
+    def _end(
+        self,
+        manifest: Manifest,
+        state: JobState,
+        fields: dict[str, object],
+        *,
+        results: Sequence[tuple[Path, bytes]] = (),
+    ) -> bool:
+        """Record the final state and close the job in one ending (`Spool.finish`); False if
+        the disk refused. Refused before the final state was on disk, a completed job goes
+        back to the queue (its result may not be whole); any other ending is tried again."""
         with self.lock:
             check_transition(manifest, state)
             manifest = manifest.model_copy(
                 update={"state": state, "completed_at": iso(self.clock()), **fields}
             )
-            self.spool.update(manifest)
             try:
-                self.finish(manifest)
+                self.finish(manifest, results)
             except OSError as e:
-                self._ending_failed(manifest, e)
+                current = self.spool.find(manifest.name)
+                if current is not None and current.state in FINAL_STATES:
+                    self._ending_failed(current, e)
+                elif state == JobState.completed:
+                    # A full disk or a read-only share is not the job's fault: back to the queue.
+                    log.error(
+                        "cannot write the result of %s: %s; job goes back to the queue",
+                        manifest.name,
+                        e,
+                    )
+                    self.state.note("worker", f"cannot write results: {e}")
+                    self._block()
+                    self.put_back(manifest.name)
+                else:
+                    self.spool.remember(manifest)  # its ending is tried again (`unfinished`)
+                    self._ending_failed(manifest, e)
                 return False
             self.state.note("worker", None)  # whatever the disk refused before, it took this
             return True
@@ -341,10 +365,11 @@ class Jobs:
         self.state.note("worker", f"cannot finish {manifest.name}: {error.strerror or error}")
         self._block()
 
-    def finish(self, manifest: Manifest) -> None:
+    def finish(self, manifest: Manifest, results: Sequence[tuple[Path, bytes]] = ()) -> None:
         """Close a job in its final state (idempotent): files, reason, status, notification."""
         close_job(
             manifest,
+            results,
             layout=self.layout,
             config=self.config,
             spool=self.spool,

@@ -42,7 +42,11 @@ def intents_dir(layout: Layout) -> Path:
 def write_reason(
     path: Path, code: Reason | str, message: str, details: str, files: list[str]
 ) -> None:
-    """`CODE: one-line message`, then what a person can do about it."""
+    fsops.write_atomic(path, reason_text(code, message, details, files))
+
+
+def reason_text(code: Reason | str, message: str, details: str, files: list[str]) -> bytes:
+    """`CODE: one-line message`, then what a person can do about it, then the files."""
     code_text = code.value if isinstance(code, Reason) else code
     lines = [f"{code_text}: {' '.join(message.split())}", ""]
     if details:
@@ -50,7 +54,7 @@ def write_reason(
     if files:
         lines.append("Files: " + ", ".join(files))
     lines.append(f"Written by hotfolder at {iso(time.time())}.")
-    fsops.write_atomic(path, ("\n".join(lines) + "\n").encode())
+    return ("\n".join(lines) + "\n").encode()
 
 
 def reject(layout: Layout, board: Board, rejection: Rejection) -> None:

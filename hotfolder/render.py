@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from hotfolder import images, thumbs
 from hotfolder.editors.base import Editor, EditRequest, EditResult, Interrupted, OutOfMemory
@@ -144,9 +145,12 @@ def attempt(
         return failure(ticket, e)
 
 
-def finish(ticket: Ticket, result: EditResult, edit_seconds: float) -> Outcome:
-    """The encode half for a slot: the encoded outcome (with the page's 'after' thumbnail),
-    or the failure outcome."""
+def finish(
+    ticket: Ticket, result: EditResult, edit_seconds: float, beside: Executor | None = None
+) -> Outcome:
+    """The encode half for a slot: the encoded outcome (with the page's 'after' thumbnail,
+    made on `beside` while the result encodes, if given), or the failure outcome."""
+    thumbnail = beside.submit(thumbs.make, result.image, ticket.icc_profile) if beside else None
     try:
         data = encode(ticket, result)
     except Exception as e:
@@ -156,5 +160,7 @@ def finish(ticket: Ticket, result: EditResult, edit_seconds: float) -> Outcome:
         data=data,
         model=result.model,
         edit_seconds=edit_seconds,
-        thumbnail=thumbs.make(result.image, ticket.icc_profile),
+        thumbnail=(
+            thumbnail.result() if thumbnail else thumbs.make(result.image, ticket.icc_profile)
+        ),
     )

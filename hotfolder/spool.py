@@ -16,7 +16,8 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -317,6 +318,7 @@ class Spool:
     def record_claim(self, name: str) -> None:
         """Write a claim to disk: the manifest rewritten in pending/ in one atomic write, then
         moved to processing/ with the job's files (idempotent; every later step does it first).
+        One set of steps (`fsops.Steps`): the disk is waited on once, not at every step.
 
         A crash between the two leaves a claimed manifest in pending/, which `load` moves on;
         a crash before the first leaves the job queued, as if never taken.
@@ -325,10 +327,14 @@ class Spool:
             if name not in self._unrecorded:
                 return
             manifest = self._processing[name]
-            self._write(self.layout.pending, manifest)
-            self._move_manifest(manifest, self.layout.pending, self.layout.processing)
-            self.gather(manifest, self.layout.processing)
-            self._prune(self.layout.pending, manifest)
+            pending, processing = self.layout.pending, self.layout.processing
+            steps = fsops.Steps()
+            steps.write(self.manifest_path(pending, name), _json(manifest))
+            steps.move(self.manifest_path(pending, name), self.manifest_path(processing, name))
+            for source, target in self.gathering(manifest, processing):
+                steps.move(source, target)
+            steps.commit()
+            self._prune(pending, manifest)
             self._unrecorded.discard(name)
 
     def update(self, manifest: Manifest) -> None:
@@ -358,39 +364,61 @@ class Spool:
             self.gather(manifest, self.layout.pending)
             self._prune(self.layout.processing, manifest)
 
-    def finish(
-        self,
-        manifest: Manifest,
-        destination: Path | None,
-        announce: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Move the job's inputs to `destination` (archive/ or failed/), or delete them (None).
+    def finish(self, manifest: Manifest, destination: Path | None, ending: Ending) -> None:
+        """Close a job in its final state as one set of steps (`fsops.Steps`), in this order:
+        `ending.results` in place; the manifest rewritten with the final state; the reason
+        file; the inputs moved to `destination` (archive/ or failed/) or deleted (None); the
+        final status; the manifest removed.
 
-        The manifest, already rewritten with its final state, is removed last, after
-        `announce` (which writes the final status): a crash anywhere in between is
-        finished by replaying `finish` on the next start.
+        A crash before the manifest's rewrite leaves the job running (recovery runs it again);
+        after it, replaying `finish` on the next start ends it (every step is skipped or
+        redone harmlessly). The final state is in memory from its rewrite on, so a refusing
+        disk part way through is finished later (`unfinished`). Raises OSError.
         """
         with self._lock:
             self.record_claim(manifest.name)
-            folder = (
-                self.layout.processing if manifest.name in self._processing else self.layout.pending
-            )
-            moves = []
+            name = manifest.name
+            folder = self.layout.processing if name in self._processing else self.layout.pending
+            steps = fsops.Steps()
+            for path, data in ending.results:
+                steps.write(path, data)
+            steps.write(self.manifest_path(folder, name), _json(manifest))
+            steps.call(lambda: self.remember(manifest))
+            if ending.reason is not None:
+                steps.write(*ending.reason)
             for file_name in manifest.files():
                 source = self.path_in(folder, manifest, file_name)
                 if not source.exists():
                     continue
                 if destination is None:
-                    fsops.remove(source)
+                    steps.remove(source)
                 else:
-                    moves.append((source, self.path_in(destination, manifest, file_name)))
-            fsops.move_many(moves)
-            announce()
-            fsops.remove(self.manifest_path(folder, manifest.name))
-            self._processing.pop(manifest.name, None)
-            if manifest.name in self._pending:
-                del self._pending[manifest.name]
+                    steps.move(source, self.path_in(destination, manifest, file_name))
+            if ending.status is not None:
+                steps.write(*ending.status)
+            steps.remove(self.manifest_path(folder, name))
+            steps.commit()
+            self._processing.pop(name, None)
+            if name in self._pending:
+                del self._pending[name]
             self._prune(folder, manifest)
+
+    def remember(self, manifest: Manifest) -> None:
+        """Take a job's manifest as it is (on disk, or to be ended again: `unfinished`)."""
+        if manifest.name in self._processing:
+            self._processing[manifest.name] = manifest
+        else:
+            self._pending[manifest.name] = manifest
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a job's ending writes besides its manifest and its inputs' moves (`Spool.finish`)."""
+
+    # Before the final state is on disk: the result and the page's thumbnails.
+    results: Sequence[tuple[Path, bytes]] = ()
+    reason: tuple[Path, bytes] | None = None  # failed/'s reason file, before the inputs move
+    status: tuple[Path, bytes] | None = None  # the final status file, after them
 
 
 class _Pending(dict[str, Manifest]):

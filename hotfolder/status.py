@@ -8,10 +8,12 @@ renders it otherwise (the page, the metrics: see `publisher`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from hotfolder import fsops, thumbs
@@ -210,10 +212,22 @@ class Board:
     ) -> None:
         """A job (or a rejected drop) reached a final state: write it and count it.
         `details`: what a person can do about a failure (the reason file says it too)."""
-        pictures = (False, False) if rejected else thumbs.present(self.layout, status.name)
-        with self._io:
+        with self.closing(status, details=details, rejected=rejected) as (path, data):
             # Written first: if the disk refuses it, the caller keeps the job and tries again.
-            self.files.write(status, must=True)
+            fsops.write_atomic(path, data)
+
+    @contextlib.contextmanager
+    def closing(
+        self, status: JobStatus, *, details: str | None = None, rejected: bool = False
+    ) -> Iterator[tuple[Path, bytes]]:
+        """`finished`, for a caller that puts the status file in place itself, with the other
+        steps of the job's ending (`Spool.finish`): yields its path and bytes, which must be in
+        place when the block ends; counted only if it ends without an error. The board's write
+        order is held throughout, so no publish of an older state can overwrite it."""
+        with self._io:
+            yield self.layout.status_path(status.name), fsops.json_bytes(status.to_json())
+            self.state.note("outbox", None)
+            pictures = (False, False) if rejected else thumbs.present(self.layout, status.name)
             with self._lock:
                 self._closed.add(status.job_id)
                 self.files.forget(status.job_id)

@@ -11,7 +11,7 @@ from support import files_under, make_image
 
 from hotfolder import fsops
 from hotfolder.layout import Layout, new_job_id
-from hotfolder.spool import JobState, Manifest, Spool
+from hotfolder.spool import Ending, JobState, Manifest, Spool
 
 
 def manifest_for(spool: Spool, layout: Layout, name: str, priority: str = "normal") -> Manifest:
@@ -97,7 +97,9 @@ def test_a_claim_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     assert files_under(layout.processing) == ["half.jpg"]
 
 
-def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> None:
+def test_finish_moves_inputs_and_removes_the_manifest_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     layout = Layout(tmp_path)
     layout.create()
     spool = Spool(layout)
@@ -105,15 +107,65 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(tmp_path: Path) -> No
     claimed = spool.claim({"state": JobState.processing, "worker": "w"})
     assert claimed is not None
     spool.record_claim(claimed.name)
-    assert claimed is not None
-    seen: list[list[str]] = []
     done = claimed.model_copy(update={"state": JobState.completed})
-    manifests = layout.manifests(layout.processing)
-    spool.finish(done, layout.archive, announce=lambda: seen.append(files_under(manifests)))
-    assert seen == [["sub/x.job.json"]]  # the manifest is still there when the status is written
-    assert files_under(manifests) == []
+    result, status = layout.outbox / "sub" / "x.png", layout.outbox / "sub" / "x.status.json"
+    manifest = spool.manifest_path(layout.processing, "sub/x")
+    seen: list[tuple[str, Path]] = []
+    real = fsops._mutation
+    monkeypatch.setattr(
+        fsops, "_mutation", lambda kind, path: (seen.append((kind, path)), real(kind, path))
+    )
+    spool.finish(done, layout.archive, Ending(results=[(result, b"png")], status=(status, b"{}")))
+    # One ending: every file written under a temporary name first, then put in place in the
+    # order a crash must find them: result, final state, inputs, status, manifest gone.
+    assert [step for step in seen if step[0] != "write"] == [
+        ("replace", result),
+        ("replace", manifest),
+        ("move", layout.archive / "sub" / "x.jpg"),
+        ("replace", status),
+        ("remove", manifest),
+    ]
+    assert {path for kind, path in seen if kind == "write"} == {result, manifest, status}
+    assert files_under(layout.manifests(layout.processing)) == []
     assert files_under(layout.archive) == ["sub/x.jpg"]
     assert files_under(layout.processing) == []
+    assert result.read_bytes() == b"png" and status.read_bytes() == b"{}"
+    assert spool.find("sub/x") is None
+
+
+def test_an_ending_cut_short_after_the_final_state_is_finished_by_replaying_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    spool.admit(manifest_for(spool, layout, "x"))
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert claimed is not None
+    spool.record_claim(claimed.name)
+    done = claimed.model_copy(update={"state": JobState.completed})
+    real = fsops._mutation
+
+    def refuse_moves(kind: str, path: Path) -> None:
+        if kind == "move":
+            raise OSError(errno.EROFS, "read-only", str(path))
+        real(kind, path)
+
+    monkeypatch.setattr(fsops, "_mutation", refuse_moves)
+    with pytest.raises(OSError):
+        spool.finish(done, layout.archive, Ending())
+    # The final state reached the disk and memory before the refused move; nothing was lost.
+    assert [m.name for m in spool.unfinished()] == ["x"]
+    assert files_under(layout.processing) == ["x.jpg"]
+    assert not [
+        p for p in layout.manifests(layout.processing).iterdir() if fsops.is_temp_name(p.name)
+    ]
+    again = Spool(layout)
+    again.load()
+    assert [m.state for m in again.unfinished()] == [JobState.completed]
+    monkeypatch.setattr(fsops, "_mutation", real)
+    again.finish(again.unfinished()[0], layout.archive, Ending())
+    assert files_under(layout.archive) == ["x.jpg"] and again.find("x") is None
 
 
 def test_unique_names_skip_every_folder_that_holds_the_name(tmp_path: Path) -> None:
@@ -246,7 +298,7 @@ def test_the_queued_count_follows_every_change_of_state(tmp_path: Path) -> None:
     failed = queued.model_copy(update={"state": JobState.failed})
     spool.update(failed)
     assert spool.pending_count() == recount() == 2
-    spool.finish(failed, layout.failed)
+    spool.finish(failed, layout.failed, Ending())
     assert spool.pending_count() == recount() == 2
     again = Spool(layout)
     again.load()

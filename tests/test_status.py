@@ -51,7 +51,7 @@ def test_workers_in_queue_json_carry_their_jobs_progress(tmp_path: Path) -> None
     claimed = take(jobs, "cpu")
     assert claimed is not None
     jobs.board._workers = lambda: [{"worker": "cpu", "device": "cpu", "job_id": claimed.job_id}]
-    jobs.progress("a", 2, 4)
+    jobs.progress(claimed.job_id, 2, 4)
     jobs.board.publish()
     queue = read_json(tmp_path / "outbox" / "queue.json") or {}
     assert queue["workers"][0]["progress"] == {"step": 2, "steps": 4}

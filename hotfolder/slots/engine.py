@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hotfolder import render
@@ -138,11 +139,13 @@ class Engine:
         self.emit(("outcome", outcome))
 
     def _encode_loop(self) -> None:
-        while (item := self._results.get()) is not None:
-            if isinstance(item, Outcome):
-                self._deliver(item)
-            else:
-                self._deliver(render.finish(*item))
+        # The 'after' thumbnail is made beside the encode, on a core of its own if free.
+        with ThreadPoolExecutor(1, thread_name_prefix="hotfolder-thumb") as beside:
+            while (item := self._results.get()) is not None:
+                if isinstance(item, Outcome):
+                    self._deliver(item)
+                else:
+                    self._deliver(render.finish(*item, beside))
 
     def _is_cancelled(self, job_id: str) -> bool:
         with self._lock:
