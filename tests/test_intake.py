@@ -512,7 +512,7 @@ def test_with_a_short_queue_the_worker_takes_the_image_intake_decoded(
     ticket = make_ticket(rig.config, rig.jobs, manifest)
     assert decodes == []  # not decoded a second time
     assert ticket.size == expected.size == (96, 64)
-    assert ticket.pixels == expected.image.tobytes()
+    assert ticket.image().tobytes() == expected.image.tobytes()
     assert len(rig.jobs.decoded) == 0  # taken once
     make_ticket(rig.config, rig.jobs, manifest)
     assert decodes == [in_pending]
@@ -532,7 +532,7 @@ def test_an_image_changed_since_intake_decoded_it_is_decoded_again(rig: Rig) -> 
     os.utime(in_pending, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
     ticket = make_ticket(rig.config, rig.jobs, manifest)
     blue = images.load_for_edit(in_pending, limits=rig.config.limits)
-    assert ticket.pixels == blue.image.tobytes()
+    assert ticket.image().tobytes() == blue.image.tobytes()
 
 
 def test_with_a_longer_queue_intake_keeps_no_more_than_it_should(rig: Rig) -> None:

@@ -6,6 +6,7 @@ its own faults are in tests/test_ray.py."""
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import signal
 import time
@@ -93,6 +94,17 @@ def ticket(
     }
     fields.update(extra)
     return Ticket.with_image(image, **fields)
+
+
+def test_a_ticket_carries_its_image_in_process_and_its_pixels_when_pickled() -> None:
+    sent = ticket("j1")
+    image = sent.image()
+    assert sent.image() is image  # a thread slot's edit copies no pixels
+    received = pickle.loads(pickle.dumps(sent))  # as a process slot or a Ray actor gets it
+    assert received.pixels == image.tobytes()
+    assert received.image().tobytes() == image.tobytes() and received.size == (40, 30)
+    assert received.job_id == sent.job_id and received.metadata == sent.metadata
+    assert sent.pixels == b"" and sent.image() is image  # pickling changed nothing in the sender
 
 
 def identity_config(tmp_path: Path, delay: float) -> Config:

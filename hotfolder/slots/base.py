@@ -41,7 +41,8 @@ class Ticket:
 
     job_id: str
     name: str
-    pixels: bytes  # RGB, row by row (Image.tobytes()), upright
+    # RGB, row by row (Image.tobytes()), upright; b"" while `_image` holds them (see there).
+    pixels: bytes
     size: tuple[int, int]  # (width, height) of `pixels`
     icc_profile: bytes | None
     instruction: str
@@ -62,14 +63,27 @@ class Ticket:
     exif: bytes | None = None  # the camera EXIF the result keeps (hotfolder.exifdata.kept)
     # Reference images (edit-plus `images:`), decoded and bounded like the main image.
     references: tuple[Pixels, ...] = ()
+    # The decoded image itself, while the ticket stays in the service's process (a thread
+    # slot): turned into `pixels` only when the ticket is pickled for a process or an actor,
+    # so a thread slot's edit copies no pixels (3 MB a megapixel, twice). Nobody changes it:
+    # editors make new images.
+    _image: Image.Image | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def with_image(cls, image: Image.Image, **fields: Any) -> Ticket:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return cls(pixels=rgb.tobytes(), size=rgb.size, **fields)
+        return cls(pixels=b"", size=rgb.size, _image=rgb, **fields)
 
     def image(self) -> Image.Image:
+        if self._image is not None:
+            return self._image
         return Image.frombytes("RGB", self.size, self.pixels)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._image is not None:
+            state["pixels"], state["_image"] = self._image.tobytes(), None
+        return state
 
     def reference_images(self) -> tuple[Image.Image, ...]:
         return tuple(reference.image() for reference in self.references)
