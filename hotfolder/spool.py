@@ -397,11 +397,15 @@ class Spool:
             if ending.status is not None:
                 steps.write(*ending.status)
             steps.remove(self.manifest_path(folder, name))
+            # Gone from the queue as its status says so, while the folders are fsynced.
+            steps.call(lambda: self._forget(name))
             steps.commit()
-            self._processing.pop(name, None)
-            if name in self._pending:
-                del self._pending[name]
             self._prune(folder, manifest)
+
+    def _forget(self, name: str) -> None:
+        self._processing.pop(name, None)
+        if name in self._pending:
+            del self._pending[name]
 
     def remember(self, manifest: Manifest) -> None:
         """Take a job's manifest as it is (on disk, or to be ended again: `unfinished`)."""
