@@ -255,9 +255,13 @@ class Steps:
     that appears is whole (fsynced before its rename). A step that fails stops the rest and
     raises; the temporary files not renamed are removed, and the folders of the steps done
     are still fsynced.
+
+    `durable=False`: the folders are not fsynced, for steps whose loss in a power cut is
+    harmless (a claim: its job is queued again, as if never taken).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = True) -> None:
+        self.durable = durable
         self._files: list[tuple[Path, bytes]] = []
         self._steps: list[tuple[str, Any]] = []
 
@@ -302,7 +306,8 @@ class Steps:
                 if index not in renamed:
                     with contextlib.suppress(OSError):
                         temp.unlink()
-            in_parallel(fsync_dir, list(dict.fromkeys(changed)))
+            if self.durable:
+                in_parallel(fsync_dir, list(dict.fromkeys(changed)))
 
 
 def _rename_new(src: Path, dst: Path) -> tuple[Path, Path]:

@@ -316,20 +316,18 @@ class Spool:
             return manifest
 
     def record_claim(self, name: str) -> None:
-        """Write a claim to disk: the manifest rewritten in pending/ in one atomic write, then
-        moved to processing/ with the job's files (idempotent; every later step does it first).
-        One set of steps (`fsops.Steps`): the disk is waited on once, not at every step.
-
-        A crash between the two leaves a claimed manifest in pending/, which `load` moves on;
-        a crash before the first leaves the job queued, as if never taken.
+        """Put a claim on disk: the manifest, then the job's files, moved to processing/
+        (idempotent; every later step does it first). Renames only, and none waited on: where
+        the manifest is says where the job is, and that is all recovery needs (a job found in
+        processing/ was running; its claim's fields reach the disk with its ending). A crash
+        before the moves leaves the job queued, as if never taken; after, it was running.
         """
         with self._lock:
             if name not in self._unrecorded:
                 return
             manifest = self._processing[name]
             pending, processing = self.layout.pending, self.layout.processing
-            steps = fsops.Steps()
-            steps.write(self.manifest_path(pending, name), _json(manifest))
+            steps = fsops.Steps(durable=False)
             steps.move(self.manifest_path(pending, name), self.manifest_path(processing, name))
             for source, target in self.gathering(manifest, processing):
                 steps.move(source, target)

@@ -38,7 +38,9 @@ def take(jobs: Jobs, worker: str, device: str = "cpu") -> Manifest | None:
     return claimed
 
 
-def test_claim_records_the_worker_and_the_start_in_one_step(tmp_path: Path) -> None:
+def test_a_claim_takes_the_worker_and_the_start_and_moves_the_job_to_processing(
+    tmp_path: Path,
+) -> None:
     jobs = make_jobs(tmp_path)
     admit(jobs, "a", "b")
     claimed = take(jobs, "cuda:1", "cuda:1")
@@ -50,10 +52,17 @@ def test_claim_records_the_worker_and_the_start_in_one_step(tmp_path: Path) -> N
         "cuda:1",
     )
     assert claimed.started_at is not None
-    on_disk = read_json(jobs.layout.manifests(jobs.layout.processing) / "a.job.json")
-    assert on_disk is not None
-    assert (on_disk["state"], on_disk["worker"]) == ("processing", "cuda:1")
+    # On disk the claim is where the job is: its manifest and files in processing/.
+    assert files_under(jobs.layout.manifests(jobs.layout.processing)) == ["a.job.json"]
     assert files_under(jobs.layout.processing) == ["a.jpg"]
+    # The claim's fields reach the disk with the job's ending; after a crash before it, the
+    # job was running, and goes back to the head of the queue with an attempt counted.
+    after_crash = make_jobs(tmp_path)
+    after_crash.recover()
+    queued = after_crash.queued()
+    assert [m.name for m in queued] == ["a", "b"]
+    assert (queued[0].attempts, queued[0].head) == (2, True)
+    assert files_under(jobs.layout.pending) == ["a.jpg", "b.jpg"]
 
 
 def test_a_claim_is_in_memory_until_recorded_so_a_crash_before_leaves_it_queued(
