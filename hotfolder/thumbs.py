@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -29,13 +30,18 @@ def make(image: Image.Image, icc_profile: bytes | None = None) -> bytes | None:
     """A JPEG of at most THUMB_PIXELS on its long side, with the image's ICC profile."""
     try:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        scale = THUMB_PIXELS / max(rgb.size)
-        size = rgb.size
-        if scale < 1:
+        factor = math.ceil(max(rgb.size) / THUMB_PIXELS)
+        if factor >= 4:
+            # One box reduction by a whole factor, to between 3/4 of THUMB_PIXELS and all of
+            # it on the long side: every pixel averaged, nothing aliased (1 megapixel: 0.7 ms;
+            # a resize to exactly 256 px took 1.5, 0.9 of it in its last, small step).
+            small = rgb.reduce(factor)
+        elif factor > 1:  # at most 768 px: cheap to resize exactly
+            scale = THUMB_PIXELS / max(rgb.size)
             size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-        # reducing_gap: a cheap box reduction to at most twice the size first (1 megapixel:
-        # 1.5 ms instead of 3 with 2.0, and no visible difference at 256 px), then a good filter.
-        small = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=1.0)
+            small = rgb.resize(size, Image.Resampling.BICUBIC)
+        else:
+            small = rgb
         out = io.BytesIO()
         extra = {"icc_profile": icc_profile} if icc_profile else {}
         small.save(out, "JPEG", quality=THUMB_QUALITY, **extra)
