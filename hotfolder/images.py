@@ -545,8 +545,10 @@ def encode_result(
     icc_profile: bytes | None,
     metadata: Mapping[str, str],
     camera_exif: bytes | None = None,
+    buffer: EncodeBuffer | None = None,
 ) -> bytes:
-    """Encode a result as png, jpeg or webp with the ICC profile and hotfolder's metadata.
+    """Encode a result as png, jpeg or webp with the ICC profile and hotfolder's metadata
+    (in `buffer`, kept by an encoding thread for its next result, else in a new one).
 
     `camera_exif` (exifdata.kept) is carried over in all three formats (PNG: an eXIf chunk).
     PNG: one iTXt chunk per metadata key. JPEG/WebP: EXIF with the metadata as JSON in
@@ -557,7 +559,10 @@ def encode_result(
     params: dict[str, Any] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
-    with _encoding_buffer() as out:
+    with contextlib.ExitStack() as stack:
+        if buffer is None:
+            buffer = stack.enter_context(EncodeBuffer())
+        out = stack.enter_context(buffer.file())
         _save_result(
             rgb,
             out,
@@ -572,34 +577,48 @@ def encode_result(
         return out.read(size)
 
 
-@contextlib.contextmanager
-def _encoding_buffer() -> Iterator[IO[bytes]]:
-    """Where a result is encoded: a file in memory with a descriptor, one per thread, kept.
+class EncodeBuffer:
+    """Where results are encoded: a file in memory with a descriptor, kept for the next
+    result by its owner (a slot's encoding thread) and closed with it.
 
     Pillow encodes into a file with a descriptor with the GIL released, but into a BytesIO
     holding it throughout: a 1-megapixel JPEG held every other thread of the process for
     4 ms (a 24-megapixel one for ~100 ms) — the slot's next edit, the dispatcher, intake
-    (issue 14, per-job overhead). Kept for the thread's next result, so its memory is not
-    allocated again (a new one per result cost 0.4 ms a megapixel); never above
-    KEEP_ENCODE_BYTES between results.
+    (issue 14, per-job overhead). Kept, its memory is not allocated again for every result
+    (0.4 ms a megapixel); it never keeps more than KEEP_ENCODE_BYTES between results.
     """
-    if not hasattr(os, "memfd_create"):  # not Linux
-        yield io.BytesIO()
-        return
-    out: IO[bytes] | None = getattr(_encoding, "file", None)
-    if out is None:
-        out = os.fdopen(os.memfd_create("hotfolder-encode", os.MFD_CLOEXEC), "w+b")
-        _encoding.file = out
-    out.seek(0)
-    try:
-        yield out
-    finally:
-        if out.seek(0, os.SEEK_END) > KEEP_ENCODE_BYTES:
-            out.truncate(0)
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> EncodeBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @contextlib.contextmanager
+    def file(self) -> Iterator[IO[bytes]]:
+        if not hasattr(os, "memfd_create"):  # not Linux
+            yield io.BytesIO()
+            return
+        if self._file is None:
+            self._file = os.fdopen(os.memfd_create("hotfolder-encode", os.MFD_CLOEXEC), "w+b")
+        out = self._file
+        out.seek(0)
+        try:
+            yield out
+        finally:
+            if out.seek(0, os.SEEK_END) > KEEP_ENCODE_BYTES:
+                out.truncate(0)
 
 
-_encoding = threading.local()
-# What a thread's encoding buffer may keep between results (a 24-megapixel JPEG is ~10 MB).
+# What an encode buffer may keep between results (a 24-megapixel JPEG is ~10 MB).
 KEEP_ENCODE_BYTES = 32 * 1024 * 1024
 
 

@@ -78,8 +78,9 @@ def edit(editor: Editor, ticket: Ticket, progress: Callable[[int, int], None]) -
     return editor.edit(request_of(ticket), progress)
 
 
-def encode(ticket: Ticket, result: EditResult) -> bytes:
-    """The result as the job asked for it: resized back (unless `size: model`), encoded."""
+def encode(ticket: Ticket, result: EditResult, buffer: images.EncodeBuffer | None = None) -> bytes:
+    """The result as the job asked for it: resized back (unless `size: model`), encoded
+    (in `buffer`, the encoding thread's: see `images.EncodeBuffer`)."""
     output = result.image
     if ticket.output_size == "input":
         output = images.resize_to(output, ticket.original_size or ticket.size)
@@ -90,6 +91,7 @@ def encode(ticket: Ticket, result: EditResult) -> bytes:
         icc_profile=ticket.icc_profile,
         metadata={**ticket.metadata, "model": result.model},
         camera_exif=ticket.exif,
+        buffer=buffer,
     )
 
 
@@ -146,13 +148,17 @@ def attempt(
 
 
 def finish(
-    ticket: Ticket, result: EditResult, edit_seconds: float, beside: Executor | None = None
+    ticket: Ticket,
+    result: EditResult,
+    edit_seconds: float,
+    beside: Executor | None = None,
+    buffer: images.EncodeBuffer | None = None,
 ) -> Outcome:
     """The encode half for a slot: the encoded outcome (with the page's 'after' thumbnail,
     made on `beside` while the result encodes, if given), or the failure outcome."""
     thumbnail = beside.submit(thumbs.make, result.image, ticket.icc_profile) if beside else None
     try:
-        data = encode(ticket, result)
+        data = encode(ticket, result, buffer)
     except Exception as e:
         return failure(ticket, e, edit_seconds)
     return Outcome(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from hotfolder import render
+from hotfolder import images, render
 from hotfolder.config import Preset
 from hotfolder.editors.base import Editor, EditResult
 from hotfolder.errors import HotfolderError
@@ -140,12 +140,15 @@ class Engine:
 
     def _encode_loop(self) -> None:
         # The 'after' thumbnail is made beside the encode, on a core of its own if free.
-        with ThreadPoolExecutor(1, thread_name_prefix="hotfolder-thumb") as beside:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="hotfolder-thumb") as beside,
+            images.EncodeBuffer() as buffer,
+        ):
             while (item := self._results.get()) is not None:
                 if isinstance(item, Outcome):
                     self._deliver(item)
                 else:
-                    self._deliver(render.finish(*item, beside))
+                    self._deliver(render.finish(*item, beside, buffer))
 
     def _is_cancelled(self, job_id: str) -> bool:
         with self._lock:
