@@ -239,8 +239,11 @@ class Spool:
             return list(self._processing.values())
 
     def find(self, name: str) -> Manifest | None:
-        with self._lock:
-            return self._pending.get(name) or self._processing.get(name)
+        """The job of that name in the queue, if any. Without the lock (a worker holds it
+        while a job's ending reaches the disk): a job moving between pending and processing
+        is added before it is removed, so it is always found. To act on what is found, hold
+        the lock."""
+        return self._processing.get(name) or self._pending.get(name)
 
     def next_seq(self) -> int:
         return next(self._seqs)  # one step of the C iterator: atomic, so no lock
@@ -310,8 +313,9 @@ class Spool:
                 return None
             self.order.served(first.name)
             manifest = first.model_copy(update={**claim, "head": False})
-            del self._pending[manifest.name]
+            # Added before it is removed: `find`, without the lock, always sees it.
             self._processing[manifest.name] = manifest
+            del self._pending[manifest.name]
             self._unrecorded.add(manifest.name)
             return manifest
 
@@ -357,8 +361,8 @@ class Spool:
             )
             self._write(self.layout.processing, manifest)
             self._move_manifest(manifest, self.layout.processing, self.layout.pending)
-            del self._processing[manifest.name]
             self._pending[manifest.name] = manifest
+            del self._processing[manifest.name]
             self.gather(manifest, self.layout.pending)
             self._prune(self.layout.processing, manifest)
 
