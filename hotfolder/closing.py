@@ -22,6 +22,7 @@ from hotfolder.status import Board
 def close_job(
     manifest: Manifest,
     results: Sequence[tuple[Path, bytes]] = (),
+    pictures: Sequence[tuple[Path, bytes]] = (),
     *,
     layout: Layout,
     config: Config,
@@ -29,7 +30,7 @@ def close_job(
     board: Board,
     notifier: Notifier | None,
 ) -> None:
-    """Write `results` (the result, thumbnails), record the final state, move the inputs where
+    """Write `results` (the result) and `pictures` (the page's thumbnails), record the final state, move the inputs where
     they belong and publish the final status: one ending (`Spool.finish`). Raises OSError."""
     assert manifest.state in FINAL_STATES
     reason = None
@@ -46,7 +47,7 @@ def close_job(
         reason = (layout.reason_path(manifest.name), text)
     status = status_from_manifest(manifest)
     with board.closing(status, details=manifest.error_details) as status_file:
-        spool.finish(manifest, destination, Ending(results, reason, status_file))
+        spool.finish(manifest, destination, Ending(results, pictures, reason, status_file))
     url = manifest.spec.get("notify_url")
     if url and notifier is not None:
         notifier.send(url, status.to_json())

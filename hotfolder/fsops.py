@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import queue
 import secrets
@@ -27,6 +28,8 @@ from typing import Any, TypeVar
 from hotfolder.errors import HotfolderError
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".hf-"
 TEMP_SUFFIX = ".tmp"
@@ -202,11 +205,6 @@ class Staged:
             # After a failure too: the files renamed before it are whole, and should stay.
             fsync_dirs(path.parent for path in renamed)
 
-    def take(self) -> list[tuple[Path, Path]]:
-        """The (temporary, final path) pairs, in order, for the caller to rename or remove."""
-        temps, self._temps = self._temps, []
-        return temps
-
     def discard(self) -> None:
         """Remove the temporary files not renamed yet."""
         for temp, _path in self._temps:
@@ -263,9 +261,14 @@ class Steps:
     def __init__(self, *, durable: bool = True) -> None:
         self.durable = durable
         self._files: list[tuple[Path, bytes]] = []
+        self._optional: set[int] = set()
         self._steps: list[tuple[str, Any]] = []
 
-    def write(self, path: Path, data: bytes) -> None:
+    def write(self, path: Path, data: bytes, *, optional: bool = False) -> None:
+        """`optional`: a file the rest does not depend on (a thumbnail): if it cannot be
+        written, that is logged and the other steps go on."""
+        if optional:
+            self._optional.add(len(self._files))
         self._steps.append(("write", len(self._files)))
         self._files.append((path, data))
 
@@ -280,18 +283,12 @@ class Steps:
 
     def commit(self) -> None:
         steps, self._steps = self._steps, []
-        staged = stage(self._files)
-        temps, self._files = staged.take(), []
+        temps = self._stage()
         changed: list[Path] = []
-        renamed: set[int] = set()
         try:
             for kind, arg in steps:
                 if kind == "write":
-                    temp, path = temps[arg]
-                    _mutation("replace", path)
-                    os.replace(temp, path)
-                    renamed.add(arg)
-                    changed.append(path.parent)
+                    changed += self._replace(temps, arg)
                 elif kind == "move":
                     changed.extend(_rename_new(*arg))
                 elif kind == "remove":
@@ -302,12 +299,65 @@ class Steps:
                 else:
                     arg()
         finally:
-            for index, (temp, _path) in enumerate(temps):
-                if index not in renamed:
-                    with contextlib.suppress(OSError):
-                        temp.unlink()
+            for temp, _path in temps.values():
+                with contextlib.suppress(OSError):
+                    temp.unlink()
             if self.durable:
                 in_parallel(fsync_dir, list(dict.fromkeys(changed)))
+
+    def _stage(self) -> dict[int, tuple[Path, Path]]:
+        """Every file under a temporary name, fsynced, all at once (see `stage`): (temporary,
+        final path) by the file's index; an optional one that could not be written is left
+        out. A required one that could not raises, with nothing left behind."""
+        files, self._files = self._files, []
+        work: list[tuple[int, Path, Path, bytes]] = []
+        for index, (path, data) in enumerate(files):
+            try:
+                ensure_dir(path.parent)
+            except OSError as e:
+                if index not in self._optional:
+                    raise
+                log.warning("cannot write %s: %s; going on without it", path, e)
+                continue
+            _mutation("write", path)
+            work.append((index, path.with_name(temp_name(path.name)), path, data))
+        temps: dict[int, tuple[Path, Path]] = {}
+
+        def write(item: tuple[int, Path, Path, bytes]) -> None:
+            index, temp, path, data = item
+            try:
+                _write_temp((temp, path, data))
+            except OSError as e:
+                if index not in self._optional:
+                    raise
+                log.warning("cannot write %s: %s; going on without it", path, e)
+                return
+            temps[index] = (temp, path)
+
+        try:
+            in_parallel(write, work)
+        except BaseException:
+            for temp, _path in temps.values():
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+            raise
+        return temps
+
+    def _replace(self, temps: dict[int, tuple[Path, Path]], index: int) -> list[Path]:
+        """Put a staged file in place (popped from `temps`); the folder it changed."""
+        if index not in temps:
+            return []  # an optional file that could not be written
+        temp, path = temps[index]
+        _mutation("replace", path)
+        try:
+            os.replace(temp, path)
+        except OSError as e:
+            if index not in self._optional:
+                raise
+            log.warning("cannot write %s: %s; going on without it", path, e)
+            return []
+        del temps[index]
+        return [path.parent]
 
 
 def _rename_new(src: Path, dst: Path) -> tuple[Path, Path]:

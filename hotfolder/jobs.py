@@ -197,7 +197,8 @@ class Jobs:
             manifest,
             JobState.completed,
             {"result_path": self.layout.relative(result_path)},
-            results=[(result_path, data), *pictures],
+            results=[(result_path, data)],
+            pictures=pictures,
         )
         if ended:
             log.info("completed %s -> %s", manifest.name, self.layout.relative(result_path))
@@ -224,7 +225,7 @@ class Jobs:
                 manifest,
                 state,
                 {"error_code": code_text, "error": message, "error_details": details or None},
-                results=pictures,
+                pictures=pictures,
             )
         if ended:
             log.warning("%s %s: %s: %s", state.value, name, code_text, message)
@@ -321,6 +322,7 @@ class Jobs:
         fields: dict[str, object],
         *,
         results: Sequence[tuple[Path, bytes]] = (),
+        pictures: Sequence[tuple[Path, bytes]] = (),
     ) -> bool:
         """Record the final state and close the job in one ending (`Spool.finish`); False if
         the disk refused. Refused before the final state was on disk, a completed job goes
@@ -331,7 +333,7 @@ class Jobs:
                 update={"state": state, "completed_at": iso(self.clock()), **fields}
             )
             try:
-                self.finish(manifest, results)
+                self.finish(manifest, results, pictures)
             except OSError as e:
                 current = self.spool.find(manifest.name)
                 if current is not None and current.state in FINAL_STATES:
@@ -365,11 +367,17 @@ class Jobs:
         self.state.note("worker", f"cannot finish {manifest.name}: {error.strerror or error}")
         self._block()
 
-    def finish(self, manifest: Manifest, results: Sequence[tuple[Path, bytes]] = ()) -> None:
+    def finish(
+        self,
+        manifest: Manifest,
+        results: Sequence[tuple[Path, bytes]] = (),
+        pictures: Sequence[tuple[Path, bytes]] = (),
+    ) -> None:
         """Close a job in its final state (idempotent): files, reason, status, notification."""
         close_job(
             manifest,
             results,
+            pictures,
             layout=self.layout,
             config=self.config,
             spool=self.spool,

@@ -368,7 +368,7 @@ class Spool:
 
     def finish(self, manifest: Manifest, destination: Path | None, ending: Ending) -> None:
         """Close a job in its final state as one set of steps (`fsops.Steps`), in this order:
-        `ending.results` in place; the manifest rewritten with the final state; the reason
+        `ending.results` and `ending.pictures` in place; the manifest rewritten with the final state; the reason
         file; the inputs moved to `destination` (archive/ or failed/) or deleted (None); the
         final status; the manifest removed.
 
@@ -384,6 +384,8 @@ class Spool:
             steps = fsops.Steps()
             for path, data in ending.results:
                 steps.write(path, data)
+            for path, data in ending.pictures:
+                steps.write(path, data, optional=True)  # the page's: never fail a job
             steps.write(self.manifest_path(folder, name), _json(manifest))
             steps.call(lambda: self.remember(manifest))
             if ending.reason is not None:
@@ -421,8 +423,10 @@ class Spool:
 class Ending:
     """What a job's ending writes besides its manifest and its inputs' moves (`Spool.finish`)."""
 
-    # Before the final state is on disk: the result and the page's thumbnails.
+    # Before the final state is on disk: the result, and the page's thumbnails (which are
+    # left out, not the ending, if they cannot be written).
     results: Sequence[tuple[Path, bytes]] = ()
+    pictures: Sequence[tuple[Path, bytes]] = ()
     reason: tuple[Path, bytes] | None = None  # failed/'s reason file, before the inputs move
     status: tuple[Path, bytes] | None = None  # the final status file, after them
 

@@ -133,6 +133,26 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(
     assert spool.find("sub/x") is None
 
 
+def test_a_thumbnail_that_cannot_be_written_never_holds_up_the_ending(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    spool.admit(manifest_for(spool, layout, "x"))
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert claimed is not None
+    (layout.outbox / ".thumbs").write_bytes(b"not a folder")  # so nothing can go under it
+    result, status = layout.outbox / "x.png", layout.outbox / "x.status.json"
+    picture = layout.outbox / ".thumbs" / "x.before.jpg"
+    done = claimed.model_copy(update={"state": JobState.completed})
+    ending = Ending(
+        results=[(result, b"png")], pictures=[(picture, b"jpg")], status=(status, b"{}")
+    )
+    spool.finish(done, layout.archive, ending)
+    assert result.read_bytes() == b"png" and status.read_bytes() == b"{}"
+    assert files_under(layout.archive) == ["x.jpg"] and spool.find("x") is None
+    assert sorted(p.name for p in layout.outbox.iterdir()) == [".thumbs", "x.png", "x.status.json"]
+
+
 def test_an_ending_cut_short_after_the_final_state_is_finished_by_replaying_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
