@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
 import os
-import queue
 import secrets
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hotfolder.errors import HotfolderError
+from hotfolder.threads import DaemonPool
 
 T = TypeVar("T")
 
@@ -102,7 +101,7 @@ def in_parallel(work: Callable[[T], object], items: Sequence[T]) -> None:
         for item in items:
             work(item)
         return
-    futures = [_workers.submit(work, item) for item in items[1:]]
+    futures = [_workers.submit(functools.partial(work, item)) for item in items[1:]]
     errors: list[BaseException] = []
     try:
         work(items[0])
@@ -117,38 +116,8 @@ def in_parallel(work: Callable[[T], object], items: Sequence[T]) -> None:
         raise errors[0]
 
 
-class _Pool:
-    """Threads that wait for work for the life of the process (daemons: `in_parallel` always
-    waits for what it gave them, so nothing is left half done when the process exits)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._tasks: queue.SimpleQueue[tuple[Future[object], Callable[[], object]]] = (
-            queue.SimpleQueue()
-        )
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def submit(self, work: Callable[[T], object], item: T) -> Future[object]:
-        with self._lock:
-            while len(self._threads) < self.size:
-                thread = threading.Thread(target=self._serve, name="hotfolder-fsync", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        future: Future[object] = Future()
-        self._tasks.put((future, lambda: work(item)))
-        return future
-
-    def _serve(self) -> None:
-        while True:
-            future, call = self._tasks.get()
-            try:
-                future.set_result(call())
-            except BaseException as e:
-                future.set_exception(e)
-
-
-_workers = _Pool(FSYNC_THREADS - 1)  # the caller of `in_parallel` is one more
+# The caller of `in_parallel` does one more share itself.
+_workers = DaemonPool(FSYNC_THREADS - 1, name="hotfolder-fsync")
 
 
 def ensure_dir(folder: Path) -> None:

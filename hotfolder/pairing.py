@@ -190,12 +190,31 @@ class Pairing:
         if not all(group.settled[p] for p in files):
             return Waiting(files, COPYING)
         settled_at = self.tracker.settled_at(image) or now
-        problem = self.probes.check(image, settled_at=settled_at, now=now)
+        # The sidecar is read while the image decodes; what the image says comes first.
+        probed = self.probes.start(image, settled_at=settled_at, now=now)
+        outcome = self._with_sidecar(
+            stem, image, side, group, now=now, settled_at=settled_at, beside=beside
+        )
+        problem = probed()
         if isinstance(problem, Rejected):
             return Refusal(files, problem.code, problem.message)
         if isinstance(problem, images.IncompleteImage):
             return Waiting(files, COPYING)
+        return outcome
 
+    def _with_sidecar(
+        self,
+        stem: str,
+        image: Path,
+        side: Path | None,
+        group: Group,
+        *,
+        now: float,
+        settled_at: float,
+        beside: tuple[Path, ...],
+    ) -> Ready | Refusal | Waiting:
+        """The pair's outcome from its sidecar and its folders' defaults, if its image is fit."""
+        files = (image, *((side,) if side else ()), *beside)
         layers = self.defaults.layers(image)
         if isinstance(layers, Rejected):
             return Refusal(files, layers.code, layers.message)
