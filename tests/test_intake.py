@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from support import files_under, jobs_on, make_image, read_json, write_sidecar
 
-from hotfolder import images
+from hotfolder import images, probes
 from hotfolder.config import Config, Limits, load_config
 from hotfolder.decoded import KEEP_IMAGES, Decoded
 from hotfolder.dispatch import make_ticket
@@ -359,6 +360,27 @@ def test_a_truncated_image_waits_then_is_invalid(tmp_path: Path) -> None:
     rig.tick(10)
     assert files_under(rig.layout.failed) == []
     rig.tick(15)
+    assert rig.reason("cut").startswith("invalid_image: ")
+
+
+def test_a_big_image_decodes_beside_its_sidecar_and_still_speaks_first(tmp_path: Path) -> None:
+    """A drop of 64 KB or more is probed on a thread of its own while intake reads its
+    sidecar: a good one is admitted, and a half-copied one waits even when its sidecar is
+    broken (the image's word comes first, as when the two were checked one after another)."""
+    rig = Rig(tmp_path, incomplete_image_seconds=20)
+    noisy = Image.effect_noise((400, 300), 80).convert("RGB")
+    noisy.save(tmp_path / "big.jpg", quality=95)
+    data = (tmp_path / "big.jpg").read_bytes()
+    assert len(data) >= probes.BACKGROUND_BYTES
+    (rig.inbox / "good.jpg").write_bytes(data)
+    write_sidecar(rig.inbox / "good.yaml")
+    (rig.inbox / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (rig.inbox / "cut.yaml").write_text("instruction: [unclosed\n")
+    rig.tick()
+    rig.tick(2.5)
+    assert rig.queued() == ["good"]
+    assert files_under(rig.layout.failed) == []  # cut waits: it may still be copying
+    rig.tick(25)
     assert rig.reason("cut").startswith("invalid_image: ")
 
 
