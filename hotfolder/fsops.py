@@ -297,6 +297,8 @@ class Steps:
             try:
                 _write_temp((temp, path, data))
             except OSError as e:
+                with contextlib.suppress(OSError):
+                    temp.unlink()  # created, maybe partly written (a full disk)
                 if index not in self._optional:
                     raise
                 log.warning("cannot write %s: %s; going on without it", path, e)

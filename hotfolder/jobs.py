@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hotfolder import fsops, recovery, rejection
+from hotfolder.backoff import Backoff
 from hotfolder.closing import close_job
 from hotfolder.config import Config
 from hotfolder.decoded import Decoded
@@ -30,8 +31,6 @@ from hotfolder.status import Board
 log = logging.getLogger(__name__)
 
 RESULT_SUFFIXES = {"png": ".png", "jpeg": ".jpeg", "webp": ".webp"}
-# After a result or an ending cannot be written (full disk, read-only share), wait this long.
-WRITE_BACKOFF_SECONDS = 10.0
 
 # The legal moves between states; anything else is a bug and raises IllegalTransition.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -85,7 +84,7 @@ class Jobs:
         spool.order = board.order = QueueOrder(config.dispatch)
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
-        self._blocked_until = 0.0
+        self.backoff = Backoff(state, monotonic)
         # Images intake decoded whole while the queue was short, for the workers (decoded.py).
         self.decoded = Decoded()
 
@@ -104,8 +103,8 @@ class Jobs:
         return [m for m in self.spool.processing() if m.state == JobState.processing]
 
     def can_dispatch(self) -> bool:
-        """False while a refusing disk makes the workers wait (see WRITE_BACKOFF_SECONDS)."""
-        return self.monotonic() >= self._blocked_until
+        """False while a refusing disk makes the workers wait (backoff.py)."""
+        return self.backoff.ready()
 
     # --- transitions ---
 
@@ -175,9 +174,7 @@ class Jobs:
         log.info("processing %s on %s (attempt %d)", name, manifest.worker, manifest.attempts)
 
     def progress(self, job_id: str, step: int, steps: int) -> None:
-        """Progress of a running job (the caller knows it runs): kept in memory; the publisher
-        writes it. Takes no lock: the slot's thread reporting it must never wait for the
-        spool, which holds its lock while a claim or an ending reaches the disk."""
+        """A running job's progress, for the publisher; no lock: the slot's thread never waits."""
         self.board.progress(job_id, step, steps)
 
     def complete(
@@ -298,9 +295,9 @@ class Jobs:
             try:
                 self.finish(manifest)
             except OSError as e:
-                self._ending_failed(manifest, e)
+                self.backoff.ending_refused(manifest, e)
                 return False
-            self.state.note("worker", None)  # the disk takes files again
+            self.backoff.cleared()
         return True
 
     # --- endings ---
@@ -311,9 +308,6 @@ class Jobs:
             log.warning("%s is no longer running; its outcome is dropped", name)
             return None
         return manifest
-
-    def _block(self) -> None:
-        self._blocked_until = self.monotonic() + WRITE_BACKOFF_SECONDS
 
     def _end(
         self,
@@ -337,35 +331,16 @@ class Jobs:
             except OSError as e:
                 current = self.spool.find(manifest.name)
                 if current is not None and current.state in FINAL_STATES:
-                    self._ending_failed(current, e)
+                    self.backoff.ending_refused(current, e)
                 elif state == JobState.completed:
-                    # A full disk or a read-only share is not the job's fault: back to the queue.
-                    log.error(
-                        "cannot write the result of %s: %s; job goes back to the queue",
-                        manifest.name,
-                        e,
-                    )
-                    self.state.note("worker", f"cannot write results: {e}")
-                    self._block()
+                    self.backoff.result_refused(manifest, e)
                     self.put_back(manifest.name)
                 else:
                     self.spool.remember(manifest)  # its ending is tried again (`unfinished`)
-                    self._ending_failed(manifest, e)
+                    self.backoff.ending_refused(manifest, e)
                 return False
-            self.state.note("worker", None)  # whatever the disk refused before, it took this
+            self.backoff.cleared()  # whatever the disk refused before, it took this
             return True
-
-    def _ending_failed(self, manifest: Manifest, error: OSError) -> None:
-        # The job keeps its final state in its manifest; it is finished once the disk lets us.
-        log.error(
-            "cannot finish %s (%s): %s; retrying in %g s",
-            manifest.name,
-            manifest.state.value,
-            error,
-            WRITE_BACKOFF_SECONDS,
-        )
-        self.state.note("worker", f"cannot finish {manifest.name}: {error.strerror or error}")
-        self._block()
 
     def finish(
         self,

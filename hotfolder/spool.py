@@ -239,10 +239,9 @@ class Spool:
             return list(self._processing.values())
 
     def find(self, name: str) -> Manifest | None:
-        """The job of that name in the queue, if any. Without the lock (a worker holds it
-        while a job's ending reaches the disk): a job moving between pending and processing
-        is added before it is removed, so it is always found. To act on what is found, hold
-        the lock."""
+        """The job of that name in the queue, if any; without the lock, which an ending holds
+        on the disk: a job moving between pending and processing is added before it is
+        removed, so it is always found. To act on what is found, hold the lock."""
         return self._processing.get(name) or self._pending.get(name)
 
     def next_seq(self) -> int:

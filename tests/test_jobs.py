@@ -8,8 +8,9 @@ import pytest
 from support import files_under, read_json
 from test_spool import manifest_for
 
+from hotfolder.backoff import WRITE_BACKOFF_SECONDS
 from hotfolder.config import Config
-from hotfolder.jobs import WRITE_BACKOFF_SECONDS, IllegalTransition, Jobs, check_transition
+from hotfolder.jobs import IllegalTransition, Jobs, check_transition
 from hotfolder.layout import Layout
 from hotfolder.spool import JobState, Manifest, Spool
 from hotfolder.state import ServiceState
