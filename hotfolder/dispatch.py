@@ -332,7 +332,7 @@ class Dispatcher:
             for slot in self.slots:
                 if slot.ready() and not self._editing(slot) and self._hand(slot):
                     handed += 1
-        self.prefetch.warm(self.jobs.queued()[: len(self.slots)])
+        self.prefetch.warm(self.jobs.upcoming(len(self.slots)))
         return handed
 
     def _editing(self, slot: Slot) -> bool:

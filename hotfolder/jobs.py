@@ -96,6 +96,9 @@ class Jobs:
     def queued(self) -> list[Manifest]:
         return self.spool.queued()
 
+    def upcoming(self, count: int) -> list[Manifest]:
+        return self.spool.upcoming(count)
+
     def pending_count(self) -> int:
         return self.spool.pending_count()
 

@@ -14,6 +14,7 @@ job would win every turn. It lives in memory; a restart starts the turns afresh.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 from collections.abc import Callable, Iterable
@@ -71,6 +72,18 @@ class QueueOrder:
             turn.sort(key=lambda entry: (key(entry[1])[1], rank[entry[0]]))
             ordered += [item for _station, item in turn]
         return ordered  # pragma: no cover - the loop returns
+
+    def upcoming(
+        self, items: Iterable[T], key: Callable[[T], Key], name: Callable[[T], str], count: int
+    ) -> list[T]:
+        """`arrange(...)[:count]` without sorting the whole queue (the decoder's look ahead,
+        after every hand-over: with 1,000 queued, a full sort each time held the spool)."""
+        if self.mode == "fifo":
+            return heapq.nsmallest(count, items, key=key)
+        if count == 1:
+            first = self.first(items, key, name)
+            return [] if first is None else [first]
+        return self.arrange(items, key, name)[:count]
 
     def first(
         self, items: Iterable[T], key: Callable[[T], Key], name: Callable[[T], str]

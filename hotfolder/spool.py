@@ -214,6 +214,12 @@ class Spool:
             waiting = [m for m in self._pending.values() if m.state == JobState.queued]
             return self.order.arrange(waiting, key=_sort_key, name=_name)
 
+    def upcoming(self, count: int) -> list[Manifest]:
+        """The next `count` jobs the workers will take, in order."""
+        with self._lock:
+            waiting = [m for m in self._pending.values() if m.state == JobState.queued]
+        return self.order.upcoming(waiting, key=_sort_key, name=_name, count=count)
+
     def station_count(self, station: str) -> int:
         """Queued jobs of one station (a top-level folder of inbox/; "" for inbox/ itself)."""
         with self._lock:

@@ -66,7 +66,7 @@ def test_a_station_that_was_just_served_goes_to_the_back() -> None:
     assert taken == ["a/1", "b/1", "a/2", "a/3"]
 
 
-def test_first_is_always_the_head_of_the_whole_order() -> None:
+def test_first_and_upcoming_are_always_the_head_of_the_whole_order() -> None:
     rng = random.Random(14)
     for mode in ("fifo", "fair"):
         order = QueueOrder(mode)  # type: ignore[arg-type]
@@ -82,6 +82,9 @@ def test_first_is_always_the_head_of_the_whole_order() -> None:
             ]
             expected = arrange(order, jobs)
             assert first(order, jobs) == (expected[0] if expected else None)
+            for count in (1, 2, 4):  # what the decoder looks ahead at, without a full sort
+                ahead = order.upcoming(jobs, key=lambda j: j[1], name=lambda j: j[0], count=count)
+                assert [name for name, _key in ahead] == expected[:count]
             if expected and rng.random() < 0.5:
                 order.served(expected[0])
 
