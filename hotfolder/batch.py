@@ -9,8 +9,9 @@ by `Spool.load`, or by admitting again, exactly as for one job.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING
 
 from hotfolder import fsops
@@ -45,60 +46,52 @@ class Batch:
         self, joined: Callable[[list[Manifest]], None]
     ) -> tuple[list[Manifest], OSError | None]:
         """Put the batch on disk; what is written joins the queue and is passed to `joined`
-        under the spool's lock (so no claim comes between). The error, if any, is returned."""
+        under the spool's lock (so no claim comes between). The error, if any, is returned.
+
+        One set of steps (`fsops.Steps`): every copy and manifest written and fsynced
+        together, before the lock (the workers hold it while they write; no one else knows
+        of these jobs yet); under it, copies then manifests put in place, then the dropped
+        files moved, then each folder fsynced once."""
         entries = list(self._jobs.values())
         if not entries:
             return [], None
         spool = self.spool
-        batch = [manifest for manifest, _copies in entries]
         pending = spool.layout.pending
-        paths = [spool.manifest_path(pending, m.name) for m in batch]
+        written: list[Manifest] = []
+        steps = fsops.Steps()
+        for manifest, copies in entries:  # a manifest on disk always has its copies
+            for file_name, data in copies.items():
+                steps.write(spool.path_in(pending, manifest, file_name), data)
+        for manifest, _copies in entries:
+            steps.write(spool.manifest_path(pending, manifest.name), _json(manifest))
+            steps.call(partial(written.append, manifest))
         error: OSError | None = None
-        staged: list[fsops.Staged] = []
         try:
-            # The slow part without the lock, which the workers hold while they write: the
-            # files go to temporary names, and no one else knows of these jobs yet.
-            copies = [
-                (spool.path_in(pending, m, f), data) for m, c in entries for f, data in c.items()
-            ]
-            staged.append(fsops.stage(copies))
-            manifests = [(path, _json(m)) for path, m in zip(paths, batch, strict=True)]
-            staged.append(fsops.stage(manifests))
+            steps.stage()
         except OSError as e:
             error = e
-            for done in staged:
-                done.discard()
         with spool.lock:
-            written: list[Manifest] = []
             if error is None:
-                written, error = _commit(staged, batch, paths)
+                for manifest, _copies in entries:
+                    for source, target in spool.gathering(manifest, pending):
+                        steps.move(source, target)
+                try:
+                    steps.commit()
+                except OSError as e:
+                    error = e
+                    self._follow(written)
             for manifest in written:
                 spool.enqueue(manifest)
             self._jobs = {}
-            try:
-                fsops.move_many([move for m in written for move in spool.gathering(m, pending)])
-            except OSError as e:
-                # The manifests are written: the files follow at the claim or the next start.
-                error = error or e
             joined(written)
         return written, error
 
-
-def _commit(
-    staged: list[fsops.Staged], batch: list[Manifest], paths: list[Path]
-) -> tuple[list[Manifest], OSError | None]:
-    """Rename a staged batch into place, copies first: the jobs whose manifest is there."""
-    copies, manifests = staged
-    try:
-        copies.commit()  # a manifest on disk always has its copies
-    except OSError as e:
-        manifests.discard()
-        return [], e
-    try:
-        manifests.commit()
-    except OSError as e:
-        return [m for m, path in zip(batch, paths, strict=True) if path.exists()], e
-    return batch, None
+    def _follow(self, written: list[Manifest]) -> None:
+        """After a refused step: the files of the jobs whose manifest is in place follow it
+        now (or at the claim or the next start, `gather`), so intake never sees them again."""
+        pending = self.spool.layout.pending
+        with contextlib.suppress(OSError):
+            fsops.move_many([m for job in written for m in self.spool.gathering(job, pending)])
 
 
 def _json(manifest: Manifest) -> bytes:

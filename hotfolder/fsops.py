@@ -232,6 +232,8 @@ class Steps:
         self._files: list[tuple[Path, bytes]] = []
         self._optional: set[int] = set()
         self._steps: list[tuple[str, Any]] = []
+        self._staged: dict[int, tuple[Path, Path]] = {}
+        self._first = 0  # the index of the first file not staged yet
 
     def write(self, path: Path, data: bytes, *, optional: bool = False) -> None:
         """`optional`: a file the rest does not depend on (a thumbnail): if it cannot be
@@ -250,9 +252,21 @@ class Steps:
     def call(self, step: Callable[[], object]) -> None:
         self._steps.append(("call", step))
 
+    def stage(self) -> None:
+        """Write and fsync the files added so far now (before taking a lock, say); `commit`
+        then only puts them in place. Raises as `commit`, with nothing left behind."""
+        self._staged = self._stage()
+
+    def discard(self) -> None:
+        """Remove what `stage` wrote; nothing is put in place."""
+        for temp, _path in self._staged.values():
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        self._staged, self._steps = {}, []
+
     def commit(self) -> None:
         steps, self._steps = self._steps, []
-        temps = self._stage()
+        temps, self._staged = {**self._staged, **self._stage()}, {}
         changed: list[Path] = []
         try:
             for kind, arg in steps:
@@ -278,9 +292,9 @@ class Steps:
         """Every file under a temporary name, fsynced, all at once (see `stage`): (temporary,
         final path) by the file's index; an optional one that could not be written is left
         out. A required one that could not raises, with nothing left behind."""
-        files, self._files = self._files, []
+        first, self._first = self._first, len(self._files)
         work: list[tuple[int, Path, Path, bytes]] = []
-        for index, (path, data) in enumerate(files):
+        for index, (path, data) in enumerate(self._files[first:], start=first):
             try:
                 ensure_dir(path.parent)
             except OSError as e:

@@ -252,10 +252,14 @@ def test_a_batch_cut_short_after_its_manifests_is_finished_on_load(
     for name in ("a", "sub/b"):
         spool.admit(manifest_for(spool, layout, name), later=True)
 
-    def crash(moves: object) -> None:
-        raise SystemExit("crash")
+    real = fsops._mutation
 
-    monkeypatch.setattr(fsops, "move_many", crash)
+    def crash_at_the_first_move(kind: str, path: Path) -> None:
+        if kind == "move":
+            raise SystemExit("crash")
+        real(kind, path)
+
+    monkeypatch.setattr(fsops, "_mutation", crash_at_the_first_move)
     with pytest.raises(SystemExit):
         spool.write_admitted()
     monkeypatch.undo()
