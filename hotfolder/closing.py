@@ -30,8 +30,9 @@ def close_job(
     board: Board,
     notifier: Notifier | None,
 ) -> None:
-    """Write `results` (the result) and `pictures` (the page's thumbnails), record the final state, move the inputs where
-    they belong and publish the final status: one ending (`Spool.finish`). Raises OSError."""
+    """Write `results` (the result) and `pictures` (the page's thumbnails), record the final
+    state, move the inputs where they belong and publish the final status: one ending
+    (`Spool.finish`). Raises OSError."""
     assert manifest.state in FINAL_STATES
     reason = None
     if manifest.state == JobState.completed:

@@ -165,7 +165,7 @@ class Spool:
             self._processing = self.scan(self.layout.processing)
             for name, manifest in list(self._pending.items()):
                 if manifest.state == JobState.processing:
-                    # A claim cut short after it was written: finish moving it.
+                    # A claim of an older version, cut short after it was written.
                     self._move_manifest(manifest, self.layout.pending, self.layout.processing)
                     del self._pending[name]
                     self._processing[name] = manifest
@@ -373,9 +373,9 @@ class Spool:
 
     def finish(self, manifest: Manifest, destination: Path | None, ending: Ending) -> None:
         """Close a job in its final state as one set of steps (`fsops.Steps`), in this order:
-        `ending.results` and `ending.pictures` in place; the manifest rewritten with the final state; the reason
-        file; the inputs moved to `destination` (archive/ or failed/) or deleted (None); the
-        final status; the manifest removed.
+        `ending.results` and `.pictures` in place; the manifest rewritten with the final
+        state; the reason file; the inputs moved to `destination` (archive/ or failed/) or
+        deleted (None); the final status; the manifest removed.
 
         A crash before the manifest's rewrite leaves the job running (recovery runs it again);
         after it, replaying `finish` on the next start ends it (every step is skipped or
