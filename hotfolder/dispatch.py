@@ -188,9 +188,11 @@ def thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> list[tuple[Path,
     them: the 'before' from the pixels already decoded where there are some, else from the
     input file; the 'after' made with the encode."""
     before = flight.before
-    if before is None and flight.before_ahead is not None:
+    ahead = flight.before_ahead
+    # Not begun yet (the decoder is busy with the next job): made here instead, not waited for.
+    if before is None and ahead is not None and not ahead.cancel():
         with contextlib.suppress(CancelledError):
-            before = flight.before_ahead.result()
+            before = ahead.result()
     if before is None and flight.ticket is not None:
         before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
     elif before is None:
