@@ -353,13 +353,16 @@ class Service:
         if self.dispatcher.stopping.is_set():
             return 0.1
         if tracked:
+            # Wake the moment the next file settles: pickup latency is settle_seconds plus a
+            # few milliseconds, not plus a polling period. Past 1,000 files a tick costs
+            # more, so the loop comes back at most every 0.1 s, and at least every second;
+            # a burst of 1,000 pairs is still taken the moment it settles (issue 14: it
+            # waited up to a second).
             interval = 0.1 if tracked < 1000 else 1.0
-            if tracked < 1000:
-                # Wake the moment the next file settles: pickup latency is settle_seconds
-                # plus a few milliseconds, not plus a polling period.
-                due = self.intake.seconds_to_next_settle()
-                if due is not None:
-                    interval = min(interval, due + 0.002)
+            due = self.intake.seconds_to_next_settle()
+            if due is not None:
+                soonest = 0.0 if tracked < 1000 else 0.1
+                interval = min(interval, max(soonest, due + 0.002))
         else:
             interval = self.config.poll_interval_seconds
         # Whatever poll_interval_seconds says, wake for the next check and rescan.
