@@ -26,7 +26,7 @@ POSITION_REFRESH_SECONDS: Final = 1.0
 REFRESH_FILE_SECONDS: Final = 0.003
 # One publish writes moved positions for at most this long; the rest of the pass follows in
 # the next publishes (the longest unwritten first, so each file is refreshed once per pass).
-REFRESH_CHUNK_SECONDS: Final = 0.25
+REFRESH_CHUNK_SECONDS: Final = 0.1
 
 
 class Refresh:
