@@ -16,6 +16,7 @@ from hotfolder.jobstatus import JobStatus
 from hotfolder.positions import Hold
 from hotfolder.records import Seen, seen_as
 from hotfolder.spool import JobState
+from hotfolder.takennames import TakenNames
 
 GroupKey = tuple[Path, str]  # (folder, stem), as intake groups files
 
@@ -24,8 +25,9 @@ FOR_DISK = "waiting for free disk space on the server"
 
 
 class Arrivals:
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: Jobs, names: TakenNames | None = None) -> None:
         self.jobs = jobs
+        self.names = names  # intake's record of the names taken, asked before the disk
         self._seen: dict[GroupKey, tuple[Seen, JobStatus, Hold | None]] = {}
         self._names: set[str] = set()
         self._leftovers: dict[str, JobStatus] | None = None  # from before a restart
@@ -75,7 +77,7 @@ class Arrivals:
         if left is not None:
             seen = Seen(left.name, left.job_id, left.created_at or "")
         else:
-            seen = seen_as(self.jobs.layout, relative, now, self._names)
+            seen = seen_as(self.jobs.layout, relative, now, self._names, self.names)
         self._names.add(seen.name)
         return seen
 
@@ -83,6 +85,11 @@ class Arrivals:
         if self._leftovers is None:
             self._leftovers = self.jobs.board.take_leftovers()
         return self._leftovers.pop(stem, None)
+
+    def unseen(self, relative: str, now: float, taken: set[str]) -> Seen:
+        """The name and id of a drop admitted or refused without having been shown (nor
+        reserved): none of the waiting drops' names, nor of `taken` (jobs being admitted)."""
+        return seen_as(self.jobs.layout, relative, now, self._names | taken, self.names)
 
     def peek(self, key: GroupKey, relative: str) -> Seen | None:
         """The name and id a drop was shown with (also by an earlier run), for its admission

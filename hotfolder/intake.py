@@ -39,10 +39,11 @@ from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.positions import Hold
 from hotfolder.probes import ImageProbes
-from hotfolder.records import copies_for, manifest_for, rejection_for, seen_as
+from hotfolder.records import copies_for, manifest_for, rejection_for
 from hotfolder.scan import Sightings, a_folder, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
+from hotfolder.takennames import TakenNames
 from hotfolder.writers import Writers
 
 # The service imports the name helpers from here.
@@ -95,7 +96,7 @@ class Intake:
         )
         self.defaults = FolderDefaults(layout.inbox, max_bytes=config.limits.max_sidecar_bytes)
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
-        self.arrivals = Arrivals(jobs)
+        self.arrivals = Arrivals(jobs, TakenNames(layout, jobs.spool.names))
         self.held = Held()
         self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self.sightings = Sightings(
@@ -285,9 +286,8 @@ class Intake:
         if full is not None:
             self._reject(full, spec=item.spec, key=key)
             return False
-        seen = self.arrivals.peek(key, stem) or seen_as(
-            self.layout, stem, now, self.arrivals.reserved | self.jobs.spool.admitting()
-        )
+        admitting = self.jobs.spool.admitting()
+        seen = self.arrivals.peek(key, stem) or self.arrivals.unseen(stem, now, admitting)
         if not seen.carried:
             # Its status file would not fit the filesystem: refused under a shortened name.
             message = "the name is too long for the filesystem once hotfolder adds its endings"
@@ -321,6 +321,7 @@ class Intake:
             now=now,
             seen=None if key is None else self.arrivals.peek(key, split_name(relative)[0]),
             reserved=self.arrivals.reserved,
+            names=self.arrivals.names,
         )
         self.jobs.reject(record)
         if key is not None:

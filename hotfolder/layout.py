@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,10 @@ class Layout:
                     return True
         return False
 
+    def taken_folders(self) -> list[str]:
+        """The folders `name_taken` looks in (as strings), each holding jobs' names."""
+        return [folder for folder, _suffixes in self._taken_endings]
+
     @functools.cached_property
     def _taken_endings(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Each service folder and the endings a job's files can have in it: its inputs in
@@ -158,23 +163,38 @@ class Layout:
             (os.fspath(self.failed), _TAKEN_SUFFIXES),
         )
 
-    def carried_name(self, name: str, reserved: set[str] | None = None) -> tuple[str, bool]:
+    def carried_name(
+        self,
+        name: str,
+        reserved: set[str] | None = None,
+        *,
+        taken: Callable[[str], bool] | None = None,
+    ) -> tuple[str, bool]:
         """The unique name a new job takes, and whether it is the one asked for.
 
         False: every file of a job named so would not fit the filesystem's limit on one
         name (`NAME.status.json` the longest), so it gets a shortened unique name instead.
+        `taken`: asked in place of `name_taken` (intake's `TakenNames`, which knows most
+        answers without the disk).
         """
-        unique = self.unique_name(name, reserved)
+        unique = self.unique_name(name, reserved, taken=taken)
         if fits(unique):
             return unique, True
-        return self.unique_name(shortened(name), reserved), False
+        return self.unique_name(shortened(name), reserved, taken=taken), False
 
-    def unique_name(self, name: str, reserved: set[str] | None = None) -> str:
+    def unique_name(
+        self,
+        name: str,
+        reserved: set[str] | None = None,
+        *,
+        taken: Callable[[str], bool] | None = None,
+    ) -> str:
         """`name`, or `name~2`, `name~3`, … — the smallest that no job owns yet."""
         reserved = reserved or set()
+        taken = taken or self.name_taken
         candidate = name
         n = 1
-        while candidate in reserved or self.name_taken(candidate):
+        while candidate in reserved or taken(candidate):
             n += 1
             candidate = f"{name}~{n}"
         return candidate

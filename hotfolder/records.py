@@ -19,6 +19,7 @@ from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
 from hotfolder.sidecar import JobSpec
 from hotfolder.spool import JobState, Manifest, Reference
+from hotfolder.takennames import TakenNames
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,19 @@ class Seen:
     carried: bool = True  # False: the name asked for was too long and was shortened
 
 
-def seen_as(layout: Layout, relative: str, now: float, reserved: set[str]) -> Seen:
-    """A new waiting drop at `relative` (to inbox/, without extension): its name and id."""
-    name, carried = layout.carried_name(relative, reserved)
+def seen_as(
+    layout: Layout,
+    relative: str,
+    now: float,
+    reserved: set[str],
+    names: TakenNames | None = None,
+) -> Seen:
+    """A new waiting drop at `relative` (to inbox/, without extension): its name and id.
+    `names`: intake's record of the names taken (asked instead of the disk where it can)."""
+    if names is not None:
+        name, carried = names.carried(relative, reserved)
+    else:
+        name, carried = layout.carried_name(relative, reserved)
     return Seen(name=name, job_id=new_job_id(now), created_at=iso(now) or "", carried=carried)
 
 
@@ -91,6 +102,7 @@ def rejection_for(
     now: float,
     seen: Seen | None = None,
     reserved: set[str] | None = None,
+    names: TakenNames | None = None,
 ) -> Rejection:
     """The rejection of a drop named after its first file, which is at `relative` (to inbox/).
 
@@ -99,7 +111,7 @@ def rejection_for(
     is shortened, and the details say so.
     """
     if seen is None:
-        seen = seen_as(layout, split_name(relative)[0], now, reserved or set())
+        seen = seen_as(layout, split_name(relative)[0], now, reserved or set(), names)
     name = seen.name
     details = (
         refusal.details if seen.carried else f"{refusal.details}\n\n{too_long(relative, name)}"

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 
 # Temporary files whose writer is gone are removed at start-up; any older than this too.
 STALE_TEMP_SECONDS = 3600.0
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+# The service's threads mostly wait on the disk: intake makes a few dozen short system calls
+# per drop and, with the publisher and the workers' threads busy in Python meanwhile, waited
+# up to 5 ms for the GIL after each one (and each fsync thread it starts as long to begin):
+# in a burst, intake ran at half the speed it has alone (benchmarks/README.md, issue 14).
+GIL_SWITCH_SECONDS = 0.001
 
 
 def banner(config: Config, config_file: Path | None, observer: str, *, once: bool) -> str:
@@ -90,6 +97,17 @@ def root_lock(layout: Layout) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def gil_switch(seconds: float) -> Iterator[None]:
+    """Python's thread switch interval set to `seconds` while the service runs."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, seconds))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def check_one_filesystem(layout: Layout) -> None:
@@ -253,7 +271,7 @@ class Service:
     def run(self, once: bool = False) -> int:
         self.layout.create()
         check_one_filesystem(self.layout)
-        with root_lock(self.layout):
+        with root_lock(self.layout), gil_switch(GIL_SWITCH_SECONDS):
             self.state.phase = Phase.starting
             log.info("%s", banner(self.config, self.config_file, self.observer_kind, once=once))
             if self.metrics is not None:
@@ -353,13 +371,16 @@ class Service:
         if self.dispatcher.stopping.is_set():
             return 0.1
         if tracked:
+            # Wake the moment the next file settles: pickup latency is settle_seconds plus a
+            # few milliseconds, not plus a polling period. Past 1,000 files a tick costs
+            # more, so the loop comes back at most every 0.1 s, and at least every second;
+            # a burst of 1,000 pairs is still taken the moment it settles (issue 14: it
+            # waited up to a second).
             interval = 0.1 if tracked < 1000 else 1.0
-            if tracked < 1000:
-                # Wake the moment the next file settles: pickup latency is settle_seconds
-                # plus a few milliseconds, not plus a polling period.
-                due = self.intake.seconds_to_next_settle()
-                if due is not None:
-                    interval = min(interval, due + 0.002)
+            due = self.intake.seconds_to_next_settle()
+            if due is not None:
+                soonest = 0.0 if tracked < 1000 else 0.1
+                interval = min(interval, max(soonest, due + 0.002))
         else:
             interval = self.config.poll_interval_seconds
         # Whatever poll_interval_seconds says, wake for the next check and rescan.

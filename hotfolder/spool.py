@@ -234,6 +234,11 @@ class Spool:
         """Names of jobs admitted but not written yet: taken, though nothing is on disk."""
         return self._batch.names()
 
+    def names(self) -> list[str]:
+        """The names of every job in the queue: pending/, processing/, admitted not written yet."""
+        with self._lock:
+            return [*self._pending, *self._processing, *self._batch.names()]
+
     def unfinished(self) -> list[Manifest]:
         """Jobs that reached a final state but whose files have not reached their folder yet."""
         with self._lock:

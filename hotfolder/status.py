@@ -31,6 +31,7 @@ from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder
 from hotfolder.positions import Entry, Estimator, Hold, held_places, placed
 from hotfolder.recent import SHOWN, Finished, Recent
+from hotfolder.refresh import Refresh
 from hotfolder.spool import JobState, Manifest
 from hotfolder.state import ServiceState
 from hotfolder.view import View, queue_payload
@@ -52,14 +53,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-# Positions and estimated waits of queued jobs are refreshed in their files at most this often.
-POSITION_REFRESH_SECONDS = 1.0
-# What one status file costs the disk written on its own (fsync, rename, folder fsync) on the
-# benchmark machine: a refresh is paced by this, however fast its batch went.
-REFRESH_FILE_SECONDS = 0.003
-# A publish rewrites held drops' moved positions for at most this long (longest unwritten
-# first), so 10,000 drops held in inbox/ never hold up queue.json's heartbeat.
-HELD_WRITE_SECONDS = 1.0
 
 
 class Recorder(Protocol):
@@ -121,10 +114,9 @@ class Board:
         self._leftovers: dict[str, JobStatus] = {}
         self._progress: dict[str, Progress] = {}
         self._progress_lock = threading.Lock()
-        self._positions_at = -POSITION_REFRESH_SECONDS
-        self._positions_every = POSITION_REFRESH_SECONDS
         self.changed = threading.Event()  # set on every change; the publisher waits on it
         self.files = Written(layout, self.state, self.changed)
+        self.refresh = Refresh(self.files)  # when moved positions reach the status files
         self.state.watchers.append(self.changed.set)
         # Told of every final state (metrics), on the thread that ended the job.
         self.listeners: list[Callable[[Finished], None]] = []
@@ -260,32 +252,26 @@ class Board:
 
     def publish(self, *, refresh: bool = False) -> View:
         """Recompute positions and waits, rewrite what changed, and write queue.json.
-        `refresh`: rewrite every queued job's position and wait now (the last publish)."""
+        `refresh`: rewrite every queued job's position and wait now (the last publish).
+
+        New states first, then queue.json, then (refresh.py) moved positions: a station
+        sees a job queued at once, however many positions a burst of claims has moved."""
         self.changed.clear()
         if refresh:
-            self._positions_at = -self._positions_every
+            self.refresh.restart()
         writes, view, refreshed = self._snapshot()
-        started = time.monotonic()
-        batch: list[JobStatus] = []
-        for status in writes:
-            held_moved = status.status == JobState.waiting and self.files.moved_only(status)
-            if held_moved and time.monotonic() - started > HELD_WRITE_SECONDS:
-                self.changed.set()  # the rest of the held drops' positions next time
-                continue
-            batch.append(status)
-            if len(batch) >= fsops.WRITE_BATCH_FILES:
-                self.files.write_batch(batch, io=self._io, closed=self._closed)
-                batch = []
-        self.files.write_batch(batch, io=self._io, closed=self._closed)
-        if refreshed:
-            # One atomic write per queued job: for 1,000 jobs a refresh takes seconds, and
-            # every second would leave the workers no time (benchmarks/README.md, burst).
-            # Refreshing at most a tenth of the time keeps positions fresh and jobs moving.
-            # Batched, each file still counts as if written alone (the workers' share).
-            took = max(time.monotonic() - started, REFRESH_FILE_SECONDS * len(writes))
-            self._positions_every = max(POSITION_REFRESH_SECONDS, 10 * took)
+        # A running job's progress is written at once; queued and held ones' places paced.
+        moved = [s for s in writes if s.position is not None and self.files.moved_only(s)]
+        fresh = [s for s in writes if s.position is None or not self.files.moved_only(s)]
+        for start in range(0, len(fresh), fsops.WRITE_BATCH_FILES):
+            self._write_batch(fresh[start : start + fsops.WRITE_BATCH_FILES])
         self.files.queue(queue_payload(view))
+        if refreshed:
+            self.refresh.write(moved, self._write_batch, whole=refresh)
         return view
+
+    def _write_batch(self, statuses: list[JobStatus]) -> None:
+        self.files.write_batch(statuses, io=self._io, closed=self._closed)
 
     def _snapshot(self) -> tuple[list[JobStatus], View, bool]:
         """Under the lock, in memory only: the statuses to write and the view to show."""
@@ -303,10 +289,10 @@ class Board:
             )
             # A new state is written at once; a new position or wait at most once a
             # second, so a long queue does not rewrite every file on every claim.
-            refresh = now_mono - self._positions_at >= self._positions_every
+            refresh = self.refresh.due(now_mono)
             writes = self._place(queued, running, now_mono, refresh)
             if refresh:
-                self._positions_at = now_mono
+                self.refresh.begin(now_mono)
             for entry in running:
                 entry.status = entry.status.model_copy(
                     update={"progress": self.progress_of(entry.status.job_id)}

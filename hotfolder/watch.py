@@ -123,6 +123,12 @@ class _Recorder(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.event_type == "modified" and event.is_directory:
+            # A folder's entries changed: each entry has its own event. Noting the folder
+            # made intake list it again on every tick (all of inbox/ with every admission
+            # out of it: 2,000 entries per tick in a burst, issue 14). A folder that
+            # appears (created, moved in) is still noted, and its files looked at.
+            return
         kind = event.event_type
         if self._written is not None and kind in WRITER_EVENTS and not event.is_directory:
             self._written(kind, os.fsdecode(event.src_path))

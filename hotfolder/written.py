@@ -32,6 +32,10 @@ class Written:
         self._data.pop(job_id, None)
         self._stamps.pop(job_id, None)
 
+    def stamp(self) -> int:
+        """A stamp later than every file's written so far (see `written_at`)."""
+        return next(self._count)
+
     def written_at(self, status: JobStatus) -> int:
         """When this job's file was last written (-1: never): the longest unwritten go first."""
         return self._stamps.get(status.job_id, -1)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hotfolder import sidecar
 from hotfolder.config import Config, Limits
 from hotfolder.errors import Reason, Rejected
 from hotfolder.sidecar import (
@@ -607,3 +608,44 @@ def test_jobspec_is_frozen_and_strict() -> None:
         JobSpec.model_validate({"preset": "qwen-4step"})
     with pytest.raises(ValueError, match="extra"):
         JobSpec.model_validate({"instruction": "x", "preset": "p", "colour": "red"})
+
+
+FAST_AND_SLOW = [
+    b"instruction: burst 1\nseed: 1\n",
+    b"instruction: 'x'\noutput:\n  format: png\n  quality: 90\nimages: [_a.png, _b.jpg]\n",
+    b"",
+    b"# only a comment\n",
+    b"a: 1\nb: 2024-01-02\nc: yes\nd: ~\ne: 0x1F\nf: 1e3\ng: .inf\n",
+    b"k: |\n  multi\n  line\n",
+    b"x: 'it''s'\ny: \"\\u00e9\"\n",
+    b"- a\n- b\n",
+    b"a: &x 1\nb: *x\n",
+    b"a: 1\na: 2\n",
+    b"? [1]\n: 2\n",
+    b"a:\n\tb: 1\n",
+    b"a: [1, 2\n",
+    b"a: 1\n---\nb: 2\n",
+    b"a: !!python/object:os.system x\n",
+    b"a: \x07\n",
+    b"a: 2024-13-45\n",
+    b"a:\n  b:\n    c:\n      d: 1\n",
+]
+
+
+@pytest.mark.parametrize("data", FAST_AND_SLOW)
+def test_libyaml_reads_a_sidecar_exactly_as_the_python_parser_does(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same mapping and key lines, or the same message (issue 14: libyaml's parser first)."""
+
+    def parse() -> object:
+        try:
+            parsed = parse_yaml(data, source="s.yaml", max_bytes=10_000)
+        except Rejected as e:
+            return str(e)
+        return dict(parsed), getattr(parsed, "lines", None)
+
+    assert sidecar._fast("a: 1\n") is not None  # libyaml is there and takes a plain file
+    fast = parse()
+    monkeypatch.setattr(sidecar, "_fast", lambda text: None)
+    assert fast == parse()

@@ -21,7 +21,7 @@ def test_estimated_waits_play_the_queue_out_over_the_workers(tmp_path: Path) -> 
     waits = [read_json(tmp_path / "outbox" / f"{n}.status.json") for n in "abcde"]
     assert [w["estimated_wait_seconds"] for w in waits if w] == [0.0, 0.0, 10.0, 10.0, 20.0]
     jobs.state.paused = True
-    jobs.board._positions_at = -1e9  # let the refresh through now
+    jobs.board.refresh.at = -1e9  # let the refresh through now
     jobs.board.publish()
     paused = read_json(tmp_path / "outbox" / "c.status.json")
     assert paused is not None and paused["estimated_wait_seconds"] is None
