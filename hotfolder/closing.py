@@ -8,35 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hotfolder import rejection
-from hotfolder.config import Config
 from hotfolder.errors import Reason
 from hotfolder.jobstatus import status_from_manifest
-from hotfolder.layout import Layout
-from hotfolder.notify import Notifier
-from hotfolder.spool import FINAL_STATES, Ending, JobState, Manifest, Spool
-from hotfolder.status import Board
+from hotfolder.spool import FINAL_STATES, Ending, JobState, Manifest
+
+if TYPE_CHECKING:
+    from hotfolder.jobs import Jobs
 
 
 def close_job(
+    jobs: Jobs,
     manifest: Manifest,
     results: Sequence[tuple[Path, bytes]] = (),
     pictures: Sequence[tuple[Path, bytes]] = (),
-    *,
-    layout: Layout,
-    config: Config,
-    spool: Spool,
-    board: Board,
-    notifier: Notifier | None,
 ) -> None:
     """Write `results` (the result) and `pictures` (the page's thumbnails), record the final
     state, move the inputs where they belong and publish the final status: one ending
     (`Spool.finish`). Raises OSError."""
     assert manifest.state in FINAL_STATES
+    layout, board, notifier = jobs.layout, jobs.board, jobs.notifier
     reason = None
     if manifest.state == JobState.completed:
-        destination: Path | None = layout.archive if config.keep_inputs else None
+        destination: Path | None = layout.archive if jobs.config.keep_inputs else None
     else:
         destination = layout.failed
         text = rejection.reason_text(
@@ -48,7 +44,7 @@ def close_job(
         reason = (layout.reason_path(manifest.name), text)
     status = status_from_manifest(manifest)
     with board.closing(status, details=manifest.error_details) as status_file:
-        spool.finish(manifest, destination, Ending(results, pictures, reason, status_file))
+        jobs.spool.finish(manifest, destination, Ending(results, pictures, reason, status_file))
     url = manifest.spec.get("notify_url")
     if url and notifier is not None:
         notifier.send(url, status.to_json())

@@ -352,13 +352,4 @@ class Jobs:
         pictures: Sequence[tuple[Path, bytes]] = (),
     ) -> None:
         """Close a job in its final state (idempotent): files, reason, status, notification."""
-        close_job(
-            manifest,
-            results,
-            pictures,
-            layout=self.layout,
-            config=self.config,
-            spool=self.spool,
-            board=self.board,
-            notifier=self.notifier,
-        )
+        close_job(self, manifest, results, pictures)

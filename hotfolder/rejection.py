@@ -88,9 +88,10 @@ def apply(layout: Layout, board: Board, rejection: Rejection, intent: Path) -> N
         rejection.details,
         moved,
     )
-    board.finished(
-        JobStatus.from_json(rejection.status), details=rejection.details or None, rejected=True
-    )
+    status = JobStatus.from_json(rejection.status)
+    with board.closing(status, details=rejection.details or None, rejected=True) as (path, data):
+        # If the disk refuses it, the intent stays and `replay` tries again.
+        fsops.write_atomic(path, data)
     fsops.remove(intent)
 
 

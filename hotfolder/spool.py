@@ -391,26 +391,7 @@ class Spool:
             self.record_claim(manifest.name)
             name = manifest.name
             folder = self.layout.processing if name in self._processing else self.layout.pending
-            steps = fsops.Steps()
-            for path, data in ending.results:
-                steps.write(path, data)
-            for path, data in ending.pictures:
-                steps.write(path, data, optional=True)  # the page's: never fail a job
-            steps.write(self.manifest_path(folder, name), _json(manifest))
-            steps.call(lambda: self.remember(manifest))
-            if ending.reason is not None:
-                steps.write(*ending.reason)
-            for file_name in manifest.files():
-                source = self.path_in(folder, manifest, file_name)
-                if not source.exists():
-                    continue
-                if destination is None:
-                    steps.remove(source)
-                else:
-                    steps.move(source, self.path_in(destination, manifest, file_name))
-            if ending.status is not None:
-                steps.write(*ending.status)
-            steps.remove(self.manifest_path(folder, name))
+            steps = ending.steps(self, manifest, folder, destination)
             # Gone from the queue as its status says so, while the folders are fsynced.
             steps.call(lambda: self._forget(name))
             steps.commit()
@@ -439,6 +420,32 @@ class Ending:
     pictures: Sequence[tuple[Path, bytes]] = ()
     reason: tuple[Path, bytes] | None = None  # failed/'s reason file, before the inputs move
     status: tuple[Path, bytes] | None = None  # the final status file, after them
+
+    def steps(
+        self, spool: Spool, manifest: Manifest, folder: Path, destination: Path | None
+    ) -> fsops.Steps:
+        """The ending of `manifest`, whose files are in `folder`, in the order `finish` says."""
+        steps = fsops.Steps()
+        for path, data in self.results:
+            steps.write(path, data)
+        for path, data in self.pictures:
+            steps.write(path, data, optional=True)  # the page's: never fail a job
+        steps.write(spool.manifest_path(folder, manifest.name), _json(manifest))
+        steps.call(lambda: spool.remember(manifest))
+        if self.reason is not None:
+            steps.write(*self.reason)
+        for file_name in manifest.files():
+            source = spool.path_in(folder, manifest, file_name)
+            if not source.exists():
+                continue
+            if destination is None:
+                steps.remove(source)
+            else:
+                steps.move(source, spool.path_in(destination, manifest, file_name))
+        if self.status is not None:
+            steps.write(*self.status)
+        steps.remove(spool.manifest_path(folder, manifest.name))
+        return steps
 
 
 class _Pending(dict[str, Manifest]):

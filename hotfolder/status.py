@@ -199,23 +199,15 @@ class Board:
         with self._progress_lock:
             self._progress.pop(job_id, None)
 
-    def finished(
-        self, status: JobStatus, *, details: str | None = None, rejected: bool = False
-    ) -> None:
-        """A job (or a rejected drop) reached a final state: write it and count it.
-        `details`: what a person can do about a failure (the reason file says it too)."""
-        with self.closing(status, details=details, rejected=rejected) as (path, data):
-            # Written first: if the disk refuses it, the caller keeps the job and tries again.
-            fsops.write_atomic(path, data)
-
     @contextlib.contextmanager
     def closing(
         self, status: JobStatus, *, details: str | None = None, rejected: bool = False
     ) -> Iterator[tuple[Path, bytes]]:
-        """`finished`, for a caller that puts the status file in place itself, with the other
-        steps of the job's ending (`Spool.finish`): yields its path and bytes, which must be in
-        place when the block ends; counted only if it ends without an error. The board's write
-        order is held throughout, so no publish of an older state can overwrite it."""
+        """A job (or a rejected drop) reaches a final state: yields its status file's path and
+        bytes, which the caller puts in place (with the other steps of the job's ending,
+        `Spool.finish`) before the block ends; counted only if it ends without an error. The
+        board's write order is held throughout, so no publish of an older state can overwrite
+        it. `details`: what a person can do about a failure (the reason file says it too)."""
         with self._io:
             yield self.layout.status_path(status.name), fsops.json_bytes(status.to_json())
             self.state.note("outbox", None)
