@@ -19,7 +19,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,23 +188,59 @@ def stage(files: Sequence[tuple[Path, bytes]], *, together: bool = True) -> Stag
     `together=False`: one after another, on this thread (background writers, whose burst of
     journal commits would otherwise hold up the workers' own writes)."""
     staged = Staged()
-    work: list[tuple[Path, Path, bytes]] = []
-    for path, data in files:
-        ensure_dir(path.parent)
+    temps = _stage(list(enumerate(files)), optional=(), together=together)
+    for index in range(len(files)):
+        staged.add(*temps[index])
+    return staged
+
+
+def _stage(
+    files: Sequence[tuple[int, tuple[Path, bytes]]],
+    *,
+    optional: Collection[int],
+    together: bool = True,
+) -> dict[int, tuple[Path, Path]]:
+    """Each file (by its index) under a temporary name beside it, fsynced (`stage`): its
+    (temporary, final path). An `optional` one that cannot be written is logged and left
+    out; any other raises, with nothing left behind."""
+    work: list[tuple[int, Path, Path, bytes]] = []
+    for index, (path, data) in files:
+        try:
+            ensure_dir(path.parent)
+        except OSError as e:
+            if index not in optional:
+                raise
+            log.warning("cannot write %s: %s; going on without it", path, e)
+            continue
         _mutation("write", path)
-        temp = path.with_name(temp_name(path.name))
-        staged.add(temp, path)
-        work.append((temp, path, data))
+        work.append((index, path.with_name(temp_name(path.name)), path, data))
+    temps: dict[int, tuple[Path, Path]] = {}
+
+    def write(item: tuple[int, Path, Path, bytes]) -> None:
+        index, temp, path, data = item
+        try:
+            _write_temp((temp, path, data))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # created, maybe partly written (a full disk)
+            if index not in optional:
+                raise
+            log.warning("cannot write %s: %s; going on without it", path, e)
+            return
+        temps[index] = (temp, path)
+
     try:
         if together:
-            in_parallel(_write_temp, work)
+            in_parallel(write, work)
         else:
             for item in work:
-                _write_temp(item)
+                write(item)
     except BaseException:
-        staged.discard()
+        for temp, _path in temps.values():
+            with contextlib.suppress(OSError):
+                temp.unlink()
         raise
-    return staged
+    return temps
 
 
 class Steps:
@@ -257,13 +293,6 @@ class Steps:
         then only puts them in place. Raises as `commit`, with nothing left behind."""
         self._staged = self._stage()
 
-    def discard(self) -> None:
-        """Remove what `stage` wrote; nothing is put in place."""
-        for temp, _path in self._staged.values():
-            with contextlib.suppress(OSError):
-                temp.unlink()
-        self._staged, self._steps = {}, []
-
     def commit(self) -> None:
         steps, self._steps = self._steps, []
         temps, self._staged = {**self._staged, **self._stage()}, {}
@@ -289,44 +318,10 @@ class Steps:
                 in_parallel(fsync_dir, list(dict.fromkeys(changed)))
 
     def _stage(self) -> dict[int, tuple[Path, Path]]:
-        """Every file under a temporary name, fsynced, all at once (see `stage`): (temporary,
-        final path) by the file's index; an optional one that could not be written is left
-        out. A required one that could not raises, with nothing left behind."""
+        """The files added since the last staging, under temporary names (`_stage`)."""
         first, self._first = self._first, len(self._files)
-        work: list[tuple[int, Path, Path, bytes]] = []
-        for index, (path, data) in enumerate(self._files[first:], start=first):
-            try:
-                ensure_dir(path.parent)
-            except OSError as e:
-                if index not in self._optional:
-                    raise
-                log.warning("cannot write %s: %s; going on without it", path, e)
-                continue
-            _mutation("write", path)
-            work.append((index, path.with_name(temp_name(path.name)), path, data))
-        temps: dict[int, tuple[Path, Path]] = {}
-
-        def write(item: tuple[int, Path, Path, bytes]) -> None:
-            index, temp, path, data = item
-            try:
-                _write_temp((temp, path, data))
-            except OSError as e:
-                with contextlib.suppress(OSError):
-                    temp.unlink()  # created, maybe partly written (a full disk)
-                if index not in self._optional:
-                    raise
-                log.warning("cannot write %s: %s; going on without it", path, e)
-                return
-            temps[index] = (temp, path)
-
-        try:
-            in_parallel(write, work)
-        except BaseException:
-            for temp, _path in temps.values():
-                with contextlib.suppress(OSError):
-                    temp.unlink()
-            raise
-        return temps
+        files = list(enumerate(self._files))[first:]
+        return _stage(files, optional=self._optional)
 
     def _replace(self, temps: dict[int, tuple[Path, Path]], index: int) -> list[Path]:
         """Put a staged file in place (popped from `temps`); the folder it changed."""
