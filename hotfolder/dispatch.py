@@ -178,15 +178,14 @@ class Flight:
     before: bytes | None = None  # the 'before' thumbnail, if it was made with the decode
     # Else it is being made from the decoded pixels while the slot edits (`Prefetcher.thumbnail`)
     before_ahead: Future[bytes | None] | None = None
-    ticket: Ticket | None = None  # the pixels it is made from if not (never the file again)
+    ticket: Ticket | None = None  # with those pixels, for the finisher if that was not begun
     editing: bool = True
     hung: bool = False
 
 
 def thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> list[tuple[Path, bytes]]:
     """The page's pictures, for the job's ending to write before the final status that shows
-    them: the 'before' from the pixels already decoded where there are some, else from the
-    input file; the 'after' made with the encode."""
+    them: the 'before' made from the decoded pixels, the 'after' made with the encode."""
     before = flight.before
     ahead = flight.before_ahead
     # Not begun yet (the decoder is busy with the next job): made here instead, not waited for.
@@ -195,10 +194,6 @@ def thumbnails(jobs: Jobs, flight: Flight, outcome: Outcome) -> list[tuple[Path,
             before = ahead.result()
     if before is None and flight.ticket is not None:
         before = thumbs.make(flight.ticket.image(), flight.ticket.icc_profile)
-    elif before is None:
-        manifest = jobs.find(flight.name)
-        if manifest is not None:
-            before = thumbs.from_file(_spooled(jobs, manifest, manifest.image))
     pictures = {"before": before, "after": outcome.thumbnail}
     return [
         (jobs.layout.thumb_path(flight.name, kind), data) for kind, data in pictures.items() if data

@@ -1,9 +1,10 @@
 """Before/after thumbnails for the page (`outbox/.thumbs/NAME.before.jpg`, `.after.jpg`).
 
-Made where the pixels already are, never on the device's path: the 'before' one beside the
-decode ahead (dispatch's Prefetcher) or, when that missed, in the finisher from the file; the
-'after' one on the slot's encode thread (`render.finish`), carried back in the Outcome.
-A thumbnail is a convenience: failing to make or write one never fails a job.
+Made where the pixels already are, never on the device's path: the 'before' one on the
+decoder's thread (dispatch's Prefetcher), with the decode ahead or while the slot edits; the
+'after' one beside the encode (`render.finish`), carried back in the Outcome. Both are
+written with the job's ending (`Spool.finish`). A thumbnail is a convenience: failing to
+make or write one never fails a job.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import io
 import logging
 import math
-from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from hotfolder import fsops
 from hotfolder.layout import Layout
@@ -49,28 +49,6 @@ def make(image: Image.Image, icc_profile: bytes | None = None) -> bytes | None:
         log.warning("could not make a thumbnail", exc_info=True)
         return None
     return out.getvalue()
-
-
-def from_file(path: Path) -> bytes | None:
-    """A thumbnail of an image file (the finisher's fallback); JPEGs decode at reduced size."""
-    try:
-        with Image.open(path) as opened:
-            opened.draft("RGB", (THUMB_PIXELS * 2, THUMB_PIXELS * 2))
-            icc = opened.info.get("icc_profile")
-            upright = ImageOps.exif_transpose(opened)
-            return make(upright, icc if isinstance(icc, bytes) else None)
-    except Exception:
-        log.warning("could not make a thumbnail of %s", path.name, exc_info=True)
-        return None
-
-
-def save(layout: Layout, name: str, **pictures: bytes | None) -> None:
-    """Write the given thumbnails (`before=…`, `after=…`); a refusing disk is logged, not raised."""
-    files = [(layout.thumb_path(name, w), data) for w, data in pictures.items() if data is not None]
-    try:
-        fsops.write_many(files)  # one batch: fsynced together, the folder once
-    except OSError as e:
-        log.warning("cannot write the thumbnails of %s: %s", name, e)
 
 
 def present(layout: Layout, name: str) -> tuple[bool, bool]:

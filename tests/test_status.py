@@ -64,8 +64,8 @@ def test_thumbnails_leave_with_their_status_file_at_retention(tmp_path: Path) ->
     jobs.board.recent.clock = jobs.board._clock
     admit(jobs, "sub/a")
     take(jobs, "cpu")
-    thumbs.save(jobs.layout, "sub/a", before=b"jpeg", after=b"jpeg")
-    assert jobs.complete("sub/a", b"png", ".png")
+    pictures = [(jobs.layout.thumb_path("sub/a", kind), b"jpeg") for kind in thumbs.KINDS]
+    assert jobs.complete("sub/a", b"png", ".png", pictures)
     assert jobs.board.recent.latest()[0].thumbs == (True, True)
     now[0] += 61
     assert jobs.board.sweep() == 1
