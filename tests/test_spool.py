@@ -97,17 +97,26 @@ def test_a_claim_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     assert files_under(layout.processing) == ["half.jpg"]
 
 
-def test_finish_moves_inputs_and_removes_the_manifest_last(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def completed_claim(
+    tmp_path: Path, name: str, *, recorded: bool = True
+) -> tuple[Layout, Spool, Manifest]:
+    """A spool holding one job `name`, claimed (and the claim on disk if `recorded`), and
+    that job's manifest in its final state, completed, for `Spool.finish`."""
     layout = Layout(tmp_path)
     layout.create()
     spool = Spool(layout)
-    spool.admit(manifest_for(spool, layout, "sub/x"))
+    spool.admit(manifest_for(spool, layout, name))
     claimed = spool.claim({"state": JobState.processing, "worker": "w"})
     assert claimed is not None
-    spool.record_claim(claimed.name)
-    done = claimed.model_copy(update={"state": JobState.completed})
+    if recorded:
+        spool.record_claim(claimed.name)
+    return layout, spool, claimed.model_copy(update={"state": JobState.completed})
+
+
+def test_finish_moves_inputs_and_removes_the_manifest_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout, spool, done = completed_claim(tmp_path, "sub/x")
     result, status = layout.outbox / "sub" / "x.png", layout.outbox / "sub" / "x.status.json"
     manifest = spool.manifest_path(layout.processing, "sub/x")
     seen: list[tuple[str, Path]] = []
@@ -134,16 +143,10 @@ def test_finish_moves_inputs_and_removes_the_manifest_last(
 
 
 def test_a_thumbnail_that_cannot_be_written_never_holds_up_the_ending(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
-    layout.create()
-    spool = Spool(layout)
-    spool.admit(manifest_for(spool, layout, "x"))
-    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
-    assert claimed is not None
+    layout, spool, done = completed_claim(tmp_path, "x", recorded=False)
     (layout.outbox / ".thumbs").write_bytes(b"not a folder")  # so nothing can go under it
     result, status = layout.outbox / "x.png", layout.outbox / "x.status.json"
     picture = layout.outbox / ".thumbs" / "x.before.jpg"
-    done = claimed.model_copy(update={"state": JobState.completed})
     ending = Ending(
         results=[(result, b"png")], pictures=[(picture, b"jpg")], status=(status, b"{}")
     )
@@ -156,14 +159,7 @@ def test_a_thumbnail_that_cannot_be_written_never_holds_up_the_ending(tmp_path: 
 def test_an_ending_cut_short_after_the_final_state_is_finished_by_replaying_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    layout = Layout(tmp_path)
-    layout.create()
-    spool = Spool(layout)
-    spool.admit(manifest_for(spool, layout, "x"))
-    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
-    assert claimed is not None
-    spool.record_claim(claimed.name)
-    done = claimed.model_copy(update={"state": JobState.completed})
+    layout, spool, done = completed_claim(tmp_path, "x")
     real = fsops._mutation
 
     def refuse_moves(kind: str, path: Path) -> None:
