@@ -53,18 +53,27 @@ class ImageProbes:
         sidecar meanwhile: a megapixel JPEG's decode and its sidecar's checks, 7 and 2 ms,
         one after the other were most of a drop's admission."""
         info = self.lstat(image)
-        cached = self._seen.get(image)
-        known = cached is not None and cached[:2] == (info.st_size, info.st_mtime_ns)
-        if known or info.st_size < BACKGROUND_BYTES:
-            result = self.check(image, settled_at=settled_at, now=now)
+        if self._known(image, info) is not None or info.st_size < BACKGROUND_BYTES:
+            result = self._check(image, info, settled_at=settled_at, now=now)
             return lambda: result
         return _decoders.submit(lambda: self.check(image, settled_at=settled_at, now=now)).result
 
     def check(self, image: Path, *, settled_at: float, now: float) -> Problem:
         """None if the image is fit; why not (Rejected); or IncompleteImage while it may still come."""
-        info = self.lstat(image)
+        return self._check(image, self.lstat(image), settled_at=settled_at, now=now)
+
+    def _known(self, image: Path, info: os.stat_result) -> tuple[int, int, Problem] | None:
+        """The image's last probe, if the file is unchanged since (same size and mtime)."""
         cached = self._seen.get(image)
         if cached is not None and cached[:2] == (info.st_size, info.st_mtime_ns):
+            return cached
+        return None
+
+    def _check(
+        self, image: Path, info: os.stat_result, *, settled_at: float, now: float
+    ) -> Problem:
+        cached = self._known(image, info)
+        if cached is not None:
             result = cached[2]
         else:
             result = None
