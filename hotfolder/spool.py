@@ -211,14 +211,16 @@ class Spool:
     def queued(self) -> list[Manifest]:
         """Pending jobs in the order the workers will take them."""
         with self._lock:
-            waiting = [m for m in self._pending.values() if m.state == JobState.queued]
-            return self.order.arrange(waiting, key=_sort_key, name=_name)
+            return self.order.arrange(self._waiting(), key=_sort_key, name=_name)
 
     def upcoming(self, count: int) -> list[Manifest]:
         """The next `count` jobs the workers will take, in order."""
+        return self.order.upcoming(self._waiting(), key=_sort_key, name=_name, count=count)
+
+    def _waiting(self) -> list[Manifest]:
+        """The queued jobs, in no particular order."""
         with self._lock:
-            waiting = [m for m in self._pending.values() if m.state == JobState.queued]
-        return self.order.upcoming(waiting, key=_sort_key, name=_name, count=count)
+            return [m for m in self._pending.values() if m.state == JobState.queued]
 
     def station_count(self, station: str) -> int:
         """Queued jobs of one station (a top-level folder of inbox/; "" for inbox/ itself)."""
@@ -317,8 +319,7 @@ class Spool:
         manifest at once in memory, so nothing else can take or change it; the disk follows
         with `record_claim` (the caller's next step, off the device's path)."""
         with self._lock:
-            waiting = (m for m in self._pending.values() if m.state == JobState.queued)
-            first = self.order.first(waiting, key=_sort_key, name=_name)
+            first = self.order.first(self._waiting(), key=_sort_key, name=_name)
             if first is None:
                 return None
             self.order.served(first.name)
