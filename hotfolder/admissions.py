@@ -18,8 +18,11 @@ from hotfolder.spool import Copies, Manifest
 
 log = logging.getLogger("hotfolder.intake")
 
-# A batch is written once it holds this many (and at the end of each tick's decisions).
-ADMIT_BATCH: Final = 64
+# A batch is written once it holds this many (and at the end of each tick's decisions): the
+# first of a tick soon, so that the first jobs of a burst start at once; each full batch
+# doubles the next, up to the most, so that a burst waits on the disk a few times only.
+ADMIT_BATCH_FIRST: Final = 32
+ADMIT_BATCH_MOST: Final = 256
 
 
 class Admissions:
@@ -30,6 +33,7 @@ class Admissions:
         self.forget = forget  # intake stops tracking a file
         self.on_admit = on_admit  # jobs joined the queue (wakes the dispatcher)
         self._batch: list[tuple[Manifest, tuple[Path, ...], Callable[[], None]]] = []
+        self._size = ADMIT_BATCH_FIRST
 
     def add(
         self,
@@ -42,12 +46,16 @@ class Admissions:
         """Admit a job (with its copies of its reference images); `then` runs once it is on disk."""
         self.jobs.admit(manifest, copies, later=True)
         self._batch.append((manifest, files, then))
-        if len(self._batch) >= ADMIT_BATCH:
+        if len(self._batch) >= self._size:
             self.write()
 
     def write(self) -> bool:
         """Write the admissions so far as one batch; whether any job joined the queue."""
         batch, self._batch = self._batch, []
+        # A full batch (a burst): the next may be larger; the tick's last: the next tick's
+        # first is small again.
+        full = len(batch) >= self._size
+        self._size = min(2 * self._size, ADMIT_BATCH_MOST) if full else ADMIT_BATCH_FIRST
         if not batch:
             return False
         written, error = self.jobs.write_admitted()

@@ -73,8 +73,10 @@ class Batch:
         with spool.lock:
             if error is None:
                 for manifest, _copies in entries:
-                    for source, target in spool.gathering(manifest, pending):
-                        steps.move(source, target)
+                    for source, target in spool.arriving(manifest):
+                        # A drop deleted since it was read leaves its job without the file
+                        # (it fails at its turn, as a job whose file vanished from pending/).
+                        steps.move(source, target, if_present=True)
                 try:
                     steps.commit()
                 except OSError as e:

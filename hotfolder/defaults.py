@@ -32,6 +32,13 @@ class FolderDefaults:
         self.lstat = lstat
         # path -> (size, mtime_ns, name relative to inbox/, parsed layer or why it is refused)
         self._cache: dict[Path, tuple[int, int, str, dict[str, Any] | Rejected]] = {}
+        # folder -> the defaults files found in it, looked for once per tick (`new_tick`): a
+        # burst of 1,000 images in one folder is two lstats, not 2,000.
+        self._found: dict[Path, list[tuple[Path, os.stat_result]]] = {}
+
+    def new_tick(self) -> None:
+        """Look at the folders again: a defaults file may have come, changed or gone."""
+        self._found.clear()
 
     def layers(self, image: Path) -> list[Layer] | Rejected:
         """The defaults files from inbox/ down to the image's folder, farthest first.
@@ -52,17 +59,25 @@ class FolderDefaults:
         return found
 
     def forget(self, path: Path) -> None:
-        """Drop what is known of one defaults file (it changed or went away)."""
+        """Drop what is known of one defaults file (it changed, came or went away)."""
         self._cache.pop(path, None)
+        self._found.pop(path.parent, None)
+
+    def _present(self, directory: Path) -> list[tuple[Path, os.stat_result]]:
+        found = self._found.get(directory)
+        if found is None:
+            found = []
+            for name in sidecar.DEFAULTS_NAMES:
+                path = directory / name
+                try:
+                    found.append((path, self.lstat(path)))
+                except FileNotFoundError:
+                    continue
+            self._found[directory] = found
+        return found
 
     def _layer_in(self, directory: Path) -> Layer | Rejected | None:
-        present: list[tuple[Path, os.stat_result]] = []
-        for name in sidecar.DEFAULTS_NAMES:
-            path = directory / name
-            try:
-                present.append((path, self.lstat(path)))
-            except FileNotFoundError:
-                continue
+        present = self._present(directory)
         if not present:
             return None
         if len(present) > 1:

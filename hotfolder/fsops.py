@@ -13,7 +13,6 @@ import contextlib
 import errno
 import functools
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pydantic_core
 
 from hotfolder.errors import HotfolderError
 from hotfolder.threads import DaemonPool
@@ -182,13 +183,11 @@ class Staged:
         self._temps = []
 
 
-def stage(files: Sequence[tuple[Path, bytes]], *, together: bool = True) -> Staged:
+def stage(files: Sequence[tuple[Path, bytes]]) -> Staged:
     """Write each `(path, data)` to a temporary name beside it and fsync it, all of them at
-    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet.
-    `together=False`: one after another, on this thread (background writers, whose burst of
-    journal commits would otherwise hold up the workers' own writes)."""
+    once (`in_parallel`: creating a file waits on the journal too); nothing is renamed yet."""
     staged = Staged()
-    temps = _stage(list(enumerate(files)), optional=(), together=together)
+    temps = _stage(list(enumerate(files)), optional=())
     for index in range(len(files)):
         staged.add(*temps[index])
     return staged
@@ -198,20 +197,13 @@ def _stage(
     files: Sequence[tuple[int, tuple[Path, bytes]]],
     *,
     optional: Collection[int],
-    together: bool = True,
 ) -> dict[int, tuple[Path, Path]]:
     """Each file (by its index) under a temporary name beside it, fsynced (`stage`): its
     (temporary, final path). An `optional` one that cannot be written is logged and left
     out; any other raises, with nothing left behind."""
     work: list[tuple[int, Path, Path, bytes]] = []
     for index, (path, data) in files:
-        try:
-            ensure_dir(path.parent)
-        except OSError as e:
-            if index not in optional:
-                raise
-            log.warning("cannot write %s: %s; going on without it", path, e)
-            continue
+        # A missing folder is made by `_write_temp` (one stat less per file when it exists).
         _mutation("write", path)
         work.append((index, path.with_name(temp_name(path.name)), path, data))
     temps: dict[int, tuple[Path, Path]] = {}
@@ -230,11 +222,7 @@ def _stage(
         temps[index] = (temp, path)
 
     try:
-        if together:
-            in_parallel(write, work)
-        else:
-            for item in work:
-                write(item)
+        in_parallel(write, work)
     except BaseException:
         for temp, _path in temps.values():
             with contextlib.suppress(OSError):
@@ -279,8 +267,9 @@ class Steps:
         self._steps.append(("write", len(self._files)))
         self._files.append((path, data))
 
-    def move(self, src: Path, dst: Path) -> None:
-        self._steps.append(("move", (src, dst)))
+    def move(self, src: Path, dst: Path, *, if_present: bool = False) -> None:
+        """`if_present`: a source that is gone is skipped (a drop deleted after it was read)."""
+        self._steps.append(("move", (src, dst, if_present)))
 
     def remove(self, path: Path) -> None:
         self._steps.append(("remove", path))
@@ -302,7 +291,7 @@ class Steps:
                 if kind == "write":
                     changed += self._replace(temps, arg)
                 elif kind == "move":
-                    changed.extend(_rename_new(*arg))
+                    changed.extend(_move_step(*arg))
                 elif kind == "remove":
                     _mutation("remove", arg)
                     with contextlib.suppress(FileNotFoundError):
@@ -340,13 +329,33 @@ class Steps:
         return [path.parent]
 
 
+def _move_step(src: Path, dst: Path, if_present: bool) -> tuple[Path, ...]:
+    try:
+        return _rename_new(src, dst)
+    except FileNotFoundError:
+        if if_present and not os.path.lexists(src):
+            return ()
+        raise
+
+
 def _rename_new(src: Path, dst: Path) -> tuple[Path, Path]:
-    """Rename `src` to `dst`, never over an existing file; the two folders it changed."""
-    ensure_dir(dst.parent)
-    if dst.exists() or dst.is_symlink():
+    """Rename `src` to `dst`, never over an existing file (a link included); the two folders it
+    changed. One lstat and the rename: the target's folder is made only when the rename says
+    it is missing (a burst moves thousands of files, and each stat is a wait on the GIL)."""
+    try:
+        os.lstat(dst)
+    except FileNotFoundError:
+        pass
+    else:
         raise FileExistsError(errno.EEXIST, "refusing to overwrite", str(dst))
     _mutation("move", dst)
-    os.rename(src, dst)
+    try:
+        os.rename(src, dst)
+    except FileNotFoundError:
+        if not os.path.lexists(src):
+            raise
+        ensure_dir(dst.parent)
+        os.rename(src, dst)
     return dst.parent, src.parent
 
 
@@ -358,8 +367,8 @@ def _write_temp(item: tuple[Path, Path, bytes]) -> None:
     try:
         fd = os.open(temp, _CREATE_NEW, 0o644)
     except FileNotFoundError:
-        # Its folder was pruned as it emptied (a batch staged without the spool's lock): make
-        # it again.
+        # Its folder is not there yet, or was pruned as it emptied (a batch staged without the
+        # spool's lock): make it.
         ensure_dir(path.parent)
         fd = os.open(temp, _CREATE_NEW, 0o644)
     try:
@@ -389,8 +398,11 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def json_bytes(payload: Any) -> bytes:
-    """What `write_json_atomic` writes for `payload`."""
-    return (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
+    """What `write_json_atomic` writes for `payload`: JSON indented by two spaces, UTF-8, a
+    newline at the end. pydantic-core's encoder, not `json.dumps`: with an indent, the
+    standard library falls back to its pure-Python encoder, nine times slower, and a burst
+    writes thousands of status files (benchmarks/README.md, issue 14)."""
+    return pydantic_core.to_json(payload, indent=2) + b"\n"
 
 
 def move(src: Path, dst: Path) -> None:

@@ -29,6 +29,34 @@ CREATE INDEX IF NOT EXISTS jobs_name ON jobs (name);
 """
 
 
+_UPSERT = """
+INSERT INTO jobs (job_id, name, status, created_at, started_at, completed_at,
+                  preset, seed, attempts, error_code, record)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(job_id) DO UPDATE SET
+    name=excluded.name, status=excluded.status, created_at=excluded.created_at,
+    started_at=excluded.started_at, completed_at=excluded.completed_at,
+    preset=excluded.preset, seed=excluded.seed, attempts=excluded.attempts,
+    error_code=excluded.error_code, record=excluded.record
+"""
+
+
+def _row(status: JobStatus) -> tuple[Any, ...]:
+    return (
+        status.job_id,
+        status.name,
+        status.status.value,
+        status.created_at,
+        status.started_at,
+        status.completed_at,
+        status.model,
+        status.result_seed,
+        status.attempts,
+        status.error_code,
+        json.dumps(status.to_json()),
+    )
+
+
 class History:
     """A small SQLite database: one row per job, updated at every change of state."""
 
@@ -44,33 +72,13 @@ class History:
         self._db.commit()
 
     def record(self, status: JobStatus) -> None:
-        data = status.to_json()
+        self.record_many([status])
+
+    def record_many(self, statuses: list[JobStatus]) -> None:
+        """Record each job's state, all in one transaction (a batch of admissions)."""
+        rows = [_row(status) for status in statuses]
         with self._lock:
-            self._db.execute(
-                """
-                INSERT INTO jobs (job_id, name, status, created_at, started_at, completed_at,
-                                  preset, seed, attempts, error_code, record)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(job_id) DO UPDATE SET
-                    name=excluded.name, status=excluded.status, created_at=excluded.created_at,
-                    started_at=excluded.started_at, completed_at=excluded.completed_at,
-                    preset=excluded.preset, seed=excluded.seed, attempts=excluded.attempts,
-                    error_code=excluded.error_code, record=excluded.record
-                """,
-                (
-                    status.job_id,
-                    status.name,
-                    status.status.value,
-                    status.created_at,
-                    status.started_at,
-                    status.completed_at,
-                    status.model,
-                    status.result_seed,
-                    status.attempts,
-                    status.error_code,
-                    json.dumps(data),
-                ),
-            )
+            self._db.executemany(_UPSERT, rows)
             self._db.commit()
 
     def query(

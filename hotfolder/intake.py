@@ -140,7 +140,9 @@ class Intake:
         return self.budget.behind
 
     def layers(self, image: Path) -> list[Layer] | Rejected:
-        """The `_defaults.yaml` layers that apply to an image at this path, farthest first."""
+        """The `_defaults.yaml` layers that apply to an image at this path, farthest first
+        (looked for afresh: this is asked between ticks, by `retry`)."""
+        self.defaults.new_tick()
         return self.defaults.layers(image)
 
     # --- the loop body ---
@@ -150,6 +152,7 @@ class Intake:
         if not self.sightings.reachable():
             return
         paths = self.sightings.take(now, self.tracker.tracked())
+        self.defaults.new_tick()
         self.budget.behind = False
         self.budget.start()
         groups: dict[GroupKey, Group] = {}

@@ -136,11 +136,7 @@ class Jobs:
     def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
         """Write the jobs admitted `later` together; those on disk are queued and shown."""
 
-        def joined(written: list[Manifest]) -> None:
-            for manifest in written:
-                self.board.queued(manifest)
-
-        return self.spool.write_admitted(joined)
+        return self.spool.write_admitted(self.board.queued_many)
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ HEARTBEAT_SECONDS = 5.0
 
 
 class Recorder(Protocol):
-    def record(self, status: JobStatus) -> None: ...
+    def record_many(self, statuses: list[JobStatus]) -> None: ...
 
 
 def remove_status(layout: Layout, name: str, job_id: str) -> bool:
@@ -163,17 +163,27 @@ class Board:
         self.changed.set()
 
     def queued(self, manifest: Manifest, detail: str | None = None) -> None:
-        status = status_from_manifest(manifest, status=JobState.queued, detail=detail)
+        self.queued_many([manifest], detail)
+
+    def queued_many(self, manifests: Sequence[Manifest], detail: str | None = None) -> None:
+        """Jobs joined the queue (a batch of admissions: one look at the lock, one history
+        transaction)."""
+        statuses = [
+            status_from_manifest(manifest, status=JobState.queued, detail=detail)
+            for manifest in manifests
+        ]
         with self._lock:
-            self._active[manifest.job_id] = Entry(
-                manifest.sort_key, status, manifest.spec["preset"]
-            )
-            self._waiting.pop(manifest.job_id, None)
-            self._holds.pop(manifest.job_id, None)
-            self.recent.drop(manifest.job_id)
-            self._closed.discard(manifest.job_id)
-        self._forget_progress(manifest.job_id)
-        self._record(status)
+            for manifest, status in zip(manifests, statuses, strict=True):
+                job_id = manifest.job_id
+                self._active[job_id] = Entry(manifest.sort_key, status, manifest.spec["preset"])
+                self._waiting.pop(job_id, None)
+                self._holds.pop(job_id, None)
+                self.recent.drop(job_id)
+                self._closed.discard(job_id)
+        with self._progress_lock:
+            for manifest in manifests:
+                self._progress.pop(manifest.job_id, None)
+        self._record(*statuses)
         self.changed.set()
 
     def processing(self, manifest: Manifest, detail: str | None = None) -> None:
@@ -231,14 +241,16 @@ class Board:
             listener(ending)
         self.changed.set()
 
-    def _record(self, status: JobStatus) -> None:
-        if self.history is None:
+    def _record(self, *statuses: JobStatus) -> None:
+        if self.history is None or not statuses:
             return
         try:
-            self.history.record(status)
+            self.history.record_many(list(statuses))
         except Exception:
             # The history is a convenience; a locked or broken database never stops a job.
-            log.exception("could not record %s in the history", status.name)
+            names = ", ".join(status.name for status in statuses[:3])
+            more = f" and {len(statuses) - 3} more" if len(statuses) > 3 else ""
+            log.exception("could not record %s%s in the history", names, more)
 
     # --- publishing ---
 
