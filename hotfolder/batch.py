@@ -10,7 +10,8 @@ by `Spool.load`, or by admitting again, exactly as for one job.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,37 +23,45 @@ if TYPE_CHECKING:
 
 
 class Batch:
-    """The jobs admitted `later` and not on disk yet. Only intake's thread adds and writes;
-    the counts are read from any thread without a lock."""
+    """The jobs admitted `later` and not on disk yet, until they are (or could not be). Intake's
+    thread adds them while the batch before is written on another (admissions.py)."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self._jobs: dict[str, tuple[Manifest, Copies]] = {}
+        self._lock = threading.Lock()  # taken after the spool's, never before
 
     def __len__(self) -> int:
         return len(self._jobs)
 
     def names(self) -> set[str]:
         """Taken, though nothing is on disk yet."""
-        return set(self._jobs)
+        with self._lock:
+            return set(self._jobs)
 
     def in_station(self, station: str) -> int:
-        return sum(1 for name in self._jobs if station_of(name) == station)
+        return sum(1 for name in self.names() if station_of(name) == station)
 
     def add(self, manifest: Manifest, copies: Copies) -> None:
-        self._jobs[manifest.name] = (manifest, copies)
+        with self._lock:
+            self._jobs[manifest.name] = (manifest, copies)
 
     def write(
-        self, joined: Callable[[list[Manifest]], None]
+        self, joined: Callable[[list[Manifest]], None], names: Collection[str] | None = None
     ) -> tuple[list[Manifest], OSError | None]:
-        """Put the batch on disk; what is written joins the queue and is passed to `joined`
-        under the spool's lock (so no claim comes between). The error, if any, is returned.
+        """Put the batch (the jobs of these `names`, or all) on disk; what is written joins the
+        queue and is passed to `joined` under the spool's lock (so no claim comes between).
+        The error, if any, is returned; either way the batch's jobs leave it.
 
         One set of steps (`fsops.Steps`): every copy and manifest written and fsynced
         together, before the lock (the workers hold it while they write; no one else knows
         of these jobs yet); under it, copies then manifests put in place, then the dropped
         files moved, then each folder fsynced once."""
-        entries = list(self._jobs.values())
+        with self._lock:
+            if names is None:
+                entries = list(self._jobs.values())
+            else:
+                entries = [self._jobs[name] for name in names if name in self._jobs]
         if not entries:
             return [], None
         spool = self.spool
@@ -84,7 +93,9 @@ class Batch:
                     self._follow(written)
             for manifest in written:
                 spool.enqueue(manifest)
-            self._jobs = {}
+            with self._lock:
+                for manifest, _copies in entries:
+                    self._jobs.pop(manifest.name, None)
             joined(written)
         return written, error
 

@@ -310,12 +310,15 @@ def _open_checked(data: bytes, name: str, suffix: str, limits: Limits) -> Image.
 def _decode_fully(image: Image.Image, data: bytes, name: str) -> None:
     """Decode the (first frame's) pixels, then verify the whole file on a fresh open.
 
-    A truncated JPEG fails load(); a PNG cut before IEND loads fine but fails verify().
+    A truncated JPEG fails load(); a PNG cut before IEND loads fine but fails verify(). Only
+    the PNG reader has a verify() that checks anything (each chunk's CRC, up to IEND); for the
+    other formats it would only parse the header a second time.
     """
     try:
         image.load()
-        with Image.open(io.BytesIO(data), formats=_OPENERS) as again:
-            again.verify()
+        if image.format == "PNG":
+            with Image.open(io.BytesIO(data), formats=_OPENERS) as again:
+                again.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise Rejected(
             Reason.invalid_image, f"{name} is a decompression bomb ({e}); it was not decoded"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from hotfolder import fsops, recovery, rejection
@@ -133,10 +133,12 @@ class Jobs:
             self.spool.admit(manifest, copies)
             self.board.queued(manifest)
 
-    def write_admitted(self) -> tuple[list[Manifest], OSError | None]:
-        """Write the jobs admitted `later` together; those on disk are queued and shown."""
-
-        return self.spool.write_admitted(self.board.queued_many)
+    def write_admitted(
+        self, names: Collection[str] | None = None
+    ) -> tuple[list[Manifest], OSError | None]:
+        """Write the jobs admitted `later` (those of `names`, or all) together; those on disk
+        are queued and shown."""
+        return self.spool.write_admitted(self.board.queued_many, names)
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

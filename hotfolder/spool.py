@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -308,11 +308,13 @@ class Spool:
             self.gather(manifest, self.layout.pending)
 
     def write_admitted(
-        self, joined: Callable[[list[Manifest]], None] = lambda written: None
+        self,
+        joined: Callable[[list[Manifest]], None] = lambda written: None,
+        names: Collection[str] | None = None,
     ) -> tuple[list[Manifest], OSError | None]:
-        """Put the jobs admitted `later` on disk as one batch (batch.py); those written join
-        the queue and are passed to `joined` under the lock. Intake's thread."""
-        return self._batch.write(joined)
+        """Put the jobs admitted `later` (those of `names`, or all) on disk as one batch
+        (batch.py); those written join the queue and are passed to `joined` under the lock."""
+        return self._batch.write(joined, names)
 
     def enqueue(self, manifest: Manifest) -> None:
         """A job the batch has put on disk joins pending/ (the caller holds the lock)."""
