@@ -76,7 +76,13 @@ class Admissions:
         self._size = min(2 * self._size, ADMIT_BATCH_MOST) if full else ADMIT_BATCH_FIRST
         if batch:
             names = [manifest.name for manifest, _files, _then in batch]
-            self._flight = (batch, _writer.submit(partial(self.jobs.write_admitted, names)))
+            write = partial(self.jobs.write_admitted, names)
+            # Waited for at once: written on this thread (a hand-over to the writer's costs a
+            # lone drop's admission a wake-up of another thread).
+            future: Future[Written] = Future()
+            if wait:
+                future.set_result(write())
+            self._flight = (batch, future if wait else _writer.submit(write))
         if wait:
             admitted = self._collect() or admitted
         return admitted

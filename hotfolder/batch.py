@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hotfolder import fsops
@@ -20,6 +22,12 @@ from hotfolder.order import station_of
 
 if TYPE_CHECKING:
     from hotfolder.spool import Copies, Manifest, Spool
+
+
+# Told of the jobs written, and of those of them whose status file is in place.
+Joined = Callable[[list["Manifest"], set[str]], None]
+# Each job's status file (path, bytes), in the order of the jobs given.
+Shown = Callable[[list["Manifest"]], list[tuple[Path, bytes]]]
 
 
 class Batch:
@@ -47,16 +55,24 @@ class Batch:
             self._jobs[manifest.name] = (manifest, copies)
 
     def write(
-        self, joined: Callable[[list[Manifest]], None], names: Collection[str] | None = None
+        self,
+        joined: Joined,
+        names: Collection[str] | None = None,
+        *,
+        shown: Shown | None = None,
+        hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> tuple[list[Manifest], OSError | None]:
         """Put the batch (the jobs of these `names`, or all) on disk; what is written joins the
-        queue and is passed to `joined` under the spool's lock (so no claim comes between).
-        The error, if any, is returned; either way the batch's jobs leave it.
+        queue and is passed to `joined`, with the names of the jobs whose status file is in
+        place, under the spool's lock (so no claim comes between) and `hold` (the board's
+        write order). The error, if any, is returned; either way the batch's jobs leave it.
 
-        One set of steps (`fsops.Steps`): every copy and manifest written and fsynced
-        together, before the lock (the workers hold it while they write; no one else knows
-        of these jobs yet); under it, copies then manifests put in place, then the dropped
-        files moved, then each folder fsynced once."""
+        One set of steps (`fsops.Steps`): every copy, manifest and status file (`shown`: each
+        job's, in order) written and fsynced together, before the lock (the workers hold it
+        while they write; no one else knows of these jobs yet); under it, copies, then
+        manifests, then status files put in place, then the dropped files moved, then each
+        folder fsynced once, after the lock. A job's status file says queued only once its
+        manifest is in place, and a station reads it with the same wait on the disk."""
         with self._lock:
             if names is None:
                 entries = list(self._jobs.values())
@@ -67,36 +83,47 @@ class Batch:
         spool = self.spool
         pending = spool.layout.pending
         written: list[Manifest] = []
-        steps = fsops.Steps()
+        steps = fsops.Steps(durable=False)  # its folders are fsynced once the lock is let go
         for manifest, copies in entries:  # a manifest on disk always has its copies
             for file_name, data in copies.items():
                 steps.write(spool.path_in(pending, manifest, file_name), data)
         for manifest, _copies in entries:
             steps.write(spool.manifest_path(pending, manifest.name), _json(manifest))
             steps.call(partial(written.append, manifest))
+        in_place: set[str] = set()
+        if shown is not None:
+            files = shown([manifest for manifest, _copies in entries])
+            for (manifest, _copies), (path, data) in zip(entries, files, strict=True):
+                steps.write(path, data)
+                steps.call(partial(in_place.add, manifest.name))
         error: OSError | None = None
         try:
             steps.stage()
         except OSError as e:
             error = e
-        with spool.lock:
-            if error is None:
-                for manifest, _copies in entries:
-                    for source, target in spool.arriving(manifest):
-                        # A drop deleted since it was read leaves its job without the file
-                        # (it fails at its turn, as a job whose file vanished from pending/).
-                        steps.move(source, target, if_present=True)
-                try:
-                    steps.commit()
-                except OSError as e:
-                    error = e
-                    self._follow(written)
-            for manifest in written:
-                spool.enqueue(manifest)
-            with self._lock:
-                for manifest, _copies in entries:
-                    self._jobs.pop(manifest.name, None)
-            joined(written)
+        try:
+            with spool.lock, hold():
+                if error is None:
+                    for manifest, _copies in entries:
+                        for source, target in spool.arriving(manifest):
+                            # A drop deleted since it was read leaves its job without the file
+                            # (it fails at its turn, as a job whose file vanished from pending/).
+                            steps.move(source, target, if_present=True)
+                    try:
+                        steps.commit()
+                    except OSError as e:
+                        error = e
+                        self._follow(written)
+                for manifest in written:
+                    spool.enqueue(manifest)
+                with self._lock:
+                    for manifest, _copies in entries:
+                        self._jobs.pop(manifest.name, None)
+                joined(written, in_place)
+        finally:
+            # The jobs may be claimed meanwhile (a claim is renames, never waited on); the
+            # batch is done, and its drops let go, only once these are on disk.
+            fsops.in_parallel(fsops.fsync_dir, steps.folders)
         return written, error
 
     def _follow(self, written: list[Manifest]) -> None:

@@ -6,6 +6,10 @@ would decode the same file again; so intake then decodes it as the editor needs 
 the result here (a few at most, for a short while), and the worker takes it instead. An
 entry is found by the file's identity (device, inode, size, mtime in ns), which the rename
 into pending/ keeps; a file changed since is another identity and is decoded again.
+
+The page's 'before' thumbnail is made from the kept pixels at once, on a thread of its own,
+while intake waits on the disk for the admission: made later, beside the edit and encode,
+it took a core from them (issue 14: per-job overhead).
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
+from hotfolder import thumbs
 from hotfolder.images import SourceImage
+from hotfolder.threads import DaemonPool
 
 Identity = tuple[int, int, int, int]
 
@@ -27,8 +35,20 @@ KEEP_IMAGES = 2
 KEEP_SECONDS = 30.0
 
 
+# Makes the kept images' 'before' thumbnails; whoever takes one waits for it or cancels it.
+_thumbnails = DaemonPool(1, name="hotfolder-thumb-ahead")
+
+
 def identity(info: os.stat_result) -> Identity:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A decoded image, and its 'before' thumbnail being made (None: none was asked for)."""
+
+    source: SourceImage
+    before: Future[bytes | None] | None = None
 
 
 class Decoded:
@@ -45,16 +65,22 @@ class Decoded:
         self.keep_seconds = keep_seconds
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._kept: OrderedDict[Identity, tuple[float, SourceImage]] = OrderedDict()
+        self._kept: OrderedDict[Identity, tuple[float, Kept]] = OrderedDict()
 
-    def put(self, info: os.stat_result, source: SourceImage) -> None:
-        """Keep `source`, decoded from the file `info` describes (its lstat before reading)."""
+    def put(self, info: os.stat_result, source: SourceImage, *, thumbnail: bool = True) -> None:
+        """Keep `source`, decoded from the file `info` describes (its lstat before reading),
+        and begin its 'before' thumbnail (`thumbnail`)."""
+        before = None
+        if thumbnail:
+            before = _thumbnails.submit(lambda: thumbs.make(source.image, source.icc_profile))
         with self._lock:
-            self._kept[identity(info)] = (self._monotonic(), source)
+            self._kept[identity(info)] = (self._monotonic(), Kept(source, before))
             while len(self._kept) > self.keep_images:
-                self._kept.popitem(last=False)
+                _when, dropped = self._kept.popitem(last=False)[1]
+                if dropped.before is not None:
+                    dropped.before.cancel()
 
-    def take(self, path: Path) -> SourceImage | None:
+    def take(self, path: Path) -> Kept | None:
         """What was kept for the file now at `path` if it is still that file, else None."""
         try:
             info = os.lstat(path)

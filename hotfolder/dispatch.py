@@ -38,8 +38,11 @@ HUNG_GRACE_SECONDS = 5.0
 BUSY_WINDOW_SECONDS = 600.0
 
 
-def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
-    """Read and decode the job's image, wherever in the spool it is now."""
+def make_ticket(
+    config: Config, jobs: Jobs, manifest: Manifest, source: images.SourceImage | None = None
+) -> Ticket:
+    """The job's ticket: `source` is its image decoded already, else it is read and decoded
+    now, wherever in the spool it is."""
     spec = JobSpec.model_validate(manifest.spec)
     preset = config.presets.get(spec.preset)
     if preset is None:
@@ -55,9 +58,11 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
             f"{config.editor.pipeline}, which takes one image",
             "Switch editor.pipeline back to edit-plus and retry the job, or remove `images:`.",
         )
-    path = _spooled(jobs, manifest, manifest.image)
-    # Decoded by intake moments ago if the queue was short (decoded.py); else decoded now.
-    source = jobs.decoded.take(path) or images.load_for_edit(path, limits=config.limits)
+    if source is None:
+        source = _decoded(jobs, manifest).source
+        if source is None:
+            path = _spooled(jobs, manifest, manifest.image)
+            source = images.load_for_edit(path, limits=config.limits)
     references = tuple(
         Pixels.of(
             images.load_for_edit(_spooled(jobs, manifest, ref.file), limits=config.limits).image
@@ -97,6 +102,19 @@ def make_ticket(config: Config, jobs: Jobs, manifest: Manifest) -> Ticket:
     )
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    source: images.SourceImage | None = None
+    before: Future[bytes | None] | None = None
+
+
+def _decoded(jobs: Jobs, manifest: Manifest) -> _Decoded:
+    """The job's image as intake decoded it moments ago if the queue was short (decoded.py),
+    with its 'before' thumbnail under way; else nothing."""
+    kept = jobs.decoded.take(_spooled(jobs, manifest, manifest.image))
+    return _Decoded() if kept is None else _Decoded(kept.source, kept.before)
+
+
 def _spooled(jobs: Jobs, manifest: Manifest, file_name: str) -> Path:
     """One of the job's files, wherever in the spool it is now."""
     layout, spool = jobs.layout, jobs.spool
@@ -108,14 +126,19 @@ def _spooled(jobs: Jobs, manifest: Manifest, file_name: str) -> Path:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A decoded ticket and, when it was decoded ahead, the page's 'before' thumbnail."""
+    """A decoded ticket and, when it was decoded ahead, the page's 'before' thumbnail (or,
+    when intake decoded it, that thumbnail being made)."""
 
     ticket: Ticket
     before: bytes | None = None
+    before_ahead: Future[bytes | None] | None = None
 
 
 def prepare(config: Config, jobs: Jobs, manifest: Manifest, *, thumbnail: bool) -> Prepared:
-    ticket = make_ticket(config, jobs, manifest)
+    decoded = _decoded(jobs, manifest)
+    ticket = make_ticket(config, jobs, manifest, decoded.source)
+    if decoded.before is not None:
+        return Prepared(ticket, before_ahead=decoded.before)
     before = thumbs.make(ticket.image(), ticket.icc_profile) if thumbnail else None
     return Prepared(ticket, before)
 
@@ -249,6 +272,7 @@ class Dispatcher:
         self._outcomes: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         jobs.stop_running = self._cancel_running
+        jobs.on_queued = self.wake.set
 
     # --- lifecycle ---
 
@@ -369,8 +393,9 @@ class Dispatcher:
                 timeout_seconds=ticket.timeout_seconds,
                 deadline=self.monotonic() + ticket.timeout_seconds + HUNG_GRACE_SECONDS,
                 before=prepared.before,
-                # While the slot edits: made from the pixels on the decoder's thread.
-                before_ahead=self.prefetch.thumbnail(ticket) if prepared.before is None else None,
+                # Made from the pixels meanwhile: by intake's, or while the slot edits, on the
+                # decoder's thread.
+                before_ahead=prepared.before_ahead or self._before_ahead(prepared),
                 ticket=ticket if prepared.before is None else None,
             )
             self._busy[slot.name].editing_since = self.monotonic()
@@ -383,6 +408,11 @@ class Dispatcher:
                 "cannot record that %s started (%s); tried again when it ends", manifest.name, e
             )
         return True
+
+    def _before_ahead(self, prepared: Prepared) -> Future[bytes | None] | None:
+        if prepared.before is not None:
+            return None
+        return self.prefetch.thumbnail(prepared.ticket)
 
     def _cancel_running(self, manifest: Manifest) -> None:
         for slot in self.slots:

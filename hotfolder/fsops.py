@@ -248,7 +248,8 @@ class Steps:
     are still fsynced.
 
     `durable=False`: the folders are not fsynced, for steps whose loss in a power cut is
-    harmless (a claim: its job is queued again, as if never taken).
+    harmless (a claim: its job is queued again, as if never taken), or whose caller fsyncs
+    `folders` itself, later (once it has let go of a lock).
     """
 
     def __init__(self, *, durable: bool = True) -> None:
@@ -258,6 +259,7 @@ class Steps:
         self._steps: list[tuple[str, Any]] = []
         self._staged: dict[int, tuple[Path, Path]] = {}
         self._first = 0  # the index of the first file not staged yet
+        self.folders: list[Path] = []  # those the last `commit` changed, each once
 
     def write(self, path: Path, data: bytes, *, optional: bool = False) -> None:
         """`optional`: a file the rest does not depend on (a thumbnail): if it cannot be
@@ -303,8 +305,9 @@ class Steps:
             for temp, _path in temps.values():
                 with contextlib.suppress(OSError):
                     temp.unlink()
+            self.folders = list(dict.fromkeys(changed))
             if self.durable:
-                in_parallel(fsync_dir, list(dict.fromkeys(changed)))
+                in_parallel(fsync_dir, self.folders)
 
     def _stage(self) -> dict[int, tuple[Path, Path]]:
         """The files added since the last staging, under temporary names (`_stage`)."""

@@ -84,6 +84,9 @@ class Jobs:
         spool.order = board.order = QueueOrder(config.dispatch)
         # Asks the slot running a job to stop it (set by the dispatcher).
         self.stop_running: Callable[[Manifest], None] = lambda manifest: None
+        # Told when admitted jobs join the queue, before their folders are fsynced (the
+        # dispatcher wakes: a claim waits on nothing but the spool's lock).
+        self.on_queued: Callable[[], None] = lambda: None
         self.backoff = Backoff(state, monotonic)
         # Images intake decoded whole while the queue was short, for the workers (decoded.py).
         self.decoded = Decoded()
@@ -136,9 +139,26 @@ class Jobs:
     def write_admitted(
         self, names: Collection[str] | None = None
     ) -> tuple[list[Manifest], OSError | None]:
-        """Write the jobs admitted `later` (those of `names`, or all) together; those on disk
-        are queued and shown."""
-        return self.spool.write_admitted(self.board.queued_many, names)
+        """Write the jobs admitted `later` (those of `names`, or all) together, each with its
+        status file reading queued (so the publisher has none of them to write: a burst's
+        1,000 status files waited behind the admissions, and queue.json behind them); those
+        on disk are queued and shown."""
+        statuses: dict[str, JobStatus] = {}
+
+        def shown(manifests: list[Manifest]) -> list[tuple[Path, bytes]]:
+            statuses.update((s.job_id, s) for s in self.board.joining(manifests))
+            return [
+                (self.layout.status_path(m.name), fsops.json_bytes(statuses[m.job_id].to_json()))
+                for m in manifests
+            ]
+
+        def joined(written: list[Manifest], in_place: set[str]) -> None:
+            shown = [statuses[m.job_id] for m in written if m.name in in_place]
+            self.board.queued_many(written, shown=shown)
+            if written:
+                self.on_queued()
+
+        return self.spool.write_admitted(joined, names, shown=shown, hold=self.board.writing)
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""
@@ -349,5 +369,7 @@ class Jobs:
         results: Sequence[tuple[Path, bytes]] = (),
         pictures: Sequence[tuple[Path, bytes]] = (),
     ) -> None:
-        """Close a job in its final state (idempotent): files, reason, status, notification."""
-        close_job(self, manifest, results, pictures)
+        """Close a job in its final state (idempotent): files, reason, status, notification.
+        Under the spool's lock, taken before the board's write order, as everywhere."""
+        with self.lock:
+            close_job(self, manifest, results, pictures)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from hotfolder.config import Config
@@ -88,16 +89,24 @@ class Entry:
 
 
 def placed(
-    estimator: Estimator, queued: list[Entry], running: list[Entry], slots: int, now: float
+    estimator: Estimator,
+    queued: list[Entry],
+    running: list[Entry],
+    slots: int,
+    now: float,
+    *,
+    only: Collection[str] | None = None,
 ) -> list[JobStatus]:
     """Each of `queued` (in the order they start) with its position and estimated wait;
-    `slots` 0: no job will start (paused, stopping), so no wait is known."""
+    `slots` 0: no job will start (paused, stopping), so no wait is known. `only`: just the
+    statuses of these job ids (the others still count for the places and waits)."""
     waits: list[float | None] = [None] * len(queued)
     if slots > 0:
         waits = list(play_out(estimator, queued, running, slots, now))
     return [
         entry.status.model_copy(update={"position": position, "estimated_wait_seconds": wait})
         for position, (entry, wait) in enumerate(zip(queued, waits, strict=True), start=1)
+        if only is None or entry.status.job_id in only
     ]
 
 

@@ -13,10 +13,12 @@ restart keeps the order and an image's mtime cannot move it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotfolder import fsops
-from hotfolder.batch import Batch
+from hotfolder.batch import Batch, Joined, Shown
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder, station_of
 
@@ -309,12 +311,16 @@ class Spool:
 
     def write_admitted(
         self,
-        joined: Callable[[list[Manifest]], None] = lambda written: None,
+        joined: Joined = lambda written, shown: None,
         names: Collection[str] | None = None,
+        *,
+        shown: Shown | None = None,
+        hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> tuple[list[Manifest], OSError | None]:
-        """Put the jobs admitted `later` (those of `names`, or all) on disk as one batch
-        (batch.py); those written join the queue and are passed to `joined` under the lock."""
-        return self._batch.write(joined, names)
+        """Put the jobs admitted `later` (those of `names`, or all) on disk as one batch, with
+        their status files if `shown` (batch.py); those written join the queue and are passed
+        to `joined` under the lock."""
+        return self._batch.write(joined, names, shown=shown, hold=hold)
 
     def enqueue(self, manifest: Manifest) -> None:
         """A job the batch has put on disk joins pending/ (the caller holds the lock)."""

@@ -165,13 +165,51 @@ class Board:
     def queued(self, manifest: Manifest, detail: str | None = None) -> None:
         self.queued_many([manifest], detail)
 
-    def queued_many(self, manifests: Sequence[Manifest], detail: str | None = None) -> None:
+    def joining(self, manifests: Sequence[Manifest]) -> list[JobStatus]:
+        """The queued statuses these jobs about to be admitted will have, each with the place
+        and wait a publish would give it now (their admission writes them: Jobs.write_admitted)."""
+        ids = {manifest.job_id for manifest in manifests}
+        fresh = [
+            Entry(m.sort_key, status_from_manifest(m, status=JobState.queued), m.spec["preset"])
+            for m in manifests
+        ]
+        with self._lock:
+            entries = [e for e in self._active.values() if e.status.job_id not in ids]
+            queued = self.order.arrange(
+                [e for e in entries if e.status.status == JobState.queued] + fresh,
+                key=lambda e: e.key,
+                name=lambda e: e.status.name,
+            )
+            running = sorted(
+                (e for e in entries if e.status.status == JobState.processing),
+                key=lambda e: (e.status.started_at or "", e.key),
+            )
+            now = self._monotonic()
+            return placed(self.estimator, queued, running, self._starting(), now, only=ids)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the board's write order (a batch of admissions puts status files in place)."""
+        with self._io:
+            yield
+
+    def queued_many(
+        self,
+        manifests: Sequence[Manifest],
+        detail: str | None = None,
+        *,
+        shown: Sequence[JobStatus] = (),
+    ) -> None:
         """Jobs joined the queue (a batch of admissions: one look at the lock, one history
-        transaction)."""
+        transaction). `shown`: statuses already in their files (the caller holds `writing`)."""
+        in_files = {status.job_id: status for status in shown}
         statuses = [
-            status_from_manifest(manifest, status=JobState.queued, detail=detail)
+            in_files.get(manifest.job_id)
+            or status_from_manifest(manifest, status=JobState.queued, detail=detail)
             for manifest in manifests
         ]
+        for status in shown:
+            self.files.wrote(status)
         with self._lock:
             for manifest, status in zip(manifests, statuses, strict=True):
                 job_id = manifest.job_id

@@ -70,10 +70,16 @@ class Written:
         self, statuses: list[JobStatus], *, io: threading.Lock, closed: Collection[str]
     ) -> None:
         """Write status files as one batch (outbox/ fsynced once). The slow part runs before
-        `io` (the board's write order) is taken; under it, a job in `closed` (its final status
-        written meanwhile: the board adds to it holding `io`) keeps that one."""
+        `io` (the board's write order) is taken; under it, a job whose file was written by
+        someone else meanwhile keeps what they wrote: its final status (the job is in
+        `closed`: the board adds to it holding `io`) or its admission's (`wrote`)."""
         with io:
             due = self.stale([s for s in statuses if s.job_id not in closed])
+            before = {s.job_id: self._data.get(s.job_id) for s, _d in due}
+
+        def moved_on(job_id: str) -> bool:  # under `io`
+            return job_id in closed or self._data.get(job_id) is not before[job_id]
+
         if not due:
             return
         try:
@@ -81,11 +87,17 @@ class Written:
         except OSError:
             for status, _data in due:  # one by one, to say which could not be written
                 with io:
-                    if status.job_id not in closed:
+                    if not moved_on(status.job_id):
                         self.write(status)
             return
         with io:
-            self.commit(staged, due, skip={s.job_id for s, _d in due if s.job_id in closed})
+            self.commit(staged, due, skip={s.job_id for s, _d in due if moved_on(s.job_id)})
+
+    def wrote(self, status: JobStatus) -> None:
+        """Its file reads this status now, put there by another writer (an admission's batch,
+        batch.py); the caller holds the board's `io`."""
+        self._data[status.job_id] = status.to_json()
+        self._stamps[status.job_id] = next(self._count)
 
     def stale(self, statuses: list[JobStatus]) -> Due:
         """The statuses whose files do not read so yet, with what they will read."""
