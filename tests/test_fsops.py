@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -84,3 +85,55 @@ def test_fsyncs_issued_together_all_happen(tmp_path: Path, monkeypatch: pytest.M
         for fd in fds:
             os.close(fd)
     assert sorted(synced) == sorted(fds)
+
+
+def test_a_move_makes_its_missing_folder_and_never_replaces_a_file_or_a_link(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.jpg").write_text("a")
+    fsops.move(tmp_path / "a.jpg", tmp_path / "new" / "deeper" / "a.jpg")
+    assert (tmp_path / "new" / "deeper" / "a.jpg").read_text() == "a"
+    (tmp_path / "b.jpg").write_text("b")
+    (tmp_path / "to").mkdir()
+    (tmp_path / "to" / "b.jpg").symlink_to(tmp_path / "nowhere")  # a dangling link counts
+    with pytest.raises(FileExistsError):
+        fsops.move(tmp_path / "b.jpg", tmp_path / "to" / "b.jpg")
+    assert (tmp_path / "b.jpg").read_text() == "b"
+    with pytest.raises(FileNotFoundError):
+        fsops.move(tmp_path / "gone.jpg", tmp_path / "elsewhere" / "gone.jpg")
+    assert not (tmp_path / "elsewhere").exists()  # no folder made for a source that is gone
+
+
+def test_steps_skip_a_vanished_source_only_if_present_is_asked_and_say_their_folders(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_text("a")
+    steps = fsops.Steps(durable=False)
+    steps.write(tmp_path / "jobs" / "a.json", b"{}")
+    steps.move(tmp_path / "in" / "gone.jpg", tmp_path / "out" / "gone.jpg", if_present=True)
+    steps.move(tmp_path / "in" / "a.jpg", tmp_path / "out" / "a.jpg")
+    steps.commit()
+    assert (tmp_path / "out" / "a.jpg").read_text() == "a"
+    assert (tmp_path / "jobs" / "a.json").read_bytes() == b"{}"
+    # Each folder that gained or lost a file, once, for the caller to fsync (durable=False).
+    assert sorted(steps.folders) == sorted([tmp_path / "jobs", tmp_path / "out", tmp_path / "in"])
+    strict = fsops.Steps()
+    strict.move(tmp_path / "in" / "gone.jpg", tmp_path / "out" / "gone.jpg")
+    with pytest.raises(FileNotFoundError):
+        strict.commit()
+
+
+def test_json_is_written_indented_in_utf8_with_a_newline_as_json_dumps_would() -> None:
+    payload = {
+        "name": 'Café ✓ "quoted"',
+        "position": 3,
+        "progress": None,
+        "wait": 12.5,
+        "files": ["a.jpg", "b.yaml"],
+        "empty": {},
+        "done": True,
+    }
+    written = fsops.json_bytes(payload)
+    assert written == (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
+    assert json.loads(written) == payload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -581,3 +582,65 @@ def test_decoded_images_are_kept_briefly_and_few(tmp_path: Path) -> None:
     assert decoded.take(paths[1]) is None  # kept too long: the worker decodes it
     assert decoded.take(paths[2]) is None
     assert decoded.take(tmp_path / "gone.jpg") is None
+
+
+def test_a_burst_is_admitted_in_one_tick_in_growing_batches_each_with_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 32, then 64, ... written on the admit thread while the next are decided;
+    each job's status file reads queued, with its place, before any publish."""
+    rig = Rig(tmp_path, max_pending=500)
+    names = [f"b{index:03d}" for index in range(100)]
+    for index, name in enumerate(names):
+        make_image(rig.inbox / f"{name}.jpg")
+        write_sidecar(rig.inbox / f"{name}.yaml")
+        os.utime(rig.inbox / f"{name}.jpg", ns=(0, 1_000_000_000 + index))  # dropped in order
+    sizes: list[int] = []
+    real = rig.jobs.write_admitted
+
+    def counted(names: Any = None) -> Any:
+        sizes.append(len(names))
+        return real(names)
+
+    monkeypatch.setattr(rig.jobs, "write_admitted", counted)
+    rig.intake.tick()  # seen
+    rig.clock.advance(3)
+    rig.intake.tick()  # settled: all of them, in this one tick
+    assert sizes == [32, 64, 4]
+    assert rig.queued() == names
+    assert files_under(rig.inbox) == []
+    for position, name in enumerate(names, start=1):
+        status = read_json(rig.layout.status_path(name))
+        assert (status["status"], status["position"]) == ("queued", position)
+    # The publisher finds nothing of theirs to write: their files read so already.
+    due = [s for s in rig.board.publish().queued if not rig.board.files.moved_only(s)]
+    assert due == []
+
+
+def test_a_defaults_file_that_comes_after_its_image_is_seen_is_used(rig: Rig) -> None:
+    make_image(rig.inbox / "st" / "a.jpg")
+    rig.tick()
+    rig.tick(3)  # settled, but no instruction: it waits for a sidecar
+    assert rig.queued() == []
+    # No event tells intake of it (a polling share): the next tick looks for it all the same.
+    (rig.inbox / "st" / "_defaults.yaml").write_text("instruction: from the folder\n")
+    rig.tick(1)
+    rig.tick(3)
+    manifest = rig.spool.find("st/a")
+    assert manifest is not None
+    assert manifest.spec["instruction"] == "from the folder"
+
+
+def test_an_image_intake_keeps_has_its_before_thumbnail_made_at_once(tmp_path: Path) -> None:
+    decoded = Decoded()
+    path = make_image(tmp_path / "a.jpg", size=(1200, 800))
+    source = images.load_for_edit(path, limits=Limits())
+    decoded.put(os.lstat(path), source)
+    kept = decoded.take(path)
+    assert kept is not None and kept.source is source
+    assert kept.before is not None
+    thumbnail = kept.before.result(timeout=30)
+    assert thumbnail is not None
+    with Image.open(io.BytesIO(thumbnail)) as small:
+        assert small.format == "JPEG"
+        assert max(small.size) <= 256 and small.size[0] > small.size[1]
