@@ -94,8 +94,10 @@ class Batch:
         if shown is not None:
             files = shown([manifest for manifest, _copies in entries])
             for (manifest, _copies), (path, data) in zip(entries, files, strict=True):
-                steps.write(path, data)
-                steps.call(partial(in_place.add, manifest.name))
+                # A status file outbox/ refuses never holds up the job: the publisher writes
+                # it later, and says what is wrong with outbox/ meanwhile.
+                index = steps.write(path, data, optional=True)
+                steps.call(partial(_shown, steps, index, in_place, manifest.name))
         error: OSError | None = None
         try:
             steps.stage()
@@ -132,6 +134,12 @@ class Batch:
         pending = self.spool.layout.pending
         with contextlib.suppress(OSError):
             fsops.move_many([m for job in written for m in self.spool.gathering(job, pending)])
+
+
+def _shown(steps: fsops.Steps, index: int, in_place: set[str], name: str) -> None:
+    """After its (optional) status file's step: in place unless it was left out."""
+    if index not in steps.left_out:
+        in_place.add(name)
 
 
 def _json(manifest: Manifest) -> bytes:

@@ -197,10 +197,11 @@ def _stage(
     files: Sequence[tuple[int, tuple[Path, bytes]]],
     *,
     optional: Collection[int],
+    unsynced: Collection[int] = (),
 ) -> dict[int, tuple[Path, Path]]:
-    """Each file (by its index) under a temporary name beside it, fsynced (`stage`): its
-    (temporary, final path). An `optional` one that cannot be written is logged and left
-    out; any other raises, with nothing left behind."""
+    """Each file (by its index) under a temporary name beside it, fsynced unless `unsynced`
+    (`stage`): its (temporary, final path). An `optional` one that cannot be written is
+    logged and left out; any other raises, with nothing left behind."""
     work: list[tuple[int, Path, Path, bytes]] = []
     for index, (path, data) in files:
         # A missing folder is made by `_write_temp` (one stat less per file when it exists).
@@ -211,7 +212,7 @@ def _stage(
     def write(item: tuple[int, Path, Path, bytes]) -> None:
         index, temp, path, data = item
         try:
-            _write_temp((temp, path, data))
+            _write_temp((temp, path, data), sync=index not in unsynced)
         except OSError as e:
             with contextlib.suppress(OSError):
                 temp.unlink()  # created, maybe partly written (a full disk)
@@ -256,18 +257,27 @@ class Steps:
         self.durable = durable
         self._files: list[tuple[Path, bytes]] = []
         self._optional: set[int] = set()
+        self._unsynced: set[int] = set()
         self._steps: list[tuple[str, Any]] = []
         self._staged: dict[int, tuple[Path, Path]] = {}
         self._first = 0  # the index of the first file not staged yet
         self.folders: list[Path] = []  # those the last `commit` changed, each once
+        self.left_out: set[int] = set()  # optional files (by index) not put in place
 
-    def write(self, path: Path, data: bytes, *, optional: bool = False) -> None:
+    def write(
+        self, path: Path, data: bytes, *, optional: bool = False, durable: bool = True
+    ) -> int:
         """`optional`: a file the rest does not depend on (a thumbnail): if it cannot be
-        written, that is logged and the other steps go on."""
+        written, that is logged and the other steps go on. `durable=False`: neither the file
+        nor its folder is fsynced (it still appears whole or not at all while the machine
+        runs): a file the service can do without after a power cut (the page's thumbnails)."""
         if optional:
             self._optional.add(len(self._files))
+        if not durable:
+            self._unsynced.add(len(self._files))
         self._steps.append(("write", len(self._files)))
         self._files.append((path, data))
+        return len(self._files) - 1  # its index, for `left_out`
 
     def move(self, src: Path, dst: Path, *, if_present: bool = False) -> None:
         """`if_present`: a source that is gone is skipped (a drop deleted after it was read)."""
@@ -313,11 +323,12 @@ class Steps:
         """The files added since the last staging, under temporary names (`_stage`)."""
         first, self._first = self._first, len(self._files)
         files = list(enumerate(self._files))[first:]
-        return _stage(files, optional=self._optional)
+        return _stage(files, optional=self._optional, unsynced=self._unsynced)
 
     def _replace(self, temps: dict[int, tuple[Path, Path]], index: int) -> list[Path]:
         """Put a staged file in place (popped from `temps`); the folder it changed."""
         if index not in temps:
+            self.left_out.add(index)
             return []  # an optional file that could not be written
         temp, path = temps[index]
         _mutation("replace", path)
@@ -327,9 +338,10 @@ class Steps:
             if index not in self._optional:
                 raise
             log.warning("cannot write %s: %s; going on without it", path, e)
+            self.left_out.add(index)
             return []
         del temps[index]
-        return [path.parent]
+        return [] if index in self._unsynced else [path.parent]
 
 
 def _move_step(src: Path, dst: Path, if_present: bool) -> tuple[Path, ...]:
@@ -365,7 +377,7 @@ def _rename_new(src: Path, dst: Path) -> tuple[Path, Path]:
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
 
-def _write_temp(item: tuple[Path, Path, bytes]) -> None:
+def _write_temp(item: tuple[Path, Path, bytes], *, sync: bool = True) -> None:
     temp, path, data = item
     try:
         fd = os.open(temp, _CREATE_NEW, 0o644)
@@ -378,7 +390,8 @@ def _write_temp(item: tuple[Path, Path, bytes]) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import stat
+from pathlib import Path
 
 from PIL import Image
 
@@ -52,9 +55,19 @@ def make(image: Image.Image, icc_profile: bytes | None = None) -> bytes | None:
 
 
 def present(layout: Layout, name: str) -> tuple[bool, bool]:
-    """Whether the before and the after thumbnail of a job exist."""
-    before, after = (layout.thumb_path(name, which) for which in KINDS)
-    return before.is_file(), after.is_file()
+    """Whether the before and the after thumbnail of a job exist. An empty one does not: a
+    thumbnail is not fsynced (the page can do without it), so a power cut can leave one
+    empty, and the page shows no picture rather than a broken one."""
+    before, after = (_has_data(layout.thumb_path(name, which)) for which in KINDS)
+    return before, after
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
 def remove(layout: Layout, name: str) -> None:

@@ -137,3 +137,25 @@ def test_json_is_written_indented_in_utf8_with_a_newline_as_json_dumps_would() -
     written = fsops.json_bytes(payload)
     assert written == (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode()
     assert json.loads(written) == payload
+
+
+def test_a_step_file_the_service_can_do_without_is_written_whole_but_never_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    steps = fsops.Steps()
+    steps.write(tmp_path / "out" / "a.jpg", b"result")
+    steps.write(tmp_path / "thumbs" / "a.after.jpg", b"thumb", optional=True, durable=False)
+    steps.commit()
+    assert (tmp_path / "thumbs" / "a.after.jpg").read_bytes() == b"thumb"
+    assert not any("thumbs" in path for path in synced)  # neither the file nor its folder
+    assert any(path.endswith(".tmp") and "/out/" in path for path in synced)
+    assert str(tmp_path / "out") in synced
+    assert steps.folders == [tmp_path / "out"]

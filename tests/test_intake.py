@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 from support import files_under, jobs_on, make_image, read_json, write_sidecar
 
-from hotfolder import images, probes
+from hotfolder import fsops, images, probes
 from hotfolder.config import Config, Limits, load_config
 from hotfolder.decoded import KEEP_IMAGES, Decoded
 from hotfolder.dispatch import make_ticket
@@ -644,3 +645,27 @@ def test_an_image_intake_keeps_has_its_before_thumbnail_made_at_once(tmp_path: P
     with Image.open(io.BytesIO(thumbnail)) as small:
         assert small.format == "JPEG"
         assert max(small.size) <= 256 and small.size[0] > small.size[1]
+
+
+def test_a_status_file_outbox_refuses_never_holds_up_an_admission(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_image(rig.inbox / "a.jpg")
+    write_sidecar(rig.inbox / "a.yaml")
+    real = fsops._write_temp
+
+    def outbox_refuses(item: tuple[Path, Path, bytes], *, sync: bool = True) -> None:
+        if item[1].parent == rig.layout.outbox:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(item, sync=sync)
+
+    monkeypatch.setattr(fsops, "_write_temp", outbox_refuses)
+    rig.intake.tick()
+    rig.clock.advance(3)
+    rig.intake.tick()
+    assert rig.queued() == ["a"]  # admitted: its manifest and files are in pending/
+    assert files_under(rig.inbox) == []
+    assert not rig.layout.status_path("a").exists()
+    monkeypatch.setattr(fsops, "_write_temp", real)
+    rig.board.publish()  # the publisher writes it once outbox/ takes it
+    assert read_json(rig.layout.status_path("a"))["status"] == "queued"

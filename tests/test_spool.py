@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support import files_under, make_image
 
-from hotfolder import fsops
+from hotfolder import fsops, thumbs
 from hotfolder.layout import Layout, new_job_id
 from hotfolder.spool import Ending, JobState, Manifest, Spool
 
@@ -324,3 +324,27 @@ def test_the_queued_count_follows_every_change_of_state(tmp_path: Path) -> None:
     again.load()
     assert again.pending_count() == 2
     assert again.next_seq() > max(m.seq for m in again.queued())
+
+
+def test_an_ending_waits_on_the_disk_for_its_result_and_status_not_its_thumbnails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout, spool, done = completed_claim(tmp_path, "x", recorded=False)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    result, status = layout.outbox / "x.png", layout.outbox / "x.status.json"
+    pictures = [(layout.thumb_path("x", kind), b"jpg") for kind in ("before", "after")]
+    spool.finish(done, layout.archive, Ending([(result, b"png")], pictures, None, (status, b"{}")))
+    assert all(path.read_bytes() == b"jpg" for path, _data in pictures)
+    assert any("x.png" in path for path in synced) and any("x.status" in path for path in synced)
+    assert not any(".thumbs" in path for path in synced)
+    # A thumbnail a power cut left empty is no thumbnail: the page shows none, not a broken one.
+    assert thumbs.present(layout, "x") == (True, True)
+    layout.thumb_path("x", "after").write_bytes(b"")
+    assert thumbs.present(layout, "x") == (True, False)
