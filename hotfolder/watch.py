@@ -14,7 +14,18 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -111,6 +122,25 @@ def _no_move_pairing_delay() -> None:
 WRITER_EVENTS = frozenset({"modified", "closed", "deleted", "moved"})
 
 
+# The events the recorder takes (`schedule(event_filter=...)`; a native observer asks the
+# kernel for these only). Not opened or closed unwritten: every read of a file in inbox/
+# (intake reads each drop) cost the observer's threads two events, thrown away. Not a
+# folder's own "modified" either: each entry it gains or loses has its own event, and
+# noting the folder made intake list it again every tick (all of inbox/ with every
+# admission out of it: 2,000 entries per tick in a burst). A folder that appears (created,
+# moved in) is still noted, and its files looked at (issue 14).
+EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+]
+
+
 class _Recorder(FileSystemEventHandler):
     """Thin on purpose: remember which paths changed; intake decides the rest."""
 
@@ -121,14 +151,6 @@ class _Recorder(FileSystemEventHandler):
         self._written = written
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        if event.event_type == "modified" and event.is_directory:
-            # A folder's entries changed: each entry has its own event. Noting the folder
-            # made intake list it again on every tick (all of inbox/ with every admission
-            # out of it: 2,000 entries per tick in a burst, issue 14). A folder that
-            # appears (created, moved in) is still noted, and its files looked at.
-            return
         kind = event.event_type
         if self._written is not None and kind in WRITER_EVENTS and not event.is_directory:
             self._written(kind, os.fsdecode(event.src_path))
@@ -164,7 +186,9 @@ class Watcher:
     def start(self) -> None:
         observer = self._make()
         written = self._written if self.kind == "native" else None
-        observer.schedule(_Recorder(self._note, written), str(self.inbox), recursive=True)
+        observer.schedule(
+            _Recorder(self._note, written), str(self.inbox), recursive=True, event_filter=EVENTS
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer

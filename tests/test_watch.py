@@ -181,6 +181,35 @@ def test_a_real_observer_reports_a_dropped_file(watcher: Watcher, inbox: Path, s
     seen.wait_for(dropped)
 
 
+def test_the_native_observer_is_not_told_of_files_read_only_of_files_changed(
+    inbox: Path, seen: Seen
+) -> None:
+    """Intake reads every drop: the kernel sends no event for that (no IN_OPEN, no
+    IN_CLOSE_NOWRITE in the watch's mask), only for what changes a file or a folder."""
+    from watchdog.observers.inotify_c import InotifyConstants
+
+    for watcher in start_watcher(inbox, "native", seen):
+        observer = watcher.observer
+        assert observer is not None
+        masks = [emitter.get_event_mask_from_filter() for emitter in observer.emitters]  # type: ignore[attr-defined]
+        assert masks and all(not mask & InotifyConstants.IN_OPEN for mask in masks)
+        assert all(not mask & InotifyConstants.IN_CLOSE_NOWRITE for mask in masks)
+        assert all(mask & InotifyConstants.IN_CLOSE_WRITE for mask in masks)  # writers.py
+        dropped = inbox / "a.jpg"
+        dropped.write_bytes(b"jpeg")
+        seen.wait_for(dropped)
+        seen.drain()
+        time.sleep(0.3)
+        seen.drain()
+        for _ in range(50):
+            dropped.read_bytes()
+        time.sleep(0.5)
+        assert seen.paths.empty()
+        moved = inbox / "b.jpg"
+        dropped.rename(moved)
+        seen.wait_for(moved)
+
+
 def test_a_dead_emitter_is_restarted_and_the_restart_counted(
     watcher: Watcher, inbox: Path, seen: Seen, caplog: pytest.LogCaptureFixture
 ) -> None:
