@@ -209,3 +209,16 @@ def jobs_on(layout: Any, config: Any, clock: Callable[[], float] | None = None) 
     state = ServiceState()
     board = Board(layout, config, state=state, **({"clock": clock} if clock else {}))
     return Jobs(layout, config, Spool(layout), board, state)
+
+
+def record_fsyncs(monkeypatch: Any) -> list[str]:
+    """From now on, the path of every file or folder fsynced (in order), each still fsynced."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    return synced

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import record_fsyncs
 
 from hotfolder import fsops
 
@@ -142,14 +143,7 @@ def test_json_is_written_indented_in_utf8_with_a_newline_as_json_dumps_would() -
 def test_a_step_file_the_service_can_do_without_is_written_whole_but_never_waited_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording)
+    synced = record_fsyncs(monkeypatch)
     steps = fsops.Steps()
     steps.write(tmp_path / "out" / "a.jpg", b"result")
     steps.write(tmp_path / "thumbs" / "a.after.jpg", b"thumb", optional=True, durable=False)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import files_under, make_image
+from support import files_under, make_image, record_fsyncs
 
 from hotfolder import fsops, thumbs
 from hotfolder.layout import Layout, new_job_id
@@ -330,14 +330,7 @@ def test_an_ending_waits_on_the_disk_for_its_result_and_status_not_its_thumbnail
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     layout, spool, done = completed_claim(tmp_path, "x", recorded=False)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording)
+    synced = record_fsyncs(monkeypatch)
     result, status = layout.outbox / "x.png", layout.outbox / "x.status.json"
     pictures = [(layout.thumb_path("x", kind), b"jpg") for kind in ("before", "after")]
     spool.finish(done, layout.archive, Ending([(result, b"png")], pictures, None, (status, b"{}")))
