@@ -81,23 +81,7 @@ class Batch:
         if not entries:
             return [], None
         spool = self.spool
-        pending = spool.layout.pending
-        written: list[Manifest] = []
-        steps = fsops.Steps(durable=False)  # its folders are fsynced once the lock is let go
-        for manifest, copies in entries:  # a manifest on disk always has its copies
-            for file_name, data in copies.items():
-                steps.write(spool.path_in(pending, manifest, file_name), data)
-        for manifest, _copies in entries:
-            steps.write(spool.manifest_path(pending, manifest.name), _json(manifest))
-            steps.call(partial(written.append, manifest))
-        in_place: set[str] = set()
-        if shown is not None:
-            files = shown([manifest for manifest, _copies in entries])
-            for (manifest, _copies), (path, data) in zip(entries, files, strict=True):
-                # A status file outbox/ refuses never holds up the job: the publisher writes
-                # it later, and says what is wrong with outbox/ meanwhile.
-                index = steps.write(path, data, optional=True)
-                steps.call(partial(_shown, steps, index, in_place, manifest.name))
+        steps, written, in_place = _steps(spool, entries, shown)
         error: OSError | None = None
         try:
             steps.stage()
@@ -106,11 +90,6 @@ class Batch:
         try:
             with spool.lock, hold():
                 if error is None:
-                    for manifest, _copies in entries:
-                        for source, target in spool.arriving(manifest):
-                            # A drop deleted since it was read leaves its job without the file
-                            # (it fails at its turn, as a job whose file vanished from pending/).
-                            steps.move(source, target, if_present=True)
                     try:
                         steps.commit()
                     except OSError as e:
@@ -134,6 +113,48 @@ class Batch:
         pending = self.spool.layout.pending
         with contextlib.suppress(OSError):
             fsops.move_many([m for job in written for m in self.spool.gathering(job, pending)])
+
+
+def _steps(
+    spool: Spool, entries: list[tuple[Manifest, Copies]], shown: Shown | None
+) -> tuple[fsops.Steps, list[Manifest], set[str]]:
+    """A batch's steps, in the order a single admission takes them: copies, manifests, status
+    files, the drops' files moved; with the jobs whose manifest, and whose status file, is
+    in place as they are taken."""
+    pending = spool.layout.pending
+    written: list[Manifest] = []
+    in_place: set[str] = set()
+    steps = fsops.Steps(durable=False)  # its folders are fsynced once the lock is let go
+    for manifest, copies in entries:  # a manifest on disk always has its copies
+        for file_name, data in copies.items():
+            steps.write(spool.path_in(pending, manifest, file_name), data)
+    for manifest, _copies in entries:
+        steps.write(spool.manifest_path(pending, manifest.name), _json(manifest))
+        steps.call(partial(written.append, manifest))
+    if shown is not None:
+        files = shown([manifest for manifest, _copies in entries])
+        for (manifest, _copies), (path, data) in zip(entries, files, strict=True):
+            # A status file outbox/ refuses never holds up the job: the publisher writes it
+            # later, and says what is wrong with outbox/ meanwhile.
+            index = steps.write(path, data, optional=True)
+            steps.call(partial(_shown, steps, index, in_place, manifest.name))
+    for manifest, _copies in entries:
+        for source, target in _arriving(spool, manifest):
+            # A drop deleted since it was read leaves its job without the file (it fails at
+            # its turn, as a job whose file vanished from pending/).
+            steps.move(source, target, if_present=True)
+    return steps, written, in_place
+
+
+def _arriving(spool: Spool, manifest: Manifest) -> list[tuple[Path, Path]]:
+    """A new job's moves from inbox/ to pending/, without looking first (`Spool.gathering`
+    looks for files an interrupted step left elsewhere; a job being admitted has none)."""
+    layout = spool.layout
+    return [
+        (layout.root / origin, spool.path_in(layout.pending, manifest, file_name))
+        for file_name, origin in manifest.sources()
+        if origin
+    ]
 
 
 def _shown(steps: fsops.Steps, index: int, in_place: set[str], name: str) -> None:

@@ -174,9 +174,13 @@ class Prefetcher:
                 log.debug("decoding %s ahead failed; decoding again", manifest.name)
         return self._decode(manifest, False)
 
-    def thumbnail(self, ticket: Ticket) -> Future[bytes | None] | None:
-        """The page's 'before' thumbnail of a ticket's pixels, made on the decoder's thread
-        (idle while the queue is short: the only time a job is not decoded ahead)."""
+    def before_ahead(self, prepared: Prepared) -> Future[bytes | None] | None:
+        """The page's 'before' thumbnail being made, if it was not made with the decode: by
+        intake's (decoded.py), or now from the ticket's pixels on the decoder's thread (idle
+        while the queue is short: the only time a job is not decoded ahead)."""
+        if prepared.before is not None or prepared.before_ahead is not None:
+            return prepared.before_ahead
+        ticket = prepared.ticket
         try:
             return self._pool.submit(lambda: thumbs.make(ticket.image(), ticket.icc_profile))
         except RuntimeError:  # shut down: the finisher makes it
@@ -395,7 +399,7 @@ class Dispatcher:
                 before=prepared.before,
                 # Made from the pixels meanwhile: by intake's, or while the slot edits, on the
                 # decoder's thread.
-                before_ahead=prepared.before_ahead or self._before_ahead(prepared),
+                before_ahead=self.prefetch.before_ahead(prepared),
                 ticket=ticket if prepared.before is None else None,
             )
             self._busy[slot.name].editing_since = self.monotonic()
@@ -408,11 +412,6 @@ class Dispatcher:
                 "cannot record that %s started (%s); tried again when it ends", manifest.name, e
             )
         return True
-
-    def _before_ahead(self, prepared: Prepared) -> Future[bytes | None] | None:
-        if prepared.before is not None:
-            return None
-        return self.prefetch.thumbnail(prepared.ticket)
 
     def _cancel_running(self, manifest: Manifest) -> None:
         for slot in self.slots:

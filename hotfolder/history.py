@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from hotfolder.status import JobStatus
+from hotfolder.jobstatus import JobStatus
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,6 +59,23 @@ def _row(status: JobStatus) -> tuple[Any, ...]:
         status.error_code,
         json.dumps(status.to_json()),
     )
+
+
+def record_quietly(history: Recorder | None, statuses: Sequence[JobStatus]) -> None:
+    """Record these states if there is a history; a locked or broken database is logged,
+    never raised: the history is a convenience, and never stops a job."""
+    if history is None or not statuses:
+        return
+    try:
+        history.record_many(list(statuses))
+    except Exception:
+        names = ", ".join(status.name for status in statuses[:3])
+        more = f" and {len(statuses) - 3} more" if len(statuses) > 3 else ""
+        log.exception("could not record %s%s in the history", names, more)
+
+
+class Recorder(Protocol):
+    def record_many(self, statuses: list[JobStatus]) -> None: ...
 
 
 class History:

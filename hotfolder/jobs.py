@@ -24,6 +24,7 @@ from hotfolder.layout import Layout
 from hotfolder.notify import Notifier
 from hotfolder.order import QueueOrder
 from hotfolder.positions import Hold
+from hotfolder.showing import Showing
 from hotfolder.spool import FINAL_STATES, Copies, JobState, Manifest, Spool
 from hotfolder.state import ServiceState
 from hotfolder.status import Board
@@ -140,25 +141,11 @@ class Jobs:
         self, names: Collection[str] | None = None
     ) -> tuple[list[Manifest], OSError | None]:
         """Write the jobs admitted `later` (those of `names`, or all) together, each with its
-        status file reading queued (so the publisher has none of them to write: a burst's
-        1,000 status files waited behind the admissions, and queue.json behind them); those
-        on disk are queued and shown."""
-        statuses: dict[str, JobStatus] = {}
-
-        def shown(manifests: list[Manifest]) -> list[tuple[Path, bytes]]:
-            statuses.update((s.job_id, s) for s in self.board.joining(manifests))
-            return [
-                (self.layout.status_path(m.name), fsops.json_bytes(statuses[m.job_id].to_json()))
-                for m in manifests
-            ]
-
-        def joined(written: list[Manifest], in_place: set[str]) -> None:
-            shown = [statuses[m.job_id] for m in written if m.name in in_place]
-            self.board.queued_many(written, shown=shown)
-            if written:
-                self.on_queued()
-
-        return self.spool.write_admitted(joined, names, shown=shown, hold=self.board.writing)
+        status file reading queued (showing.py); those on disk are queued and shown."""
+        showing = Showing(self.board, self.on_queued)
+        return self.spool.write_admitted(
+            showing.joined, names, shown=showing.files, hold=self.board.writing
+        )
 
     def reject(self, drop: rejection.Rejection) -> None:
         """A drop that never became a job goes to failed/ with its reason."""

@@ -4,6 +4,7 @@ and the ISO 8601 times it carries."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,28 @@ class Progress(BaseModel):
     model_config = ConfigDict(frozen=True)
     step: int
     steps: int
+
+
+class Progresses:
+    """The running jobs' progress, by job id, under a small lock of its own: the slot's
+    thread reporting a step waits on nothing the publisher holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, Progress] = {}
+
+    def set(self, job_id: str, step: int, steps: int) -> None:
+        with self._lock:
+            self._by_id[job_id] = Progress(step=step, steps=steps)
+
+    def of(self, job_id: str) -> Progress | None:
+        with self._lock:
+            return self._by_id.get(job_id)
+
+    def forget(self, *job_ids: str) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                self._by_id.pop(job_id, None)
 
 
 class ReferenceStatus(BaseModel):

@@ -182,16 +182,6 @@ class Spool:
         """Bring the job's files next to its manifest, from wherever an interrupted step left them."""
         fsops.move_many(self.gathering(manifest, here))
 
-    def arriving(self, manifest: Manifest) -> list[tuple[Path, Path]]:
-        """A new job's moves from inbox/ to pending/, without looking first (`gathering` looks
-        for files an interrupted step left elsewhere; a job being admitted has none)."""
-        pending = self.layout.pending
-        return [
-            (self.layout.root / origin, self.path_in(pending, manifest, file_name))
-            for file_name, origin in manifest.sources()
-            if origin
-        ]
-
     def gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
         """The moves that bring the job's files next to its manifest in `here`."""
         moves = []

@@ -14,14 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hotfolder import fsops, thumbs
 from hotfolder.config import Config
+from hotfolder.history import Recorder, record_quietly
 from hotfolder.jobstatus import (
     SCHEMA,
     JobStatus,
     Progress,
+    Progresses,
     iso,
     parse_iso,
     read_status,
@@ -53,10 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-
-
-class Recorder(Protocol):
-    def record_many(self, statuses: list[JobStatus]) -> None: ...
 
 
 def remove_status(layout: Layout, name: str, job_id: str) -> bool:
@@ -112,8 +110,7 @@ class Board:
         self._closed: set[str] = set()  # job ids whose final status is written (or gone)
         self.recent = Recent(layout, clock)
         self._leftovers: dict[str, JobStatus] = {}
-        self._progress: dict[str, Progress] = {}
-        self._progress_lock = threading.Lock()
+        self.progresses = Progresses()
         self.changed = threading.Event()  # set on every change; the publisher waits on it
         self.files = Written(layout, self.state, self.changed)
         self.refresh = Refresh(self.files)  # when moved positions reach the status files
@@ -174,18 +171,26 @@ class Board:
             for m in manifests
         ]
         with self._lock:
-            entries = [e for e in self._active.values() if e.status.job_id not in ids]
-            queued = self.order.arrange(
-                [e for e in entries if e.status.status == JobState.queued] + fresh,
-                key=lambda e: e.key,
-                name=lambda e: e.status.name,
-            )
-            running = sorted(
-                (e for e in entries if e.status.status == JobState.processing),
-                key=lambda e: (e.status.started_at or "", e.key),
-            )
+            others = [e for e in self._active.values() if e.status.job_id not in ids]
+            queued, running = self._arranged(others, fresh)
             now = self._monotonic()
             return placed(self.estimator, queued, running, self._starting(), now, only=ids)
+
+    def _arranged(
+        self, entries: list[Entry], joining: Sequence[Entry] = ()
+    ) -> tuple[list[Entry], list[Entry]]:
+        """The queued jobs among `entries` (and those `joining`) in the order they start, and
+        the running ones in the order they started; the caller holds `_lock`."""
+        queued = self.order.arrange(
+            [*(e for e in entries if e.status.status == JobState.queued), *joining],
+            key=lambda e: e.key,
+            name=lambda e: e.status.name,
+        )
+        running = sorted(
+            (e for e in entries if e.status.status == JobState.processing),
+            key=lambda e: (e.status.started_at or "", e.key),
+        )
+        return queued, running
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -198,18 +203,15 @@ class Board:
         manifests: Sequence[Manifest],
         detail: str | None = None,
         *,
-        shown: Sequence[JobStatus] = (),
+        statuses: Sequence[JobStatus] = (),
     ) -> None:
         """Jobs joined the queue (a batch of admissions: one look at the lock, one history
-        transaction). `shown`: statuses already in their files (the caller holds `writing`)."""
-        in_files = {status.job_id: status for status in shown}
-        statuses = [
-            in_files.get(manifest.job_id)
-            or status_from_manifest(manifest, status=JobState.queued, detail=detail)
-            for manifest in manifests
-        ]
-        for status in shown:
-            self.files.wrote(status)
+        transaction), with these `statuses` if given (showing.py), one per manifest."""
+        if not statuses:
+            statuses = [
+                status_from_manifest(manifest, status=JobState.queued, detail=detail)
+                for manifest in manifests
+            ]
         with self._lock:
             for manifest, status in zip(manifests, statuses, strict=True):
                 job_id = manifest.job_id
@@ -218,10 +220,8 @@ class Board:
                 self._holds.pop(job_id, None)
                 self.recent.drop(job_id)
                 self._closed.discard(job_id)
-        with self._progress_lock:
-            for manifest in manifests:
-                self._progress.pop(manifest.job_id, None)
-        self._record(*statuses)
+        self.progresses.forget(*(manifest.job_id for manifest in manifests))
+        record_quietly(self.history, statuses)
         self.changed.set()
 
     def processing(self, manifest: Manifest, detail: str | None = None) -> None:
@@ -230,22 +230,13 @@ class Board:
             entry = Entry(manifest.sort_key, status, manifest.spec["preset"])
             entry.started = self._monotonic()
             self._active[manifest.job_id] = entry
-        self._forget_progress(manifest.job_id)
-        self._record(status)
+        self.progresses.forget(manifest.job_id)
+        record_quietly(self.history, [status])
         self.changed.set()
 
     def progress(self, job_id: str, step: int, steps: int) -> None:
-        with self._progress_lock:
-            self._progress[job_id] = Progress(step=step, steps=steps)
+        self.progresses.set(job_id, step, steps)
         self.changed.set()
-
-    def progress_of(self, job_id: str) -> Progress | None:
-        with self._progress_lock:
-            return self._progress.get(job_id)
-
-    def _forget_progress(self, job_id: str) -> None:
-        with self._progress_lock:
-            self._progress.pop(job_id, None)
 
     @contextlib.contextmanager
     def closing(
@@ -273,22 +264,11 @@ class Board:
                         self.estimator.add(entry.preset, seconds)
                 ending = Finished(status, self._clock(), details, pictures, seconds, rejected)
                 self.recent.add(ending)
-        self._forget_progress(status.job_id)
-        self._record(status)
+        self.progresses.forget(status.job_id)
+        record_quietly(self.history, [status])
         for listener in self.listeners:
             listener(ending)
         self.changed.set()
-
-    def _record(self, *statuses: JobStatus) -> None:
-        if self.history is None or not statuses:
-            return
-        try:
-            self.history.record_many(list(statuses))
-        except Exception:
-            # The history is a convenience; a locked or broken database never stops a job.
-            names = ", ".join(status.name for status in statuses[:3])
-            more = f" and {len(statuses) - 3} more" if len(statuses) > 3 else ""
-            log.exception("could not record %s%s in the history", names, more)
 
     # --- publishing ---
 
@@ -319,16 +299,7 @@ class Board:
         """Under the lock, in memory only: the statuses to write and the view to show."""
         with self._lock:
             now_mono = self._monotonic()
-            entries = list(self._active.values())
-            queued = self.order.arrange(
-                (e for e in entries if e.status.status == JobState.queued),
-                key=lambda e: e.key,
-                name=lambda e: e.status.name,
-            )
-            running = sorted(
-                (e for e in entries if e.status.status == JobState.processing),
-                key=lambda e: (e.status.started_at or "", e.key),
-            )
+            queued, running = self._arranged(list(self._active.values()))
             # A new state is written at once; a new position or wait at most once a
             # second, so a long queue does not rewrite every file on every claim.
             refresh = self.refresh.due(now_mono)
@@ -337,7 +308,7 @@ class Board:
                 self.refresh.begin(now_mono)
             for entry in running:
                 entry.status = entry.status.model_copy(
-                    update={"progress": self.progress_of(entry.status.job_id)}
+                    update={"progress": self.progresses.of(entry.status.job_id)}
                 )
                 writes.append(entry.status)
             writes += self._place_waiting(queued, running, now_mono, refresh)
@@ -395,7 +366,7 @@ class Board:
         rows = []
         for row in self._workers():
             job_id = row.get("job_id")
-            progress = self.progress_of(job_id) if job_id else None
+            progress = self.progresses.of(job_id) if job_id else None
             rows.append({**row, "progress": progress.model_dump() if progress else None})
         return rows
 
