@@ -77,12 +77,14 @@ class Admissions:
         if batch:
             names = [manifest.name for manifest, _files, _then in batch]
             write = partial(self.jobs.write_admitted, names)
-            # Waited for at once: written on this thread (a hand-over to the writer's costs a
-            # lone drop's admission a wake-up of another thread).
-            future: Future[Written] = Future()
             if wait:
-                future.set_result(write())
-            self._flight = (batch, future if wait else _writer.submit(write))
+                # Written on this thread: a hand-over to the writer's would cost a lone
+                # drop's admission the wake-up of another thread.
+                done: Future[Written] = Future()
+                done.set_result(write())
+                self._flight = (batch, done)
+            else:
+                self._flight = (batch, _writer.submit(write))
         if wait:
             admitted = self._collect() or admitted
         return admitted
