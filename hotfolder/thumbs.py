@@ -44,7 +44,10 @@ def make(image: Image.Image, icc_profile: bytes | None = None) -> bytes | None:
             size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
             small = rgb.resize(size, Image.Resampling.BICUBIC)
         else:
-            small = rgb
+            # A copy, never the caller's own image: saving sets attributes on the image it
+            # saves, and the caller's is being encoded at the same time on another thread
+            # (the result beside its encode; an identity edit's result is its input).
+            small = rgb.copy()
         out = io.BytesIO()
         extra = {"icc_profile": icc_profile} if icc_profile else {}
         small.save(out, "JPEG", quality=THUMB_QUALITY, **extra)

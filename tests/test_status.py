@@ -124,3 +124,15 @@ def test_a_failed_start_says_stopped_and_why_not_loading_model(tmp_path: Path) -
     queue = read_json(tmp_path / "outbox" / "queue.json") or {}
     assert queue["state"] == "stopped"
     assert queue["notes"] == {"service": "stopped: no weights in /models/qwen"}
+
+
+@pytest.mark.parametrize("size", [(120, 80), (600, 400), (1200, 800)])
+def test_a_thumbnail_never_saves_the_image_it_is_made_from(size: tuple[int, int]) -> None:
+    """The image is being encoded on another thread meanwhile (a result beside its encode),
+    and saving an image sets attributes on it: the two saves must never share one."""
+    from PIL import Image
+
+    image = Image.new("RGB", size, (10, 200, 30))
+    made = thumbs.make(image)
+    assert made is not None and made.startswith(b"\xff\xd8")
+    assert not hasattr(image, "encoderinfo")
