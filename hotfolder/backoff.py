@@ -2,7 +2,7 @@
 
 A full disk or a read-only share is not the job's fault. A completed job whose ending did
 not reach its final state goes back to the queue; any other ending keeps its final state
-and is finished once the disk takes files again (`Jobs.finish_unfinished`). Meanwhile the
+and is finished once the disk takes files again (`recovery.finish_unfinished`). Meanwhile the
 workers take no new job for WRITE_BACKOFF_SECONDS, and `queue.json`'s notes say why.
 """
 

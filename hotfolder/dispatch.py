@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotfolder import exifdata, images, thumbs
+from hotfolder import exifdata, images, recovery, thumbs
 from hotfolder.config import Config
 from hotfolder.errors import Reason, Rejected
 from hotfolder.jobs import RESULT_SUFFIXES, Jobs
@@ -374,7 +374,7 @@ class Dispatcher:
                 self._handing -= 1
 
     def _hand_over(self, slot: Slot) -> bool:
-        if not self.jobs.finish_unfinished():
+        if not recovery.finish_unfinished(self.jobs):
             return False
         manifest = self.jobs.claim(slot.name, slot.device)
         if manifest is None:

@@ -297,17 +297,6 @@ class Jobs:
             self.spool.update(manifest)
             self.put_back(manifest.name, lost="the service stopped during this job")
 
-    def finish_unfinished(self) -> bool:
-        """Finish jobs whose ending a refusing disk cut short; True if none are left."""
-        for manifest in self.spool.unfinished():
-            try:
-                self.finish(manifest)
-            except OSError as e:
-                self.backoff.ending_refused(manifest, e)
-                return False
-            self.backoff.cleared()
-        return True
-
     # --- endings ---
 
     def _running(self, name: str) -> Manifest | None:

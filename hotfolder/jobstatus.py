@@ -59,6 +59,16 @@ class Progresses:
             for job_id in job_ids:
                 self._by_id.pop(job_id, None)
 
+    def on_workers(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The dispatcher's workers (queue.json's rows), each with its job's progress (the
+        SPEC's `progress`)."""
+        shown = []
+        for row in rows:
+            job_id = row.get("job_id")
+            progress = self.of(job_id) if job_id else None
+            shown.append({**row, "progress": progress.model_dump() if progress else None})
+        return shown
+
 
 class ReferenceStatus(BaseModel):
     """A reference image the job uses: the asset's name and the sha256 of the job's copy."""

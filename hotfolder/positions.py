@@ -14,11 +14,15 @@ import heapq
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hotfolder.config import Config
 from hotfolder.jobstatus import JobStatus
 from hotfolder.order import QueueOrder
 from hotfolder.pairing import Ready
+
+if TYPE_CHECKING:
+    from hotfolder.written import Written
 
 # Held drops take sequence numbers past any a queued job has, in drop order.
 HELD_SEQ = 1 << 62
@@ -130,3 +134,48 @@ def held_places(
     arranged = order.arrange(entries, key=lambda e: e.key, name=lambda e: e.status.name)
     statuses = placed(estimator, arranged, running, slots, now)
     return [s for e, s in zip(arranged, statuses, strict=True) if e.key[2] >= HELD_SEQ]
+
+
+class Drops:
+    """Drops seen but not admitted yet, as the board shows them: each one's `waiting` status,
+    and the hold of those held for room in the queue. The board's lock guards it."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, JobStatus] = {}  # by job id
+        self.holds: dict[str, Hold] = {}  # of those held for room
+
+    def see(self, status: JobStatus, hold: Hold | None) -> None:
+        self.statuses[status.job_id] = status
+        self.holds.pop(status.job_id, None)
+        if hold is not None:
+            self.holds[status.job_id] = hold
+
+    def forget(self, job_id: str) -> None:
+        """It became a job, a refusal, or left inbox/."""
+        self.statuses.pop(job_id, None)
+        self.holds.pop(job_id, None)
+
+    def place(
+        self,
+        order: QueueOrder,
+        estimator: Estimator,
+        queued: list[Entry],
+        running: list[Entry],
+        *,
+        slots: int,
+        now: float,
+        files: Written,
+        refresh: bool,
+    ) -> list[JobStatus]:
+        """Held drops get their position and wait too; the statuses whose files need writing
+        (`files`), the longest unwritten first."""
+        held = [(s, self.holds[s.job_id]) for s in self.statuses.values() if s.job_id in self.holds]
+        # Under the board's lock, and thousands may be held: placed for a refresh, or for a
+        # drop whose file does not read held yet.
+        if refresh or not all(files.moved_only(s) for s, _hold in held):
+            for status in held_places(
+                order, estimator, queued, running, held, slots=slots, now=now
+            ):
+                self.statuses[status.job_id] = status
+        due = [s for s in self.statuses.values() if files.due(s, refresh)]
+        return sorted(due, key=files.written_at)

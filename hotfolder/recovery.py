@@ -1,4 +1,5 @@
-"""Start-up: finish or requeue what the last run left in processing/ and pending/.
+"""Start-up: finish or requeue what the last run left in processing/ and pending/; and,
+while running, finish endings a refusing disk cut short.
 
 Every change of state still goes through `Jobs` (its `finish` and `put_back_after_crash`);
 this only decides the order: rejections cut short, endings cut short, then the jobs that
@@ -37,3 +38,15 @@ def recover(jobs: Jobs) -> None:
         jobs.put_back_after_crash(found.model_copy(update={"state": JobState.processing}))
     for manifest in jobs.spool.queued():
         jobs.board.queued(manifest)
+
+
+def finish_unfinished(jobs: Jobs) -> bool:
+    """Finish jobs whose ending a refusing disk cut short; True if none are left."""
+    for manifest in jobs.spool.unfinished():
+        try:
+            jobs.finish(manifest)
+        except OSError as e:
+            jobs.backoff.ending_refused(manifest, e)
+            return False
+        jobs.backoff.cleared()
+    return True

@@ -31,7 +31,7 @@ from hotfolder.jobstatus import (
 )
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder
-from hotfolder.positions import Entry, Estimator, Hold, held_places, placed
+from hotfolder.positions import Drops, Entry, Estimator, Hold, placed
 from hotfolder.recent import SHOWN, Finished, Recent
 from hotfolder.refresh import Refresh
 from hotfolder.spool import JobState, Manifest
@@ -105,8 +105,7 @@ class Board:
         self._lock = threading.RLock()
         self._io = threading.Lock()
         self._active: dict[str, Entry] = {}
-        self._waiting: dict[str, JobStatus] = {}  # drops seen, not admitted yet
-        self._holds: dict[str, Hold] = {}  # those of them held for room in the queue
+        self.drops = Drops()  # seen, not admitted yet
         self._closed: set[str] = set()  # job ids whose final status is written (or gone)
         self.recent = Recent(layout, clock)
         self._leftovers: dict[str, JobStatus] = {}
@@ -142,18 +141,14 @@ class Board:
         """A drop seen but not admitted yet, and what it waits for (written by the publisher);
         `hold`: it waits for room in the queue, and will join it there."""
         with self._lock:
-            self._waiting[status.job_id] = status
-            self._holds.pop(status.job_id, None)
-            if hold is not None:
-                self._holds[status.job_id] = hold
+            self.drops.see(status, hold)
         self.changed.set()
 
     def unwaiting(self, status: JobStatus) -> None:
         """A waiting drop left inbox/ before it became a job: its status file goes too."""
         with self._io:
             with self._lock:
-                self._waiting.pop(status.job_id, None)
-                self._holds.pop(status.job_id, None)
+                self.drops.forget(status.job_id)
                 self._closed.add(status.job_id)
                 self.files.forget(status.job_id)
             remove_status(self.layout, status.name, status.job_id)
@@ -216,8 +211,7 @@ class Board:
             for manifest, status in zip(manifests, statuses, strict=True):
                 job_id = manifest.job_id
                 self._active[job_id] = Entry(manifest.sort_key, status, manifest.spec["preset"])
-                self._waiting.pop(job_id, None)
-                self._holds.pop(job_id, None)
+                self.drops.forget(job_id)
                 self.recent.drop(job_id)
                 self._closed.discard(job_id)
         self.progresses.forget(*(manifest.job_id for manifest in manifests))
@@ -254,8 +248,7 @@ class Board:
             with self._lock:
                 self._closed.add(status.job_id)
                 self.files.forget(status.job_id)
-                self._waiting.pop(status.job_id, None)
-                self._holds.pop(status.job_id, None)
+                self.drops.forget(status.job_id)
                 entry = self._active.pop(status.job_id, None)
                 seconds = None
                 if entry is not None and entry.started is not None:
@@ -311,8 +304,17 @@ class Board:
                     update={"progress": self.progresses.of(entry.status.job_id)}
                 )
                 writes.append(entry.status)
-            writes += self._place_waiting(queued, running, now_mono, refresh)
-            waiting = list(self._waiting.values())
+            writes += self.drops.place(
+                self.order,
+                self.estimator,
+                queued,
+                running,
+                slots=self._starting(),
+                now=now_mono,
+                files=self.files,
+                refresh=refresh,
+            )
+            waiting = list(self.drops.statuses.values())
             view = View(
                 at=self._clock(),
                 state=self.state.shown,
@@ -321,7 +323,7 @@ class Board:
                 observer=self._observer(),
                 max_queue_size=self.config.max_pending,
                 notes=self.state.notes(),
-                workers=self._workers_now(),
+                workers=self.progresses.on_workers(self._workers()),
                 running=[e.status for e in running],
                 queued=[e.status for e in queued],
                 waiting=waiting,
@@ -340,35 +342,9 @@ class Board:
             entry.status = status
         return [s for s in statuses if self.files.due(s, refresh)]
 
-    def _place_waiting(
-        self, queued: list[Entry], running: list[Entry], now: float, refresh: bool
-    ) -> list[JobStatus]:
-        """Drops held for room get their position and wait too; the statuses to write."""
-        held = [
-            (s, self._holds[s.job_id]) for s in self._waiting.values() if s.job_id in self._holds
-        ]
-        # Under the lock, and thousands may be held: placed for a refresh, or for a drop
-        # whose file does not read held yet.
-        if refresh or not all(self.files.moved_only(s) for s, _hold in held):
-            for status in held_places(
-                self.order, self.estimator, queued, running, held, slots=self._starting(), now=now
-            ):
-                self._waiting[status.job_id] = status
-        due = [s for s in self._waiting.values() if self.files.due(s, refresh)]
-        return sorted(due, key=self.files.written_at)
-
     def _starting(self) -> int:
         """How many jobs run at once; 0 while none will start (paused, stopping, stopped)."""
         return max(1, self._slots()) if self.state.starts_jobs else 0
-
-    def _workers_now(self) -> list[dict[str, Any]]:
-        """The dispatcher's workers, each with its job's progress (the SPEC's `progress`)."""
-        rows = []
-        for row in self._workers():
-            job_id = row.get("job_id")
-            progress = self.progresses.of(job_id) if job_id else None
-            rows.append({**row, "progress": progress.model_dump() if progress else None})
-        return rows
 
     def sweep(self) -> int:
         """Remove status files (and thumbnails) of jobs finished longer ago than the
