@@ -45,10 +45,10 @@ def identity(info: os.stat_result) -> Identity:
 
 @dataclass(frozen=True)
 class Kept:
-    """A decoded image, and its 'before' thumbnail being made (None: none was asked for)."""
+    """A decoded image, and its 'before' thumbnail being made."""
 
     source: SourceImage
-    before: Future[bytes | None] | None = None
+    before: Future[bytes | None]
 
 
 class Decoded:
@@ -67,18 +67,15 @@ class Decoded:
         self._lock = threading.Lock()
         self._kept: OrderedDict[Identity, tuple[float, Kept]] = OrderedDict()
 
-    def put(self, info: os.stat_result, source: SourceImage, *, thumbnail: bool = True) -> None:
+    def put(self, info: os.stat_result, source: SourceImage) -> None:
         """Keep `source`, decoded from the file `info` describes (its lstat before reading),
-        and begin its 'before' thumbnail (`thumbnail`)."""
-        before = None
-        if thumbnail:
-            before = _thumbnails.submit(lambda: thumbs.make(source.image, source.icc_profile))
+        and begin its 'before' thumbnail."""
+        before = _thumbnails.submit(lambda: thumbs.make(source.image, source.icc_profile))
         with self._lock:
             self._kept[identity(info)] = (self._monotonic(), Kept(source, before))
             while len(self._kept) > self.keep_images:
                 _when, dropped = self._kept.popitem(last=False)[1]
-                if dropped.before is not None:
-                    dropped.before.cancel()
+                dropped.before.cancel()
 
     def take(self, path: Path) -> Kept | None:
         """What was kept for the file now at `path` if it is still that file, else None."""

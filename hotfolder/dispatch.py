@@ -39,10 +39,10 @@ BUSY_WINDOW_SECONDS = 600.0
 
 
 def make_ticket(
-    config: Config, jobs: Jobs, manifest: Manifest, source: images.SourceImage | None = None
+    config: Config, jobs: Jobs, manifest: Manifest, decoded: FromIntake | None = None
 ) -> Ticket:
-    """The job's ticket: `source` is its image decoded already, else it is read and decoded
-    now, wherever in the spool it is."""
+    """The job's ticket, from its image as intake decoded it (`decoded`: taken already, else
+    taken now), or read and decoded now, wherever in the spool it is."""
     spec = JobSpec.model_validate(manifest.spec)
     preset = config.presets.get(spec.preset)
     if preset is None:
@@ -58,11 +58,10 @@ def make_ticket(
             f"{config.editor.pipeline}, which takes one image",
             "Switch editor.pipeline back to edit-plus and retry the job, or remove `images:`.",
         )
+    source = (decoded or _decoded(jobs, manifest)).source
     if source is None:
-        source = _decoded(jobs, manifest).source
-        if source is None:
-            path = _spooled(jobs, manifest, manifest.image)
-            source = images.load_for_edit(path, limits=config.limits)
+        path = _spooled(jobs, manifest, manifest.image)
+        source = images.load_for_edit(path, limits=config.limits)
     references = tuple(
         Pixels.of(
             images.load_for_edit(_spooled(jobs, manifest, ref.file), limits=config.limits).image
@@ -103,16 +102,19 @@ def make_ticket(
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class FromIntake:
+    """A job's image as intake decoded it (none if it was not kept), and its 'before'
+    thumbnail being made."""
+
     source: images.SourceImage | None = None
     before: Future[bytes | None] | None = None
 
 
-def _decoded(jobs: Jobs, manifest: Manifest) -> _Decoded:
+def _decoded(jobs: Jobs, manifest: Manifest) -> FromIntake:
     """The job's image as intake decoded it moments ago if the queue was short (decoded.py),
     with its 'before' thumbnail under way; else nothing."""
     kept = jobs.decoded.take(_spooled(jobs, manifest, manifest.image))
-    return _Decoded() if kept is None else _Decoded(kept.source, kept.before)
+    return FromIntake() if kept is None else FromIntake(kept.source, kept.before)
 
 
 def _spooled(jobs: Jobs, manifest: Manifest, file_name: str) -> Path:
@@ -136,7 +138,7 @@ class Prepared:
 
 def prepare(config: Config, jobs: Jobs, manifest: Manifest, *, thumbnail: bool) -> Prepared:
     decoded = _decoded(jobs, manifest)
-    ticket = make_ticket(config, jobs, manifest, decoded.source)
+    ticket = make_ticket(config, jobs, manifest, decoded)
     if decoded.before is not None:
         return Prepared(ticket, before_ahead=decoded.before)
     before = thumbs.make(ticket.image(), ticket.icc_profile) if thumbnail else None
