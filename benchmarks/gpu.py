@@ -9,7 +9,8 @@ size of the Lightning LoRA; speed does not depend on the weights' values. For ea
 set (in this order: eager, compile, compile+attention, compile+fp8; one pipeline, LoRA
 unloaded and torch.compile reset between sets, fp8 last as it changes the weights) it times
 the first 4-step one-megapixel edit (compilation included), then `--jobs` more: median
-s/job, peak VRAM. After the `--service-set` it runs `--service-jobs` drops through the real
+s/job, peak VRAM, and one more edit's `phases`: seconds in the text encoder, the VAE's
+encoder, the transformer (its 4 calls) and the VAE's decoder. After the `--service-set` it runs `--service-jobs` drops through the real
 service (a thread slot holding the same editor) for the duty cycle: time inside
 `editor.edit` over the wall from the first `started_at` to the last `completed_at`.
 Without CUDA it runs the same code at tiny size on the CPU and says so: those figures only
@@ -87,7 +88,58 @@ def memory(torch: Any, device: str) -> dict[str, Any]:
     }
 
 
-def time_set(editor: QwenEditor, preset: Preset, jobs: int, torch: Any) -> dict[str, Any]:
+PARTS = {
+    "text_encoder": lambda pipe: pipe.text_encoder,
+    "vae_encoder": lambda pipe: pipe.vae.encoder,
+    "transformer": lambda pipe: pipe.transformer,
+    "vae_decoder": lambda pipe: pipe.vae.decoder,
+}
+
+
+def phases(torch: Any, pipe: Any, edit: Any) -> dict[str, float]:
+    """Where one edit's time goes: seconds inside each part of the pipeline (summed over its
+    calls; the device is synchronized around each call, so the edit runs a little slower
+    than a timed one), and `rest`: the edit's wall less those (pre- and post-processing,
+    the scheduler, the LoRA's and the editor's own work)."""
+    spent = dict.fromkeys(PARTS, 0.0)
+    calls = dict.fromkeys(PARTS, 0)
+    began: dict[str, float] = {}
+    handles = []
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    for name, part in PARTS.items():
+
+        def before(_module: Any, _args: Any, name: str = name) -> None:
+            sync()
+            began[name] = time.perf_counter()
+
+        def after(_module: Any, _args: Any, _out: Any, name: str = name) -> None:
+            sync()
+            spent[name] += time.perf_counter() - began.pop(name)
+            calls[name] += 1
+
+        module = part(pipe)
+        handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        sync()
+        started = time.perf_counter()
+        edit()
+        sync()
+        wall = time.perf_counter() - started
+    finally:
+        for handle in handles:
+            handle.remove()
+    found = {f"{name}_seconds": seconds for name, seconds in spent.items()}
+    found.update({f"{name}_calls": count for name, count in calls.items()})
+    return {"wall_seconds": wall, **found, "rest_seconds": wall - sum(spent.values())}
+
+
+def time_set(
+    editor: QwenEditor, preset: Preset, jobs: int, torch: Any, pipe: Any
+) -> dict[str, Any]:
     image = photo(IMAGE_SIZE)
 
     def one(seed: int) -> float:
@@ -116,6 +168,7 @@ def time_set(editor: QwenEditor, preset: Preset, jobs: int, torch: Any) -> dict[
     if times:
         found.update(median_seconds=statistics.median(times), seconds=times)
         found.update(memory(torch, editor.device))
+        found["phases"] = phases(torch, pipe, lambda: one(jobs + 1))
     return found
 
 
@@ -194,10 +247,40 @@ def run_set(
     preset = Preset(
         steps=4, true_cfg_scale=1.0, scheduler="lightning", lora=LoraConfig(source=args.lora)
     )
-    found = time_set(editor, preset, jobs, torch)
+    found = time_set(editor, preset, jobs, torch, pipe)
     if service:
         found["duty_cycle"] = duty_cycle(editor, preset, args.service_jobs, args.dir)
     return found
+
+
+def load_peak(pipe: Any, args: argparse.Namespace, size: dict[str, Any]) -> dict[str, Any]:
+    """`QwenEditor.load` of a pipeline that starts on the CPU (as `from_pretrained` leaves
+    it) with `--load-peak`'s quantization: the device's peak memory while it loads, then one
+    eager edit. It quantizes the pipeline in place, so nothing else runs after it."""
+    import torch
+
+    pipe.to("cpu")
+    gc.collect()
+    device = size["device"]
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    editor_config = EditorConfig(
+        name="qwen",
+        model=f"random {size['size']}-size Qwen-Image-Edit-2509 (benchmark)",
+        device=device,
+        dtype=size["dtype"],
+        max_pixels=size["max_pixels"],
+        warmup=False,
+        quantize=args.load_peak,
+    )
+    editor = QwenEditor(editor_config, build=lambda: pipe)
+    started = time.perf_counter()
+    editor.load()
+    loaded = {"seconds": time.perf_counter() - started, **memory(torch, device)}
+    preset = Preset(steps=4, true_cfg_scale=1.0, scheduler="lightning")
+    edits = time_set(editor, preset, 1, torch, pipe)  # its load_seconds: the no-op reload
+    return {"quantize": args.load_peak, "load": loaded, "edits": edits}
 
 
 def run_sets(
@@ -292,6 +375,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--attention", default=None, help="default: _native_cudnn (CUDA), _native_math"
     )
+    parser.add_argument(
+        "--load-peak",
+        choices=("none", "fp8", "int8"),
+        default=None,
+        help="instead of the sets: the peak device memory of loading from the CPU so quantized",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the figures here (JSON)")
     parser.add_argument(
         "--dir", type=Path, default=None, help="scratch folder (default: a temporary one)"
@@ -331,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.lora = str(lora)
         report: dict[str, Any] = {**size, "machine": machine(torch, size["device"]), "sets": {}}
+        if args.load_peak:
+            report["load_peak"] = load_peak(pipe, args, size)
+            print(json.dumps(report), flush=True)
+            return 0
         run_sets(pipe, args, size, report)
         report["targets"] = TARGETS
         report["met"] = judged(report["verdict"]) if full else "not judged at tiny size"

@@ -62,3 +62,31 @@ def test_the_gpu_benchmark_runs_at_tiny_size_without_cuda() -> None:
     assert 0 < eager["duty_cycle"]["ratio"] <= 1
     # fp8 needs a GPU of compute capability 8.9+: the set says why it did not run.
     assert "compute capability 8.9" in report["sets"]["compile+fp8"]["error"]
+    # One more edit per set, split into the pipeline's parts: they add up to its wall.
+    phases = eager["phases"]
+    assert phases["transformer_calls"] == 4 and phases["vae_decoder_calls"] == 1
+    parts = sum(phases[f"{part}_seconds"] for part in ("text_encoder", "vae_encoder"))
+    parts += phases["transformer_seconds"] + phases["vae_decoder_seconds"]
+    assert 0 < parts <= phases["wall_seconds"]
+    assert phases["rest_seconds"] == pytest.approx(phases["wall_seconds"] - parts)
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_measures_a_load_from_the_cpu() -> None:
+    """`--load-peak` loads a pipeline that starts on the CPU through QwenEditor, then edits."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: gpu.py would run at full size")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--load-peak", "none"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["sets"] == {}  # the load replaces the sets
+    assert report["load_peak"]["load"]["peak_rss_gib"] > 0
+    assert report["load_peak"]["edits"]["median_seconds"] > 0

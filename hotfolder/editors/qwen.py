@@ -176,9 +176,13 @@ class QwenEditor:
         self.base_loads += 1
         pipe.set_progress_bar_config(disable=True)  # progress goes to status files, not stderr
         quantize = self.config.quantize
-        if quantize != "none" and self.config.offload != "none":
-            speed.quantize(pipe, quantize)  # before the offload hooks move weights around
         try:
+            if quantize != "none":
+                # Before the offload hooks move weights around; without offload, each layer
+                # is quantized as it reaches the device, so the transformer's bf16 weights are
+                # never all there at once (the peak is the quantized pipeline's size).
+                onto = self.device if self.config.offload == "none" else None
+                speed.quantize(pipe, quantize, device=onto)
             self._place(pipe)
         except _oom_errors(torch) as e:
             del pipe
@@ -188,8 +192,6 @@ class QwenEditor:
                 f"{self.device} has too little free memory for {self.config.model} in "
                 f"{self.config.dtype} ({first_line(e)}); try editor.offload: model (or sequential)"
             ) from e
-        if quantize != "none" and self.config.offload == "none":
-            speed.quantize(pipe, quantize)  # on the device: seconds, not minutes
         if self.config.attention_backend is not None:
             speed.set_attention_backend(pipe, self.config.attention_backend)
         if self.config.compile:

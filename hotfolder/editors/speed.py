@@ -105,8 +105,12 @@ def compile_toolchain_problem(device: str) -> str | None:
     return None
 
 
-def quantize(pipe: Any, kind: str) -> None:
-    """Quantize the transformer's linear layers in place with torchao (`fp8` or `int8`)."""
+def quantize(pipe: Any, kind: str, device: str | None = None) -> None:
+    """Quantize the transformer's linear layers in place with torchao (`fp8` or `int8`).
+
+    With `device`, each layer is moved there just before it is quantized (torchao's own
+    `device`): seconds on a GPU, and the unquantized transformer never needs to fit there.
+    """
     from torchao.quantization import (
         Float8DynamicActivationFloat8WeightConfig,
         Int8DynamicActivationInt8WeightConfig,
@@ -119,7 +123,7 @@ def quantize(pipe: Any, kind: str) -> None:
         settings: Any = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
     else:
         settings = Int8DynamicActivationInt8WeightConfig()
-    quantize_(pipe.transformer, settings)
+    quantize_(pipe.transformer, settings, device=device)
     log.info("quantized the transformer's linear layers to %s (torchao)", kind)
 
 
