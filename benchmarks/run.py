@@ -60,6 +60,7 @@ KEYS = (
     "page_write_ms_p95",
     "idle_cpu_percent_native",
     "idle_cpu_percent_polling",
+    "held_cpu_percent",
     "duty_cycle_png",
     "duty_cycle_jpeg",
     "duty_cycle_webp",
@@ -77,8 +78,11 @@ KEYS = (
 
 PARTS = (
     *("observers", "burst", "job", "qwen", "duty", "scaling", "decode", "fair", "ray"),
-    "admit",
+    *("admit", "held"),
 )
+
+# Drops held for room (overflow: hold) while the service's CPU is measured, and the cap.
+HELD_PAIRS, HELD_CAP = 400, 10
 
 # dispatch: fair is measured with this many stations, each with this many queued jobs.
 FAIR_STATIONS, FAIR_JOBS_EACH, FAIR_DECISIONS = 10, 100, 200
@@ -495,6 +499,41 @@ def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
         "peak_rss_mb": peak,
         "start_rss_mb": rss_start,
     }
+
+
+def held_figures(base: Path, sizes: Sizes) -> dict[str, float]:
+    """The service's CPU while HELD_PAIRS drops wait in inbox/ for room (`overflow: hold`,
+    `max_pending` HELD_CAP, paused so that no room frees): what a photographer's folder of
+    images waiting for hours costs the machine."""
+    root = base / "held"
+    root.mkdir()
+    write_config(
+        root,
+        observer="native",
+        settle_seconds=sizes.settle_seconds,
+        max_pending=HELD_CAP,
+        overflow="hold",
+    )
+    image = jpeg_bytes((64, 48))
+    stage = root / "stage"
+    for index in range(HELD_PAIRS):
+        (stage / f"h{index:04d}.jpg").write_bytes(image)
+        (stage / f"h{index:04d}.yaml").write_text(f"instruction: held {index}\n")
+    queue_json = root / "outbox" / "queue.json"
+    with service(root) as process:
+        hotfolder_cli(root, "pause")
+        for name in sorted(os.listdir(stage)):
+            os.rename(stage / name, root / "inbox" / name)
+        waiting = HELD_PAIRS - HELD_CAP
+        wait_until(
+            lambda: (read_json(queue_json) or {}).get("waiting_count") == waiting,
+            120,
+            f"{waiting} drops shown as waiting for room",
+        )
+        time.sleep(2.0)  # the last statuses and the page written
+        meter = CpuMeter(process)
+        time.sleep(sizes.idle_seconds)
+        return {"held": waiting, "cpu_percent": meter.percent(), "seconds": meter.seconds()}
 
 
 # --- streams of 1-megapixel jobs: how busy the device is kept ---------------------------------
@@ -1120,6 +1159,11 @@ def service_parts(
         admitted = admit_figures(base, sizes)
         figures["admit_in_process_per_s"] = round(admitted["per_s"], 1)
         details["admit"] = rounded(admitted)
+    if "held" in parts:
+        say(f"held: the service's CPU while {HELD_PAIRS - HELD_CAP} drops wait for room")
+        held = held_figures(base, sizes)
+        figures["held_cpu_percent"] = round(held["cpu_percent"], 2)
+        details["held"] = rounded(held)
     if "fair" in parts:
         say(f"dispatch: fair, {FAIR_STATIONS} stations x {FAIR_JOBS_EACH} queued jobs")
         fair = fair_figures(base)

@@ -105,6 +105,10 @@ class Intake:
         self._errors = Repeats(log)
         self.budget = TickBudget(tick_budget_seconds)
         self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
+        # Each tracked file's group and kind, and each group's stem as named in inbox/: a
+        # tick files every tracked file (thousands, with drops held for room).
+        self._filed: dict[Path, tuple[GroupKey, str]] = {}
+        self._stems: dict[GroupKey, str] = {}
 
     # --- for the watcher (any thread) and the service loop ---
 
@@ -151,18 +155,25 @@ class Intake:
         now = self.clock()
         if not self.sightings.reachable():
             return
-        paths = self.sightings.take(now, self.tracker.tracked())
+        paths, quiet = self.sightings.take(now, self.tracker)
         self.defaults.new_tick()
         self.budget.behind = False
         self.budget.start()
         groups: dict[GroupKey, Group] = {}
         for path in paths:
             self._look(path, now, groups)
+        for path, mtime_ns in quiet:
+            self._file(path, True, mtime_ns, groups, quiet=True)
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
-        present, stems = set(groups), {"inbox/" + self._relative(f / s) for f, s in groups}
-        self.arrivals.sweep(present, stems)
+        known, self._stems = self._stems, {}
+        for folder, stem in groups:  # each group's stem as named in inbox/, kept from the last tick
+            self._stems[folder, stem] = known.get((folder, stem)) or (
+                "inbox/" + self._relative(folder / stem)
+            )
+        present = set(groups)
+        self.arrivals.sweep(present, set(self._stems.values()))
         self.held.sweep(present)
 
     # --- looking at one path ---
@@ -199,7 +210,24 @@ class Intake:
             now,
             held=lambda unchanged: self.writers.holding(path, info, unchanged),
         )
-        kind = kind_of(name)
+        self._file(path, settled, info.st_mtime_ns, groups)
+
+    def _file(
+        self,
+        path: Path,
+        settled: bool,
+        mtime_ns: int,
+        groups: dict[GroupKey, Group],
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Act on a tracked file that needs no pairing, or file it into its group."""
+        filed = self._filed.get(path)
+        if filed is None:
+            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
+            key = (path.parent, fold(split_name(path.name)[0]))
+            filed = self._filed[path] = (key, kind_of(path.name))
+        key, kind = filed
         if kind == "other":
             if settled and not self.budget.spent():
                 self.budget.used()
@@ -208,9 +236,8 @@ class Intake:
             if settled:
                 self._cancel(path)
         else:
-            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
-            group = groups.setdefault((path.parent, fold(split_name(name)[0])), Group())
-            group.add(path, kind, settled=settled, mtime_ns=info.st_mtime_ns)
+            group = groups.setdefault(key, Group())
+            group.add(path, kind, settled=settled, mtime_ns=mtime_ns, quiet=quiet)
 
     def _look_inside(self, folder: Path, now: float, groups: dict[GroupKey, Group]) -> None:
         """A folder that appeared: reject it if it is named like an image, else look at its files."""
@@ -248,9 +275,12 @@ class Intake:
                 break
             self.budget.used()
             try:
-                stem = split_name(group.first()[1].name)[0]
+                current = self._as_now(key, group, now, room)
+                if current is None:
+                    continue
+                stem = split_name(current.first()[1].name)[0]
                 ready = self.held.ready(key)
-                outcomes = [ready] if ready else self.pairing.decide(stem, group, now)
+                outcomes = [ready] if ready else self.pairing.decide(stem, current, now)
                 for outcome in outcomes:
                     if isinstance(outcome, Refusal):
                         self._reject(outcome, key=key)
@@ -263,11 +293,24 @@ class Intake:
                     if for_disk:
                         self._waiting(key, outcome.files, FOR_DISK, now)
                     else:
-                        admitted = self._place(outcome, now, key, room, group) or admitted
+                        admitted = self._place(outcome, now, key, room, current) or admitted
             except Exception as e:
                 # One bad file never stops the loop: it is retried next tick.
                 self._errors.log(key, e, "intake: error while handling {}/{}".format(*key))
         return self.admissions.write() or admitted
+
+    def _as_now(self, key: GroupKey, group: Group, now: float, room: Room) -> Group | None:
+        """The group to decide: as its files are now where some were filed as an earlier
+        tick left them (None: they are gone, or it is a held drop that still waits)."""
+        if not (group.quiet and group.all_settled()):
+            return group  # as looked at this tick; or still settling: waiting either way
+        regrouped: dict[GroupKey, Group] = {}
+        for path in group.members():
+            self._look(path, now, regrouped)
+        current = regrouped.get(key)
+        if current is None or self.held.waits(key, current, room):
+            return None
+        return current
 
     def _waiting(self, key: GroupKey, files: tuple[Path, ...], detail: str, now: float) -> None:
         """Show a drop that is not decided yet as `waiting`, with what for."""
@@ -359,6 +402,7 @@ class Intake:
         return path.relative_to(self.layout.inbox).as_posix()
 
     def _forget(self, path: Path) -> None:
+        self._filed.pop(path, None)
         self.tracker.forget(path)
         self.probes.forget(path)
         self.writers.forget(path)

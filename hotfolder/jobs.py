@@ -88,6 +88,9 @@ class Jobs:
         # Told when admitted jobs join the queue, before their folders are fsynced (the
         # dispatcher wakes: a claim waits on nothing but the spool's lock).
         self.on_queued: Callable[[], None] = lambda: None
+        # Told when a queued job leaves the queue (claimed or ended): room for a held drop.
+        self.on_left: Callable[[], None] = lambda: None
+        spool.on_left = lambda: self.on_left()  # noqa: PLW0108 (set later: the service)
         self.backoff = Backoff(state, monotonic)
         # Images intake decoded whole while the queue was short, for the workers (decoded.py).
         self.decoded = Decoded()

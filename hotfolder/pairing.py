@@ -29,11 +29,17 @@ class Group:
     sidecars: list[Path] = field(default_factory=list)
     settled: dict[Path, bool] = field(default_factory=dict)
     mtime_ns: dict[Path, int] = field(default_factory=dict)
+    # Some file is as an earlier tick's look left it (scan.Sightings.take): look again
+    # before deciding.
+    quiet: bool = False
 
-    def add(self, path: Path, kind: str, *, settled: bool, mtime_ns: int) -> None:
+    def add(
+        self, path: Path, kind: str, *, settled: bool, mtime_ns: int, quiet: bool = False
+    ) -> None:
         (self.images if kind == "image" else self.sidecars).append(path)
         self.settled[path] = settled
         self.mtime_ns[path] = mtime_ns
+        self.quiet = self.quiet or quiet
 
     def members(self) -> list[Path]:
         return self.images + self.sidecars

@@ -6,14 +6,23 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Final
 
 from hotfolder.errors import Reason
 from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Refusal
+from hotfolder.settle import StabilityTracker
 
 log = logging.getLogger(__name__)
+
+
+# A settled file nothing was noted for is looked at again (lstat) at least this often.
+LOOK_AGAIN_SECONDS: Final = 1.0
+
+# A settled file not looked at this tick: (path, mtime_ns) as its last look left it.
+Quiet = tuple[Path, int]
 
 
 class Sightings:
@@ -42,15 +51,27 @@ class Sightings:
     def seconds_to_rescan(self, now: float) -> float:
         return max(0.0, self._next_rescan - now)
 
-    def take(self, now: float, tracked: Iterable[Path]) -> set[Path]:
-        """What was noted, what is `tracked` still, and all of inbox/ if a rescan is due."""
+    def take(self, now: float, tracker: StabilityTracker) -> tuple[set[Path], list[Quiet]]:
+        """The paths to look at: what was noted, all of inbox/ if a rescan is due, and every
+        tracked file still settling; and the settled files nothing was noted for, looked at
+        less than LOOK_AGAIN_SECONDS ago (`Quiet`), as their last look left them: a drop
+        held for room is not looked at on every tick (the intake looks again before it
+        decides one)."""
         with self._lock:
             paths, self._noted = self._noted, set()
         if now >= self._next_rescan:
             paths.update(walk(self.inbox))
             self._next_rescan = now + self.rescan_interval_seconds
-        paths.update(tracked)
-        return paths
+        quiet: list[Quiet] = []
+        for path in tracker.tracked():
+            if path in paths:
+                continue
+            mtime_ns = tracker.last_look(path, now, LOOK_AGAIN_SECONDS)
+            if mtime_ns is None:
+                paths.add(path)
+            else:
+                quiet.append((path, mtime_ns))
+        return paths, quiet
 
     def reachable(self) -> bool:
         """Whether inbox/ can be read now; says so when that changes, and rescans once back."""

@@ -30,6 +30,7 @@ from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
 from hotfolder.publisher import publisher_for
 from hotfolder.retries import Selection, retry_selection
+from hotfolder.scan import LOOK_AGAIN_SECONDS
 from hotfolder.slots.factory import make_slots
 from hotfolder.spool import Spool
 from hotfolder.state import Phase, ServiceState
@@ -184,6 +185,8 @@ class Service:
         self.watcher: Watcher | None = None
         self._signals = 0
         self._wake = threading.Event()
+        # A job leaving the queue makes room for a held drop: the loop takes it at once.
+        self.jobs.on_left = self._wake.set
 
     def _jobs(self, clock: Callable[[], float], monotonic: Callable[[], float]) -> Jobs:
         """The owner of job state with its disk (spool) and its view (board, history)."""
@@ -370,7 +373,11 @@ class Service:
             return 0.0  # the tick ran out of time with work left: go on at once
         if self.dispatcher.stopping.is_set():
             return 0.1
-        if tracked:
+        if tracked and self.intake.only_held():
+            # Held drops wait for room, and a job leaving the queue wakes the loop: between,
+            # a look a second (scan.LOOK_AGAIN_SECONDS) is all they need.
+            interval = LOOK_AGAIN_SECONDS
+        elif tracked:
             # Wake the moment the next file settles: pickup latency is settle_seconds plus a
             # few milliseconds, not plus a polling period. Past 1,000 files a tick costs
             # more, so the loop comes back at most every 0.1 s, and at least every second;

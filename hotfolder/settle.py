@@ -20,6 +20,7 @@ class _Seen:
     mtime_ns: int
     since: float  # when the settle clock started: a change (or first seen), or a writer let go
     changed: float  # when size or mtime last changed (or first seen)
+    looked: float  # when it was last looked at
     free: bool = False  # no writer held it when it settled
 
 
@@ -44,7 +45,8 @@ class StabilityTracker:
         """Record what the file looks like now; return whether it has settled."""
         seen = self._seen.get(path)
         if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
-            seen = self._seen[path] = _Seen(size, mtime_ns, now, now)
+            seen = self._seen[path] = _Seen(size, mtime_ns, now, now, now)
+        seen.looked = now
         if now - seen.since < self.settle_seconds:
             return False
         if not seen.free:
@@ -53,6 +55,16 @@ class StabilityTracker:
                 return False
             seen.free = True
         return True
+
+    def last_look(self, path: Path, now: float, within: float) -> int | None:
+        """The mtime (ns) a settled file had at its last look, if that look is less than
+        `within` seconds old; None where it must be looked at (a file still settling is
+        looked at on every tick: its settle clock starts again the moment a change is seen).
+        """
+        seen = self._seen.get(path)
+        if seen is None or not seen.free or now - seen.looked >= within:
+            return None
+        return seen.mtime_ns
 
     def settled_at(self, path: Path) -> float | None:
         """The moment the file settled (or will settle, if it keeps still)."""

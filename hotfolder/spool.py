@@ -125,6 +125,8 @@ class Spool:
         # The order in force (dispatch: fifo | fair), shared with the board's positions.
         self.order = order or QueueOrder()
         self._lock: threading.RLock = threading.RLock()
+        # Told when a queued job leaves the queue (claimed or ended): room for a held drop.
+        self.on_left: Callable[[], None] = lambda: None
         self._pending = _Pending()
         self._processing: dict[str, Manifest] = {}
         self._unrecorded: set[str] = set()  # claimed in memory, not yet on disk
@@ -336,6 +338,7 @@ class Spool:
             self._processing[manifest.name] = manifest
             del self._pending[manifest.name]
             self._unrecorded.add(manifest.name)
+            self.on_left()
             return manifest
 
     def record_claim(self, name: str) -> None:
@@ -410,6 +413,7 @@ class Spool:
         self._processing.pop(name, None)
         if name in self._pending:
             del self._pending[name]
+            self.on_left()
 
     def remember(self, manifest: Manifest) -> None:
         """Take a job's manifest as it is (on disk, or to be ended again: `unfinished`)."""

@@ -139,6 +139,57 @@ def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
     assert rig.spool.queued()[0].spec["instruction"] == "something else"
 
 
+def test_a_held_drop_is_looked_at_once_a_second_not_on_every_tick(tmp_path: Path) -> None:
+    """200 drops held for room cost the service a look each a second, not one a tick (the
+    loop ticks ten times a second while anything is tracked); a drop about to be admitted
+    is looked at afresh first."""
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["first", "second", "third"])
+    settle(rig)
+    looked: list[str] = []
+    real = rig.intake.lstat
+
+    def counting(path: Path) -> os.stat_result:
+        looked.append(path.name)
+        return real(path)
+
+    rig.intake.lstat = counting
+    rig.tick(0.1)
+    for _ in range(5):
+        rig.tick(0.1)
+    assert looked == []  # settled, unchanged as far as anyone said: filed as last seen
+    rig.tick(0.6)  # a second since the last look
+    assert sorted(looked) == ["second.jpg", "second.yaml", "third.jpg", "third.yaml"]
+    looked.clear()
+    rig.tick(0.1)
+    assert looked == []
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == ["second"]
+    assert sorted(looked) == ["second.jpg", "second.yaml"]  # afresh, before it was admitted
+    rig.board.publish(refresh=True)
+    assert held(rig, "third") == 2
+
+
+def test_a_held_drop_changed_unseen_is_looked_at_before_it_is_admitted(tmp_path: Path) -> None:
+    """A copy that starts again over a held drop with no event (a share whose writes the
+    observer never sees) is not admitted on how the files looked before."""
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["first", "second"])
+    settle(rig)
+    rig.tick(0.1)
+    image = rig.inbox / "second.jpg"
+    with image.open("ab") as handle:  # being written again, and no one said so
+        handle.write(b"\0" * 10)
+    free_one(rig)
+    rig.tick(0.1)
+    assert rig.queued() == []  # it changed: it settles again first
+    make_image(image)
+    rig.tick(0.1)
+    rig.tick(2.5)
+    assert rig.queued() == ["second"]
+
+
 def test_a_held_drop_takes_its_reference_images_when_it_is_admitted(tmp_path: Path) -> None:
     rig = Rig(tmp_path, max_pending=1, overflow="hold")
     logo = make_image(rig.inbox / "_logo.png", color=(0, 0, 255))
