@@ -4,7 +4,8 @@ The watcher only tells us which paths changed (`note`); everything else happens
 in `tick`, on one thread, with the clock and lstat injectable, so tests can
 drive it step by step. A periodic full rescan catches whatever events were lost.
 
-The rules live next door: `names` (junk and kinds), `scan` (the walk), `settle`,
+The rules live next door: `names` (junk and kinds), `scan` (the walk, and which paths a
+tick looks at), `looking` (each path checked and filed into its drop's group), `settle`,
 `probes` (is the image whole), `defaults` (`_defaults.yaml` layers), `pairing` (what
 a group of files comes to), `records` (the manifest or rejection it becomes) and
 `budget`, `arrivals` (the `waiting` statuses of drops not decided yet) and `held` (room in
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from functools import partial
@@ -34,15 +34,16 @@ from hotfolder.errors import Reason, Rejected, Repeats
 from hotfolder.held import FOR_ROOM, Held, Room
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
-from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.looking import GroupKey, Looking
+from hotfolder.names import kind_of, split_name
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.positions import Hold
 from hotfolder.probes import ImageProbes
 from hotfolder.records import copies_for, manifest_for, rejection_for
-from hotfolder.scan import Sightings, a_folder, not_a_plain_file, unknown_type, walk
+from hotfolder.scan import Sightings
 from hotfolder.settle import StabilityTracker
-from hotfolder.sidecar import DEFAULTS_NAMES, JobSpec
+from hotfolder.sidecar import JobSpec
 from hotfolder.takennames import TakenNames
 from hotfolder.writers import Writers
 
@@ -58,8 +59,6 @@ TICK_BUDGET_SECONDS: Final = 1.0
 # With fewer jobs than this queued, a drop's job is likely claimed at once: intake keeps the
 # image it decoded to check it, for the worker (decoded.py), instead of a second decode.
 KEEP_DECODED_BELOW: Final = 2
-
-GroupKey = tuple[Path, str]  # (folder, stem)
 
 
 class Intake:
@@ -80,7 +79,6 @@ class Intake:
         self.config = config
         self.jobs = jobs
         self.clock = clock
-        self.lstat = lstat
         self.on_admit = on_admit
         self.on_cancel = on_cancel
         # Says why admission must wait (e.g. the disk is nearly full); ready pairs stay put.
@@ -98,17 +96,23 @@ class Intake:
         self.pairing = Pairing(config, self.tracker, self.probes, self.defaults)
         self.arrivals = Arrivals(jobs, TakenNames(layout, jobs.spool.names))
         self.held = Held()
-        self._inbox_prefix = os.fspath(layout.inbox) + "/"
         self.sightings = Sightings(
             layout.inbox, config.rescan_interval_seconds, partial(jobs.state.note, "intake")
         )
         self._errors = Repeats(log)
         self.budget = TickBudget(tick_budget_seconds)
         self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
-        # Each tracked file's group and kind, and each group's stem as named in inbox/: a
-        # tick files every tracked file (thousands, with drops held for room).
-        self._filed: dict[Path, tuple[GroupKey, str]] = {}
-        self._stems: dict[GroupKey, str] = {}
+        self.looking = Looking(
+            layout.inbox,
+            self.tracker,
+            self.writers,
+            self.defaults,
+            self.budget,
+            reject=self._reject,
+            cancel=self._cancel,
+            forget=self._forget,
+            lstat=lstat,
+        )
 
     # --- for the watcher (any thread) and the service loop ---
 
@@ -159,95 +163,13 @@ class Intake:
         self.defaults.new_tick()
         self.budget.behind = False
         self.budget.start()
-        groups: dict[GroupKey, Group] = {}
-        for path in paths:
-            self._look(path, now, groups)
-        for path, mtime_ns in quiet:
-            self._file(path, True, mtime_ns, groups, quiet=True)
+        groups = self.looking.groups(paths, quiet, now)
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
-        known, self._stems = self._stems, {}
-        for folder, stem in groups:  # each group's stem as named in inbox/, kept from the last tick
-            self._stems[folder, stem] = known.get((folder, stem)) or (
-                "inbox/" + self._relative(folder / stem)
-            )
         present = set(groups)
-        self.arrivals.sweep(present, set(self._stems.values()))
+        self.arrivals.sweep(present, self.looking.stems(groups))
         self.held.sweep(present)
-
-    # --- looking at one path ---
-
-    def _look(self, path: Path, now: float, groups: dict[GroupKey, Group]) -> None:
-        """Track one path and file it into its group; act at once on what needs no pairing."""
-        try:
-            info = self.lstat(path)
-        except FileNotFoundError:
-            self._forget(path)
-            return
-        except OSError as e:
-            log.warning("cannot look at %s: %s", path, e)
-            return
-        name = path.name
-        if any(is_ignored_dir(part) for part in self._relative(path).split("/")[:-1]):
-            return
-        if name in DEFAULTS_NAMES:
-            self.defaults.forget(path)
-            return
-        if stat.S_ISDIR(info.st_mode):
-            self._look_inside(path, now, groups)
-            return
-        if is_ignored(name):
-            return
-        unfit = not_a_plain_file(path, info)
-        if unfit is not None:
-            self._reject(unfit)
-            return
-        settled = self.tracker.observe(
-            path,
-            info.st_size,
-            info.st_mtime_ns,
-            now,
-            held=lambda unchanged: self.writers.holding(path, info, unchanged),
-        )
-        self._file(path, settled, info.st_mtime_ns, groups)
-
-    def _file(
-        self,
-        path: Path,
-        settled: bool,
-        mtime_ns: int,
-        groups: dict[GroupKey, Group],
-        *,
-        quiet: bool = False,
-    ) -> None:
-        """Act on a tracked file that needs no pairing, or file it into its group."""
-        filed = self._filed.get(path)
-        if filed is None:
-            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
-            key = (path.parent, fold(split_name(path.name)[0]))
-            filed = self._filed[path] = (key, kind_of(path.name))
-        key, kind = filed
-        if kind == "other":
-            if settled and not self.budget.spent():
-                self.budget.used()
-                self._reject(unknown_type(path))
-        elif kind == "cancel":
-            if settled:
-                self._cancel(path)
-        else:
-            group = groups.setdefault(key, Group())
-            group.add(path, kind, settled=settled, mtime_ns=mtime_ns, quiet=quiet)
-
-    def _look_inside(self, folder: Path, now: float, groups: dict[GroupKey, Group]) -> None:
-        """A folder that appeared: reject it if it is named like an image, else look at its files."""
-        if kind_of(folder.name) == "image":
-            self._reject(a_folder(folder))
-            return
-        if not is_ignored_dir(folder.name):
-            for inner in walk(folder):
-                if inner not in self.tracker:
-                    self._look(inner, now, groups)
 
     # --- deciding and acting ---
 
@@ -261,7 +183,7 @@ class Intake:
 
         def oldest_first(entry: tuple[GroupKey, Group]) -> tuple[int, str]:
             mtime_ns, path = entry[1].first()
-            return mtime_ns, self._relative(path)
+            return mtime_ns, self.looking.relative(path)
 
         for_disk: bool | None = None
         room = Room(self.jobs, self.config)
@@ -304,10 +226,7 @@ class Intake:
         tick left them (None: they are gone, or it is a held drop that still waits)."""
         if not (group.quiet and group.all_settled()):
             return group  # as looked at this tick; or still settling: waiting either way
-        regrouped: dict[GroupKey, Group] = {}
-        for path in group.members():
-            self._look(path, now, regrouped)
-        current = regrouped.get(key)
+        current = self.looking.again(key, group, now)
         if current is None or self.held.waits(key, current, room):
             return None
         return current
@@ -316,13 +235,13 @@ class Intake:
         """Show a drop that is not decided yet as `waiting`, with what for."""
         # Named after its file as dropped (the key's stem is folded to lower case and NFC).
         first = files[0]
-        relative = self._relative(first.parent / split_name(first.name)[0])
-        self.arrivals.show(key, relative, self._relative(files[0]), detail, now)
+        relative = self.looking.relative(first.parent / split_name(first.name)[0])
+        self.arrivals.show(key, relative, self.looking.relative(files[0]), detail, now)
 
     def _place(self, item: Ready, now: float, key: GroupKey, room: Room, group: Group) -> bool:
         """Admit a ready pair; past the cap (or its station's), hold it in inbox/ under
         `overflow: hold`, else refuse it as `queue_full`. Whether it was admitted."""
-        relative = self._relative(item.image)
+        relative = self.looking.relative(item.image)
         station, stem = station_of(relative), split_name(relative)[0]
         if self.config.overflow == "hold" and room.full(station) is not None:
             self.arrivals.show(key, stem, relative, FOR_ROOM, now, hold=Hold.of(item, relative))
@@ -357,7 +276,7 @@ class Intake:
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None
     ) -> None:
         """Move a drop to failed/ with its reason file and a failed status; never loses a file."""
-        relative = self._relative(refusal.files[0])
+        relative = self.looking.relative(refusal.files[0])
         now = self.clock()
         record = rejection_for(
             refusal,
@@ -379,7 +298,7 @@ class Intake:
 
     def _cancel(self, path: Path) -> None:
         """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
-        cancels.act(self.jobs, self.layout, self._relative(path), self.cancel)
+        cancels.act(self.jobs, self.layout, self.looking.relative(path), self.cancel)
         fsops.remove(path)
         self._forget(path)
 
@@ -394,15 +313,8 @@ class Intake:
 
     # --- helpers ---
 
-    def _relative(self, path: Path) -> str:
-        # Plain string slicing: this runs for every tracked file on every tick.
-        text = os.fspath(path)
-        if text.startswith(self._inbox_prefix):
-            return text[len(self._inbox_prefix) :]
-        return path.relative_to(self.layout.inbox).as_posix()
-
     def _forget(self, path: Path) -> None:
-        self._filed.pop(path, None)
+        self.looking.dropped(path)
         self.tracker.forget(path)
         self.probes.forget(path)
         self.writers.forget(path)

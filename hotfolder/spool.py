@@ -117,6 +117,23 @@ class Manifest(BaseModel):
         return own + [(reference.file, None) for reference in self.references]
 
 
+def read_manifests(manifests: Path) -> dict[str, Manifest]:
+    """Every readable manifest under `manifests`, by job name."""
+    found: dict[str, Manifest] = {}
+    if not manifests.is_dir():
+        return found
+    for path in sorted(manifests.rglob(f"*{MANIFEST_SUFFIX}")):
+        if fsops.is_temp_name(path.name):
+            continue
+        try:
+            manifest = Manifest.model_validate(json.loads(path.read_bytes()))
+        except (OSError, ValueError, ValidationError):
+            # Unreadable manifests are left where they are for a person to look at.
+            continue
+        found[manifest.name] = manifest
+    return found
+
+
 class Spool:
     """Admit, claim, requeue and finish jobs; one lock guards the in-memory index of the disk."""
 
@@ -147,20 +164,8 @@ class Spool:
         return self._manifests(folder) / f"{name}{MANIFEST_SUFFIX}"
 
     def scan(self, folder: Path) -> dict[str, Manifest]:
-        found: dict[str, Manifest] = {}
-        manifests = self._manifests(folder)
-        if not manifests.is_dir():
-            return found
-        for path in sorted(manifests.rglob(f"*{MANIFEST_SUFFIX}")):
-            if fsops.is_temp_name(path.name):
-                continue
-            try:
-                manifest = Manifest.model_validate(json.loads(path.read_bytes()))
-            except (OSError, ValueError, ValidationError):
-                # Unreadable manifests are left where they are for a person to look at.
-                continue
-            found[manifest.name] = manifest
-        return found
+        """The manifests on disk of the jobs in `folder` (pending/ or processing/), by name."""
+        return read_manifests(self._manifests(folder))
 
     def load(self) -> None:
         """Rebuild the index from `pending/` and `processing/`, finishing interrupted moves."""

@@ -6,22 +6,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from support import REPO, cli_env
 
 
-def test_the_benchmark_script_prints_its_figures_as_json() -> None:
+def run_script(name: str, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """benchmarks/NAME with `args`, which must succeed: its last JSON line, and its stderr."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--only", "job"],
+        [sys.executable, str(REPO / "benchmarks" / name), *args],
         env=cli_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def test_the_benchmark_script_prints_its_figures_as_json() -> None:
+    figures, _log = run_script("run.py", "--quick", "--only", "job", timeout=120)
     assert figures["job_overhead_ratio"] > 0
     assert figures["pickup_ms_p95_native"] is None  # parts not asked for stay null
     assert "burst_peak_rss_mb" in figures
@@ -34,27 +40,10 @@ def test_the_gpu_benchmark_runs_at_tiny_size_without_cuda() -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: gpu.py would run at full size")
-    script = str(REPO / "benchmarks" / "gpu.py")
-    result = subprocess.run(
-        [
-            sys.executable,
-            script,
-            "--sets",
-            "eager,compile+fp8",
-            "--jobs",
-            "1",
-            "--service-jobs",
-            "2",
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    report, log = run_script(
+        "gpu.py", "--sets", "eager,compile+fp8", "--jobs", "1", "--service-jobs", "2", timeout=300
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "tiny size on the CPU" in result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "tiny size on the CPU" in log
     assert report["size"] == "tiny"
     eager = report["sets"]["eager"]
     assert eager["median_seconds"] > 0
@@ -77,16 +66,7 @@ def test_the_gpu_benchmark_measures_a_load_from_the_cpu() -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: gpu.py would run at full size")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--load-peak", "none"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report, _log = run_script("gpu.py", "--load-peak", "none", timeout=300)
     assert report["sets"] == {}  # the load replaces the sets
     assert report["load_peak"]["load"]["peak_rss_gib"] > 0
     assert report["load_peak"]["edits"]["median_seconds"] > 0

@@ -147,13 +147,13 @@ def test_a_held_drop_is_looked_at_once_a_second_not_on_every_tick(tmp_path: Path
     drop(rig, ["first", "second", "third"])
     settle(rig)
     looked: list[str] = []
-    real = rig.intake.lstat
+    real = rig.intake.looking.lstat
 
     def counting(path: Path) -> os.stat_result:
         looked.append(path.name)
         return real(path)
 
-    rig.intake.lstat = counting
+    rig.intake.looking.lstat = counting
     rig.tick(0.1)
     for _ in range(5):
         rig.tick(0.1)

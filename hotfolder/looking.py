@@ -1,0 +1,161 @@
+"""Looking at the paths of one intake tick: each is checked, its settling observed, and filed
+into its drop's group (the folder and the stem, folded as Windows and macOS shares fold
+names); what needs no pairing is acted on at once, through the intake (a folder named like
+an image, a link, a file of unknown type, a `NAME.cancel`).
+
+A settled file that nothing was noted for is filed as its last look left it
+(`scan.Sightings.take`); `again` looks at a group's files afresh before it is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from hotfolder.budget import TickBudget
+from hotfolder.defaults import FolderDefaults
+from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.pairing import Group, Refusal
+from hotfolder.scan import Quiet, a_folder, not_a_plain_file, unknown_type, walk
+from hotfolder.settle import StabilityTracker
+from hotfolder.sidecar import DEFAULTS_NAMES
+from hotfolder.writers import Writers
+
+log = logging.getLogger("hotfolder.intake")
+
+GroupKey = tuple[Path, str]  # (folder, stem folded)
+Groups = dict[GroupKey, Group]
+
+
+class Looking:
+    def __init__(
+        self,
+        inbox: Path,
+        tracker: StabilityTracker,
+        writers: Writers,
+        defaults: FolderDefaults,
+        budget: TickBudget,
+        *,
+        reject: Callable[[Refusal], None],
+        cancel: Callable[[Path], None],
+        forget: Callable[[Path], None],
+        lstat: Callable[[Path], os.stat_result] = os.lstat,
+    ) -> None:
+        self.tracker = tracker
+        self.writers = writers
+        self.defaults = defaults
+        self.budget = budget
+        self.reject = reject
+        self.cancel = cancel  # a settled NAME.cancel
+        self.forget = forget  # intake stops tracking a path (calls `dropped` here)
+        self.lstat = lstat
+        self._inbox = inbox
+        self._prefix = os.fspath(inbox) + "/"
+        # Each tracked file's group and kind, and each group's stem as named in inbox/: a
+        # tick files every tracked file (thousands, with drops held for room).
+        self._filed: dict[Path, tuple[GroupKey, str]] = {}
+        self._stems: dict[GroupKey, str] = {}
+
+    def groups(self, paths: Iterable[Path], quiet: Iterable[Quiet], now: float) -> Groups:
+        """The groups of this tick: `paths` looked at, `quiet` as their last look left them."""
+        groups: Groups = {}
+        for path in paths:
+            self.look(path, now, groups)
+        for path, mtime_ns in quiet:
+            self._file(path, True, mtime_ns, groups, quiet=True)
+        return groups
+
+    def again(self, key: GroupKey, group: Group, now: float) -> Group | None:
+        """The group as its files are now (None: they are gone)."""
+        regrouped: Groups = {}
+        for path in group.members():
+            self.look(path, now, regrouped)
+        return regrouped.get(key)
+
+    def stems(self, groups: Groups) -> set[str]:
+        """Each group's stem as named in inbox/ (`inbox/FOLDER/STEM`), kept from tick to tick."""
+        known, self._stems = self._stems, {}
+        for folder, stem in groups:
+            self._stems[folder, stem] = known.get((folder, stem)) or (
+                "inbox/" + self.relative(folder / stem)
+            )
+        return set(self._stems.values())
+
+    def relative(self, path: Path) -> str:
+        # Plain string slicing: this runs for every tracked file on every tick.
+        text = os.fspath(path)
+        if text.startswith(self._prefix):
+            return text[len(self._prefix) :]
+        return path.relative_to(self._inbox).as_posix()
+
+    def dropped(self, path: Path) -> None:
+        """The path is no longer tracked."""
+        self._filed.pop(path, None)
+
+    def look(self, path: Path, now: float, groups: Groups) -> None:
+        """Track one path and file it into its group; act at once on what needs no pairing."""
+        try:
+            info = self.lstat(path)
+        except FileNotFoundError:
+            self.forget(path)
+            return
+        except OSError as e:
+            log.warning("cannot look at %s: %s", path, e)
+            return
+        name = path.name
+        if any(is_ignored_dir(part) for part in self.relative(path).split("/")[:-1]):
+            return
+        if name in DEFAULTS_NAMES:
+            self.defaults.forget(path)
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._look_inside(path, now, groups)
+            return
+        if is_ignored(name):
+            return
+        unfit = not_a_plain_file(path, info)
+        if unfit is not None:
+            self.reject(unfit)
+            return
+        settled = self.tracker.observe(
+            path,
+            info.st_size,
+            info.st_mtime_ns,
+            now,
+            held=lambda unchanged: self.writers.holding(path, info, unchanged),
+        )
+        self._file(path, settled, info.st_mtime_ns, groups)
+
+    def _file(
+        self, path: Path, settled: bool, mtime_ns: int, groups: Groups, *, quiet: bool = False
+    ) -> None:
+        """Act on a tracked file that needs no pairing, or file it into its group."""
+        filed = self._filed.get(path)
+        if filed is None:
+            # Pairing ignores letter case and Unicode form, as Windows and macOS shares do.
+            key = (path.parent, fold(split_name(path.name)[0]))
+            filed = self._filed[path] = (key, kind_of(path.name))
+        key, kind = filed
+        if kind == "other":
+            if settled and not self.budget.spent():
+                self.budget.used()
+                self.reject(unknown_type(path))
+        elif kind == "cancel":
+            if settled:
+                self.cancel(path)
+        else:
+            group = groups.setdefault(key, Group())
+            group.add(path, kind, settled=settled, mtime_ns=mtime_ns, quiet=quiet)
+
+    def _look_inside(self, folder: Path, now: float, groups: Groups) -> None:
+        """A folder that appeared: reject it if it is named like an image, else look at its files."""
+        if kind_of(folder.name) == "image":
+            self.reject(a_folder(folder))
+            return
+        if not is_ignored_dir(folder.name):
+            for inner in walk(folder):
+                if inner not in self.tracker:
+                    self.look(inner, now, groups)
