@@ -221,6 +221,21 @@ def duty_cycle(editor: QwenEditor, preset: Preset, jobs: int, base: Path) -> dic
     }
 
 
+def editor_on(pipe: Any, size: dict[str, Any], **options: Any) -> QwenEditor:
+    """A QwenEditor around the built pipeline, with these speed options."""
+    editor_config = EditorConfig(
+        name="qwen",
+        model=f"random {size['size']}-size Qwen-Image-Edit-2509 (benchmark)",
+        device=size["device"],
+        dtype=size["dtype"],
+        max_pixels=size["max_pixels"],
+        # The first timed edit is this script's warm-up: its jobs all have one shape.
+        warmup=False,
+        **options,
+    )
+    return QwenEditor(editor_config, build=lambda: pipe)
+
+
 def run_set(
     name: str,
     pipe: Any,
@@ -233,17 +248,7 @@ def run_set(
     import torch
 
     reset(torch, pipe)
-    editor_config = EditorConfig(
-        name="qwen",
-        model=f"random {size['size']}-size Qwen-Image-Edit-2509 (benchmark)",
-        device=size["device"],
-        dtype=size["dtype"],
-        max_pixels=size["max_pixels"],
-        # The first timed edit is this script's warm-up: its jobs all have one shape.
-        warmup=False,
-        **option_set(name, args.attention),
-    )
-    editor = QwenEditor(editor_config, build=lambda: pipe)
+    editor = editor_on(pipe, size, **option_set(name, args.attention))
     preset = Preset(
         steps=4, true_cfg_scale=1.0, scheduler="lightning", lora=LoraConfig(source=args.lora)
     )
@@ -265,16 +270,7 @@ def load_peak(pipe: Any, args: argparse.Namespace, size: dict[str, Any]) -> dict
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    editor_config = EditorConfig(
-        name="qwen",
-        model=f"random {size['size']}-size Qwen-Image-Edit-2509 (benchmark)",
-        device=device,
-        dtype=size["dtype"],
-        max_pixels=size["max_pixels"],
-        warmup=False,
-        quantize=args.load_peak,
-    )
-    editor = QwenEditor(editor_config, build=lambda: pipe)
+    editor = editor_on(pipe, size, quantize=args.load_peak)
     started = time.perf_counter()
     editor.load()
     loaded = {"seconds": time.perf_counter() - started, **memory(torch, device)}

@@ -427,6 +427,17 @@ def page_writes_in_process(base: Path, writes: int = 200) -> list[float]:
     return times
 
 
+def write_pairs(folder: Path, count: int, word: str) -> list[str]:
+    """`count` small pairs in `folder` (a 64x48 JPEG and a sidecar, `w0000.jpg` and
+    `w0000.yaml` for the word `word`); their file names, sorted."""
+    image = jpeg_bytes((64, 48))
+    for index in range(count):
+        stem = f"{word[0]}{index:04d}"
+        (folder / f"{stem}.jpg").write_bytes(image)
+        (folder / f"{stem}.yaml").write_text(f"instruction: {word} {index}\nseed: 1\n")
+    return sorted(os.listdir(folder))
+
+
 def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
     """1,000 pairs at once; also every write of outbox/index.html meanwhile, from the
     service's own `hotfolder_page_write_seconds` histogram (metrics textfile)."""
@@ -440,12 +451,8 @@ def burst_run(base: Path, sizes: Sizes) -> dict[str, float]:
         max_pending=pairs,
         metrics={"textfile": "metrics.prom"},
     )
-    image = jpeg_bytes((64, 48))
     stage = root / "stage"
-    for index in range(pairs):
-        (stage / f"b{index:04d}.jpg").write_bytes(image)
-        (stage / f"b{index:04d}.yaml").write_text(f"instruction: burst {index}\nseed: 1\n")
-    names = sorted(os.listdir(stage))
+    names = write_pairs(stage, pairs, "burst")
     queue_json = root / "outbox" / "queue.json"
     with service(root) as process:
         rss_start = process.memory_info().rss / 1024**2
@@ -514,15 +521,12 @@ def held_figures(base: Path, sizes: Sizes) -> dict[str, float]:
         max_pending=HELD_CAP,
         overflow="hold",
     )
-    image = jpeg_bytes((64, 48))
     stage = root / "stage"
-    for index in range(HELD_PAIRS):
-        (stage / f"h{index:04d}.jpg").write_bytes(image)
-        (stage / f"h{index:04d}.yaml").write_text(f"instruction: held {index}\n")
+    names = write_pairs(stage, HELD_PAIRS, "held")
     queue_json = root / "outbox" / "queue.json"
     with service(root) as process:
         hotfolder_cli(root, "pause")
-        for name in sorted(os.listdir(stage)):
+        for name in names:
             os.rename(stage / name, root / "inbox" / name)
         waiting = HELD_PAIRS - HELD_CAP
         wait_until(
@@ -1051,10 +1055,7 @@ def admit_figures(base: Path, sizes: Sizes) -> dict[str, float]:
     state = ServiceState()
     jobs = Jobs(layout, config, Spool(layout), Board(layout, config, state=state), state)
     intake = Intake(layout, config, jobs, tick_budget_seconds=3600)
-    image = jpeg_bytes((64, 48))
-    for index in range(pairs):
-        (layout.inbox / f"b{index:04d}.jpg").write_bytes(image)
-        (layout.inbox / f"b{index:04d}.yaml").write_text(f"instruction: burst {index}\nseed: 1\n")
+    write_pairs(layout.inbox, pairs, "burst")
     started = time.perf_counter()
     while jobs.pending_count() < pairs:
         intake.tick()
