@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hotfolder.jobs import Jobs
 from hotfolder.jobstatus import JobStatus
+from hotfolder.names import fold
 from hotfolder.positions import Hold
 from hotfolder.records import Seen, seen_as
 from hotfolder.spool import JobState
@@ -85,6 +86,18 @@ class Arrivals:
         if self._leftovers is None:
             self._leftovers = self.jobs.board.take_leftovers()
         return self._leftovers.pop(stem, None)
+
+    def left_waiting(self, name: str, detail: str) -> tuple[str, str] | None:
+        """The drop an earlier run showed as job `name` waiting for `detail`, not looked at by
+        this run yet: its stem (`inbox/RELATIVE`) and the name it was shown with, if exactly
+        one is (letter case and Unicode form matter only to tell two apart)."""
+        if self._leftovers is None:
+            self._leftovers = self.jobs.board.take_leftovers()
+        waiting = {s: st.name for s, st in self._leftovers.items() if st.detail == detail}
+        matches = [s for s, shown in waiting.items() if shown == name]
+        if not matches:
+            matches = [s for s, shown in waiting.items() if fold(shown) == fold(name)]
+        return (matches[0], waiting[matches[0]]) if len(matches) == 1 else None
 
     def unseen(self, relative: str, now: float, taken: set[str]) -> Seen:
         """The name and id of a drop admitted or refused without having been shown (nor

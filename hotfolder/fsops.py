@@ -488,6 +488,8 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if len(chunk) == info.st_size < want:
+                break  # all of it, as fstat saw it a moment ago: no read more to find its end
             want = 1 << 20
         data = b"".join(chunks)
         if len(data) > max_bytes:

@@ -13,13 +13,14 @@ path under inbox/. It is read from the files themselves, so it is the same after
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from hotfolder.config import Config
 from hotfolder.errors import Reason
 from hotfolder.jobs import Jobs
-from hotfolder.names import fold
+from hotfolder.names import fold, kind_of, split_name
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Ready, Refusal
 from hotfolder.records import Seen
@@ -138,9 +139,10 @@ class Held:
         drop = self._drops.get(key)
         return None if drop is None or drop.references else drop.ready
 
-    def cancel(self, name: str) -> tuple[GroupKey, Ready, Refusal] | None:
+    def cancel(self, name: str) -> tuple[GroupKey, Ready, Refusal, str] | None:
         """A held drop shown as job `name` is cancelled (`NAME.cancel` or `hotfolder cancel`):
-        its key, its pair and its refusal as `cancelled`; None if no held drop is `name`."""
+        its key, its pair, its refusal as `cancelled` and the name it is shown with; None if
+        no held drop is `name`."""
         matches = [k for k, drop in self._drops.items() if drop.name == name]
         if not matches:
             # As for queued jobs, letter case and Unicode form do not matter if one name fits.
@@ -148,10 +150,7 @@ class Held:
         if len(matches) != 1:
             return None
         drop = self._drops[matches[0]]
-        message = "cancelled while it waited in inbox/ for room in the queue"
-        details = f"`hotfolder retry {drop.name}` puts it into the queue after all."
-        refusal = Refusal(drop.ready.files, Reason.cancelled, message, details)
-        return matches[0], drop.ready, refusal
+        return matches[0], drop.ready, _cancelled(drop.ready.files, drop.name), drop.name
 
     def release(self, key: GroupKey) -> None:
         """The drop was admitted, refused or changed: it is no longer held."""
@@ -161,3 +160,34 @@ class Held:
         """Drops no longer in inbox/ (deleted by the station) are no longer held."""
         for key in [k for k in self._drops if k not in present]:
             del self._drops[key]
+
+
+def cancel_left(inbox: Path, stem: str, name: str) -> tuple[GroupKey, Refusal] | None:
+    """The drop an earlier run held for room as job `name` (its status, left in outbox/, says
+    so), cancelled before any tick has looked at inbox/ (`hotfolder cancel` with the service
+    stopped): its group's key and its refusal as `cancelled`; None if its files are gone.
+    `stem`: `inbox/RELATIVE` without extension, as its status's source."""
+    relative = PurePosixPath(stem.removeprefix("inbox/"))
+    folder = inbox.joinpath(*relative.parent.parts)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return None
+    own = fold(relative.name)
+    files = sorted(
+        (
+            folder / entry
+            for entry in entries
+            if kind_of(entry) in ("image", "sidecar") and fold(split_name(entry)[0]) == own
+        ),
+        key=lambda path: (kind_of(path.name) != "image", path.name),
+    )
+    if not files:
+        return None
+    return (folder, own), _cancelled(tuple(files), name)
+
+
+def _cancelled(files: tuple[Path, ...], name: str) -> Refusal:
+    message = "cancelled while it waited in inbox/ for room in the queue"
+    details = f"`hotfolder retry {name}` puts it into the queue after all."
+    return Refusal(files, Reason.cancelled, message, details)

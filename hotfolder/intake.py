@@ -31,7 +31,7 @@ from hotfolder.budget import TickBudget
 from hotfolder.config import Config
 from hotfolder.defaults import FolderDefaults, Layer
 from hotfolder.errors import Reason, Rejected, Repeats
-from hotfolder.held import FOR_ROOM, Held, Room
+from hotfolder.held import FOR_ROOM, Held, Room, cancel_left
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.looking import GroupKey, Looking
@@ -305,11 +305,18 @@ class Intake:
     def cancel(self, name: str) -> tuple[bool, str]:
         """Cancel job `name`: a drop held for room goes to failed/ now; a job, by `on_cancel`."""
         found = self.held.cancel(name)
-        if found is None:
-            return self.on_cancel(name)
-        key, item, refusal = found
-        self._reject(refusal, spec=item.spec, key=key)
-        return True, f"{name} cancelled; its files are in failed/"
+        if found is not None:
+            key, item, refusal, shown = found
+            self._reject(refusal, spec=item.spec, key=key)
+            return True, f"{shown} cancelled; its files are in failed/"
+        done, message = self.on_cancel(name)
+        # With the service stopped (`hotfolder cancel`), no tick has seen the held drops yet.
+        earlier = None if done else self.arrivals.left_waiting(name, FOR_ROOM)
+        left = None if earlier is None else cancel_left(self.layout.inbox, *earlier)
+        if earlier is None or left is None:
+            return done, message
+        self._reject(left[1], key=left[0])
+        return True, f"{earlier[1]} cancelled; its files are in failed/"
 
     # --- helpers ---
 

@@ -429,6 +429,39 @@ def test_hotfolder_cancel_takes_a_held_drop_out_of_inbox(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_hotfolder_cancel_with_the_service_stopped_takes_a_held_drop_out_of_inbox(
+    tmp_path: Path,
+) -> None:
+    write_config(tmp_path, max_pending=2, overflow="hold")
+    names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 4)]
+    assert hotfolder("pause", "--root", str(tmp_path), cwd=tmp_path).returncode == 0
+    result = hotfolder("run", "--once", "--root", str(tmp_path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    held = [n for n in names if (status_of(tmp_path, n) or {}).get("status") == "waiting"]
+    assert len(held) == 2
+    target, other = held[-1], held[0]
+    shown = status_of(tmp_path, target) or {}
+    assert shown.get("detail") == FOR_ROOM
+    # Nothing runs: no tick has looked at inbox/, only the status left in outbox/ knows.
+    result = hotfolder("cancel", target.upper(), "--root", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{target} cancelled" in result.stdout
+    after = status_of(tmp_path, target) or {}
+    assert after.get("status") == "cancelled"
+    assert after.get("job_id") == shown.get("job_id")
+    assert files_under(tmp_path / "failed") == [f"{target}.jpg", f"{target}.reason.txt"]
+    reason = (tmp_path / "failed" / f"{target}.reason.txt").read_text()
+    assert "cancelled while it waited in inbox/ for room" in reason
+    assert f"hotfolder retry {target}" in reason
+    assert (status_of(tmp_path, other) or {}).get("status") == "waiting"
+    assert (tmp_path / "inbox" / f"{other}.jpg").exists()
+    # A name that is nothing at all is still refused.
+    result = hotfolder("cancel", "shoot/nothing", "--root", str(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert files_under(tmp_path / "failed") == [f"{target}.jpg", f"{target}.reason.txt"]
+
+
+@pytest.mark.slow
 def test_run_once_drains_held_drops_too(tmp_path: Path) -> None:
     write_config(tmp_path, max_pending=2, overflow="hold")
     names = [f"shoot/{n}" for n in drop_folder(tmp_path / "inbox" / "shoot", 5)]
