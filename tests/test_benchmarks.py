@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +71,14 @@ def test_the_gpu_benchmark_measures_a_load_from_the_cpu() -> None:
     assert report["sets"] == {}  # the load replaces the sets
     assert report["load_peak"]["load"]["peak_rss_gib"] > 0
     assert report["load_peak"]["edits"]["median_seconds"] > 0
+
+
+def test_the_fsync_convoy_script_measures_every_switch_interval(tmp_path: Path) -> None:
+    figures, _log = run_script(
+        "fsync_convoy.py", "--files", "40", "--dir", str(tmp_path), timeout=60
+    )
+    assert set(figures) == {
+        f"switch_{ms}ms_{how}" for ms in ("5", "1", "0.2") for how in ("alone", "busy")
+    }
+    assert all(isinstance(rate, int) and rate > 0 for rate in figures.values())
+    assert list(tmp_path.iterdir()) == []  # its scratch folder is gone
