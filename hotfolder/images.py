@@ -189,22 +189,45 @@ class SourceImage:
     format: str = ""
 
 
-# warnings.catch_warnings swaps process-wide state; two of our threads interleaving it could
-# leave the filters changed for good, so our own uses take turns.
-_pillow_lock = threading.RLock()
-
-
-@contextlib.contextmanager
-def _pillow_guard() -> Iterator[None]:
-    """Run Pillow on untrusted bytes: a decompression-bomb warning raises, other warnings stay quiet.
+class _QuietPillow:
+    """Pillow on untrusted bytes: a decompression-bomb warning raises, other warnings stay
+    quiet, on any number of threads at once.
 
     Pillow warns about oddities it recovers from (corrupt EXIF, truncated TIFF tags); those say
     nothing to the operator, and under warnings-as-errors they would escape as exceptions.
+    The filters are process-wide state that `warnings.catch_warnings` saves and restores, so
+    two threads each entering and leaving it could leave them changed for good. Here the first
+    thread in sets them and the last one out restores them: decodes run side by side (Pillow
+    lets go of the GIL while it decodes), where one lock around each made every decoder of
+    the service, intake's and each device's, wait for the others.
     """
-    with _pillow_lock, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: warnings.catch_warnings[None] | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                saved: warnings.catch_warnings[None] = warnings.catch_warnings(record=False)
+                saved.__enter__()
+                warnings.simplefilter("ignore")
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                self._saved = saved
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._saved is not None:
+                    saved, self._saved = self._saved, None
+                    saved.__exit__(None, None, None)
+
+
+_pillow_guard = _QuietPillow()
 
 
 def _dims(width: int, height: int) -> str:

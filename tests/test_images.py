@@ -569,3 +569,38 @@ def test_read_metadata_without_metadata() -> None:
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00not json"
     assert read_metadata(encoded(noise(), "JPEG", exif=exif.tobytes())) == {}
+
+
+def test_decoders_on_other_threads_do_not_wait_for_each_other(tmp_path: Path) -> None:
+    import threading
+
+    from hotfolder.images import _pillow_guard
+
+    path = tmp_path / "a.jpg"
+    noise((320, 240)).save(path, "JPEG")
+    filters_before = list(warnings.filters)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold_the_guard() -> None:
+        with _pillow_guard():
+            inside.set()
+            leave.wait(60)
+
+    holder = threading.Thread(target=hold_the_guard)
+    holder.start()
+    try:
+        assert inside.wait(60)
+        # One lock around every decode made this wait until the holder let go.
+        probed: list[ProbedImage] = []
+        other = threading.Thread(target=lambda: probed.append(probe(path, limits=LIMITS)))
+        other.start()
+        other.join(60)
+        assert probed == [ProbedImage(format="JPEG", width=320, height=240)]
+        # The quiet filters are in force while any decoder runs (pytest's own turn every
+        # warning into an error) ...
+        warnings.warn("Corrupt EXIF data", UserWarning, stacklevel=1)
+    finally:
+        leave.set()
+        holder.join(60)
+    # ... and the ones from before are back once the last one is done.
+    assert list(warnings.filters) == filters_before
