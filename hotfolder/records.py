@@ -7,14 +7,16 @@ as `waiting` keeps the name, job id and creation time it was shown with (`Seen`)
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from hotfolder import fsops
 from hotfolder.errors import Reason
 from hotfolder.jobstatus import JobStatus, iso
 from hotfolder.layout import LONGEST_ENDING, Layout, new_job_id
-from hotfolder.names import split_name
+from hotfolder.names import fold, split_name
 from hotfolder.pairing import Ready, Refusal
 from hotfolder.rejection import Rejection
 from hotfolder.sidecar import JobSpec
@@ -132,11 +134,8 @@ def rejection_for(
         attempts=0,
     )
     moves = [
-        (
-            layout.relative(path),
-            layout.relative(target.parent / (target.name + split_name(path.name)[1])),
-        )
-        for path in refusal.files
+        (layout.relative(path), layout.relative(place))
+        for path, place in zip(refusal.files, _places(target, refusal.files), strict=True)
     ]
     return Rejection(
         name=name,
@@ -146,6 +145,24 @@ def rejection_for(
         details=details.strip(),
         status=status.to_json(),
     )
+
+
+def _places(target: Path, files: tuple[Path, ...]) -> list[Path]:
+    """Where each file of a refused drop goes: the job's name with the file's extension; a
+    second file with the same extension (an `ambiguous` drop: `Foo.jpg` and `foo.jpg`) gets
+    `NAME (2).EXT`, as Windows and macOS name a second copy, so that no file is left behind
+    and no two differ only in letter case."""
+    places: list[Path] = []
+    taken: set[str] = set()
+    for path in files:
+        extension = split_name(path.name)[1]
+        place, copy = target.parent / (target.name + extension), 1
+        while fold(place.name) in taken or (copy > 1 and os.path.lexists(place)):
+            copy += 1
+            place = target.parent / f"{target.name} ({copy}){extension}"
+        taken.add(fold(place.name))
+        places.append(place)
+    return places
 
 
 def too_long(relative: str, name: str) -> str:

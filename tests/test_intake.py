@@ -472,6 +472,49 @@ def test_two_images_differing_only_in_case_are_ambiguous(tmp_path: Path) -> None
     assert sorted(files_under(rig.layout.failed)) == ["IMG_1.jpg", "IMG_1.png", "IMG_1.reason.txt"]
 
 
+@pytest.mark.parametrize(
+    ("dropped", "failed"),
+    [
+        # Two images with one extension, and their sidecar (a Windows share shows one name).
+        (
+            ["s/Foo.jpg", "s/foo.jpg", "s/foo.yaml"],
+            ["s/Foo (2).jpg", "s/Foo.jpg", "s/Foo.reason.txt", "s/Foo.yaml"],
+        ),
+        # One image and two sidecars whose names differ only in letter case.
+        (
+            ["two.jpg", "two.yaml", "TWO.yaml"],
+            ["two (2).yaml", "two.jpg", "two.reason.txt", "two.yaml"],
+        ),
+        # The extensions themselves differ only in case.
+        (
+            ["s/Pic.png", "s/PIC.PNG", "s/pic.yaml"],
+            ["s/PIC (2).png", "s/PIC.PNG", "s/PIC.reason.txt", "s/PIC.yaml"],
+        ),
+    ],
+)
+def test_an_ambiguous_drop_goes_to_failed_whole(
+    rig: Rig, dropped: list[str], failed: list[str]
+) -> None:
+    for name in dropped:
+        (rig.inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.lower().endswith(".yaml"):
+            write_sidecar(rig.inbox / name)
+        else:
+            make_image(rig.inbox / name)
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(40)  # past sidecar_wait_seconds: nothing was left behind to wait for
+    assert rig.queued() == []
+    assert files_under(rig.inbox) == []
+    assert sorted(files_under(rig.layout.failed)) == sorted(failed)
+    job = failed[-1].removesuffix(".yaml")
+    assert rig.reason(job).startswith("ambiguous: ")
+    # Every file of the drop is named in its reason, as dropped.
+    for name in dropped:
+        assert name.rpartition("/")[2] in rig.reason(job)
+    assert not any(a.lower() == b.lower() and a != b for a in failed for b in failed)
+
+
 def test_a_reason_file_dragged_back_into_inbox_is_ignored(rig: Rig) -> None:
     make_image(rig.inbox / "back.jpg")
     write_sidecar(rig.inbox / "back.yaml")
