@@ -142,6 +142,26 @@ class Layout:
             for suffix in suffixes:
                 if os.path.lexists(stem + suffix):
                     return True
+        return self._taken_folded(name)
+
+    def _taken_folded(self, name: str) -> bool:
+        """Whether a job owns files whose name differs from `name` only in letter case or
+        Unicode form: one name on the Windows and macOS shares stations use, even where the
+        server's own filesystem tells them apart (`IMG_1` and `img_1`)."""
+        from hotfolder.names import fold  # names imports this module's suffixes
+
+        parent, _slash, base = name.rpartition("/")
+        own = fold(base) + "."
+        for folder, suffixes in self._taken_endings:
+            endings = {fold(suffix) for suffix in suffixes}
+            try:
+                entries = os.listdir(f"{folder}/{parent}" if parent else folder)
+            except OSError:
+                continue  # no such folder: nothing of that name
+            for entry in entries:
+                folded = fold(entry)
+                if folded.startswith(own) and folded[len(own) - 1 :] in endings:
+                    return True
         return False
 
     def taken_folders(self) -> list[str]:
@@ -192,9 +212,12 @@ class Layout:
         """`name`, or `name~2`, `name~3`, … — the smallest that no job owns yet."""
         reserved = reserved or set()
         taken = taken or self.name_taken
+        from hotfolder.names import fold  # names imports this module's suffixes
+
+        held = {fold(other) for other in reserved}
         candidate = name
         n = 1
-        while candidate in reserved or taken(candidate):
+        while fold(candidate) in held or taken(candidate):
             n += 1
             candidate = f"{name}~{n}"
         return candidate

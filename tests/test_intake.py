@@ -515,6 +515,25 @@ def test_an_ambiguous_drop_goes_to_failed_whole(
     assert not any(a.lower() == b.lower() and a != b for a in failed for b in failed)
 
 
+def test_a_name_that_differs_only_in_letter_case_is_taken(rig: Rig) -> None:
+    # On the Windows and macOS shares stations use, IMG_1 and img_1 are one name.
+    def drop(stem: str, extension: str = ".jpg") -> None:
+        make_image(rig.inbox / f"{stem}{extension}")
+        write_sidecar(rig.inbox / f"{stem}.yaml")
+        rig.intake.note(rig.inbox / f"{stem}{extension}")
+        rig.intake.note(rig.inbox / f"{stem}.yaml")
+        rig.tick()
+        rig.tick(2.5)
+
+    drop("IMG_1")
+    drop("img_1")  # while the first is queued
+    drop("Café")
+    drop("CAFE\u0301", ".png")  # macOS writes the accent apart (NFD)
+    assert rig.queued() == ["IMG_1", "img_1~2", "Café", "CAFE\u0301~2"]
+    pending = files_under(rig.layout.pending)
+    assert not any(a != b and a.lower() == b.lower() for a in pending for b in pending)
+
+
 def test_a_reason_file_dragged_back_into_inbox_is_ignored(rig: Rig) -> None:
     make_image(rig.inbox / "back.jpg")
     write_sidecar(rig.inbox / "back.yaml")
