@@ -32,7 +32,11 @@ IGNORED_PATTERNS: Final = (
 )
 # The patterns as one expression (fnmatchcase's own translation): a tick asks for every file it
 # looks at, ten patterns each (issue 14: thousands of files per tick in a burst).
-_IGNORED: Final = re.compile("|".join(fnmatch.translate(pattern) for pattern in IGNORED_PATTERNS))
+# In any letter case, as Windows clients write them (`Desktop.ini`, `FOO.TMP`).
+_IGNORED: Final = re.compile(
+    "|".join(fnmatch.translate(pattern) for pattern in IGNORED_PATTERNS), re.IGNORECASE
+)
+_IGNORED_NAMES: Final = frozenset(name.lower() for name in IGNORED_NAMES)
 IGNORED_DIRS: Final = (
     "@eaDir",  # Synology thumbnails
     "#recycle",  # Synology recycle bin
@@ -52,7 +56,9 @@ def is_asset(name: str) -> bool:
 
 def is_junk(name: str) -> bool:
     """What people's machines (and ours) leave beside drops, or a folder's `_defaults.yaml`."""
-    return name in IGNORED_NAMES or name in DEFAULTS_NAMES or _IGNORED.match(name) is not None
+    return (
+        name.lower() in _IGNORED_NAMES or name in DEFAULTS_NAMES or _IGNORED.match(name) is not None
+    )
 
 
 def is_ignored(name: str) -> bool:
@@ -60,8 +66,11 @@ def is_ignored(name: str) -> bool:
     return is_asset(name) or is_junk(name)
 
 
+_IGNORED_DIRS: Final = frozenset(name.lower() for name in IGNORED_DIRS)
+
+
 def is_ignored_dir(name: str) -> bool:
-    return name in IGNORED_DIRS or name.startswith(".")
+    return name.lower() in _IGNORED_DIRS or name.startswith(".")
 
 
 def kind_of(name: str) -> str:

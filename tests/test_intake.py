@@ -256,15 +256,25 @@ def test_junk_is_ignored_and_left_alone(rig: Rig) -> None:
         "IMG_5.jpg.filepart",
         ".~lock.sheet.ods#",
         "_defaults.yml",
+        # Windows clients write these in any letter case.
+        "Desktop.ini",
+        "THUMBS.DB",
+        "FOO.TMP",
+        "Y.PART",
+        "IMG_7.JPG.CRDOWNLOAD",
+        "back.Reason.TXT",
     ]
     for name in junk:
         assert is_ignored(name), name
         (rig.inbox / name).write_bytes(b"junk")
     (rig.inbox / "@eaDir").mkdir()
     (rig.inbox / "@eaDir" / "IMG_6.jpg").write_bytes(b"thumb")
+    (rig.inbox / "$Recycle.Bin").mkdir()
+    (rig.inbox / "$Recycle.Bin" / "IMG_8.jpg").write_bytes(b"deleted")
     rig.tick()
     rig.tick(60)
-    assert sorted([*junk, "@eaDir/IMG_6.jpg"]) == files_under(rig.inbox)
+    kept = [*junk, "@eaDir/IMG_6.jpg", "$Recycle.Bin/IMG_8.jpg"]
+    assert sorted(kept) == files_under(rig.inbox)
     assert files_under(rig.layout.failed) == []
 
 
