@@ -196,10 +196,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Checked here, so a typo is blamed on the flag and not on the config file.
         _check_preset(config, args.preset)
         config = _config(args, default_preset=args.preset, **{"editor.name": args.editor})
-    prepare(config.root_path, init=args.init)
     from hotfolder.config import config_file
 
-    return Service(config, config_file=config_file(args.config, args.root)).run(once=args.once)
+    read = config_file(args.config, args.root)
+    prepare(config.root_path, init=args.init, config_file=read)
+    return Service(config, config_file=read).run(once=args.once)
 
 
 def _check_preset(config: Config, name: str) -> None:

@@ -78,6 +78,16 @@ def test_run_sets_up_a_root_meant_for_it_and_refuses_others(tmp_path: Path) -> N
     (only_inbox / "inbox").mkdir(parents=True)
     assert hotfolder("run", "--root", str(only_inbox), *identity, cwd=tmp_path).returncode == 0
 
+    # A config file says the folder is meant for us, wherever in it the file is.
+    for config in ("hotfolder.yaml", "config/test.yaml", "settings/mine.yml"):
+        holder = tmp_path / config.replace("/", "-")
+        (holder / config).parent.mkdir(parents=True)
+        (holder / config).write_text("settle_seconds: 0.2\n")
+        given = ["--config", str(holder / config)] if config.startswith("settings") else []
+        result = hotfolder("run", "--root", str(holder), *given, *identity, cwd=tmp_path)
+        assert result.returncode == 0, (config, result.stderr)
+        assert (holder / "inbox").is_dir()
+
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     one_line_error(hotfolder("run", "--root", str(a_file), *identity), "is a file")
