@@ -384,7 +384,13 @@ class Spool:
         with self._lock:
             self.record_claim(manifest.name)
             manifest = manifest.model_copy(
-                update={"head": True, "state": JobState.queued, "worker": None, "device": None}
+                update={
+                    "head": True,
+                    "state": JobState.queued,
+                    "worker": None,
+                    "device": None,
+                    "started_at": None,
+                }
             )
             self._write(self.layout.processing, manifest)
             self._move_manifest(manifest, self.layout.processing, self.layout.pending)

@@ -290,6 +290,8 @@ def test_second_signal_puts_the_job_back_at_the_head(root: Path) -> None:
     assert first is not None
     assert first["status"] == "queued"
     assert first["position"] == 1
+    # Queued again, as if never started: its interrupted attempt's start is not kept.
+    assert first.get("started_at") is None
     assert (root / "pending" / "first.jpg").exists()
     assert files_under(root / "processing") == []
 
