@@ -88,7 +88,7 @@ class JobStatus(BaseModel):
     name: str
     status: JobState
     position: int | None = None
-    estimated_wait_seconds: float | None = None
+    estimated_wait_seconds: int | None = None  # whole seconds, as the SPEC shows it
     progress: Progress | None = None
     created_at: str | None = None
     started_at: str | None = None

@@ -65,17 +65,17 @@ class Estimator:
 
 def play_out(
     estimator: Estimator, queued: list[Entry], running: list[Entry], slots: int, now: float
-) -> list[float]:
+) -> list[int]:
     """Estimated seconds until each queued job starts: its turn on the first free slot."""
     free_at = [max(0.0, estimator.seconds(e.preset) - (now - (e.started or now))) for e in running][
         :slots
     ]
     free_at += [0.0] * (slots - len(free_at))
     heapq.heapify(free_at)
-    waits: list[float] = []
+    waits: list[int] = []
     for entry in queued:
         start = heapq.heappop(free_at)
-        waits.append(round(start, 1))
+        waits.append(round(start))  # whole seconds (SPEC: "estimated_wait_seconds": 60)
         heapq.heappush(free_at, start + estimator.seconds(entry.preset))
     return waits
 
@@ -104,7 +104,7 @@ def placed(
     """Each of `queued` (in the order they start) with its position and estimated wait;
     `slots` 0: no job will start (paused, stopping), so no wait is known. `only`: just the
     statuses of these job ids (the others still count for the places and waits)."""
-    waits: list[float | None] = [None] * len(queued)
+    waits: list[int | None] = [None] * len(queued)
     if slots > 0:
         waits = list(play_out(estimator, queued, running, slots, now))
     return [
