@@ -108,4 +108,20 @@ def job_report(config: Config, name: str) -> dict[str, Any] | None:
         manifest = spool.scan(folder).get(name)
         if manifest is not None:
             return status_from_manifest(manifest).to_json()
-    return None
+    return _last_recorded(layout, name)
+
+
+def _last_recorded(layout: Layout, name: str) -> dict[str, Any] | None:
+    """A finished job whose status file has left outbox/ (`status_retention_seconds`): its
+    last record in the history, which keeps every job's."""
+    from hotfolder.history import History
+
+    path = layout.private / "history.db"
+    if not path.exists():
+        return None
+    history = History(path)
+    try:
+        records = [r for r in history.query(name=name) if r.get("name") == name]
+    finally:
+        history.close()
+    return records[-1] if records else None

@@ -187,3 +187,11 @@ def test_history_outlives_status_retention(root: Path) -> None:
     assert code == 0
     assert "kept" in out
     assert cli(root, "history", "--since", "yesterday-ish")[0] == 2
+    # `status NAME` still answers for a job whose status file has gone, from the history.
+    code, out, err = cli(root, "status", "kept", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["status"], json.loads(out)["result_seed"]) == ("completed", 3)
+    code, out, err = cli(root, "status", "kept")
+    assert code == 0, err
+    assert "completed" in out
+    assert cli(root, "status", "never-dropped")[0] == 1
