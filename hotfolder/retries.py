@@ -166,8 +166,12 @@ def _report(outcome: Outcome, selection: Selection, config: Config) -> tuple[boo
             "`ls failed/` shows the names (a job's name is its path under inbox/ "
             "without the extension)"
         )
+    # `--all` or `--code` with nothing to retry did all it was asked (a script may run it
+    # every few minutes); names that match nothing did not.
+    idle = not lines and not selection.targets
     if not lines:
         what = f" with code {selection.code}" if selection.code else ""
         lines.append(f"no failed or cancelled job{what} to retry; nothing changed")
-    ok = bool(outcome.back) and not (outcome.no_room or outcome.refused or outcome.unknown)
+    done = bool(outcome.back) or idle
+    ok = done and not (outcome.no_room or outcome.refused or outcome.unknown)
     return ok, "\n".join(lines)

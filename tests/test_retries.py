@@ -101,9 +101,17 @@ def test_a_job_that_still_fails_its_checks_stays_with_the_reason(rig: Rig) -> No
 
 
 def test_nothing_to_retry_says_so(rig: Rig) -> None:
+    # Done, not failed: a script that retries `--all` every few minutes finds nothing.
     ok, message = again(rig, code="crashed")
-    assert not ok
+    assert ok
     assert message == "no failed or cancelled job with code crashed to retry; nothing changed"
+    ok, message = again(rig, every=True)
+    assert ok
+    assert message == "no failed or cancelled job to retry; nothing changed"
+    # A name that is nothing is still a failure.
+    ok, message = again(rig, "gone")
+    assert not ok
+    assert "no failed or cancelled job in failed/ matches gone" in message
 
 
 def test_an_unmatched_cancel_reason_is_not_a_job(rig: Rig) -> None:
