@@ -35,7 +35,9 @@ class Renderer(Protocol):
 
 
 class Paced:
-    """One renderer, written at most every RENDER_MIN_SECONDS, and at once on a heartbeat."""
+    """One renderer, written at most every RENDER_MIN_SECONDS (SPEC: "at most once a second"),
+    and with every heartbeat: at once, or as soon as that second is up. Only the last write,
+    as the service stops, never waits."""
 
     def __init__(self, renderer: Renderer, monotonic: Callable[[], float]) -> None:
         self.renderer = renderer
@@ -44,9 +46,11 @@ class Paced:
         self.pending: View | None = None
         self.problem: str | None = None  # the last failure, logged once until it changes
 
-    def offer(self, view: View, *, beat: bool) -> None:
+    def offer(self, view: View, *, final: bool = False) -> None:
+        """A new view: written now if a second has passed since the last write (or `final`),
+        else when it has (`due`)."""
         self.pending = view
-        if beat or self.monotonic() - self.written_at >= RENDER_MIN_SECONDS:
+        if final or self.monotonic() - self.written_at >= RENDER_MIN_SECONDS:
             self.flush()
 
     def due(self) -> float | None:
@@ -98,12 +102,14 @@ class Publisher:
         if self._thread is not None:
             self._thread.join()
 
-    def publish(self, *, beat: bool = False, final: bool = False) -> None:
+    def publish(self, *, final: bool = False) -> None:
         """One publish, and the view to every renderer (all of them written now if `final`:
         the service is stopping, and the page must say so)."""
         view = self.board.publish(refresh=final)
         for paced in self.paced:
-            paced.offer(view, beat=beat or final)
+            # A heartbeat's view is offered like any other: it is always written, within
+            # a second.
+            paced.offer(view, final=final)
 
     def _run(self) -> None:
         next_beat = 0.0
@@ -115,7 +121,7 @@ class Publisher:
                     next_beat = now + HEARTBEAT_SECONDS
                     self.beat()
                 if beat or self.board.changed.is_set():
-                    self.publish(beat=beat)
+                    self.publish()
                 for paced in self.paced:
                     due = paced.due()
                     if due is not None and now >= due:

@@ -116,15 +116,25 @@ def test_the_page_is_written_at_most_once_a_second_and_with_every_heartbeat(
 
     paced = Paced(Counting(), lambda: now[0])
     for _ in range(10):  # ten changes within half a second
-        paced.offer(busy_view(time.time()), beat=False)
+        paced.offer(busy_view(time.time()))
         now[0] += 0.05
     assert len(writes) == 1
     assert paced.due() == pytest.approx(100.0 + RENDER_MIN_SECONDS)
     now[0] = 101.0
     paced.flush()  # the publisher flushes a held view when it is due
     assert len(writes) == 2 and paced.due() is None
-    paced.offer(busy_view(time.time()), beat=True)  # a heartbeat writes at once
+    # A heartbeat's view 0.2 s later waits for its second too (the SPEC's "at most once a
+    # second"), and is written when it is up.
+    now[0] = 101.2
+    paced.offer(busy_view(time.time()))
+    assert len(writes) == 2 and paced.due() == pytest.approx(102.0)
+    now[0] = 102.0
+    paced.flush()
     assert len(writes) == 3
+    # The last view, as the service stops, is written at once.
+    now[0] = 102.1
+    paced.offer(busy_view(time.time()), final=True)
+    assert writes == [100.0, 101.0, 102.0, 102.1]
 
 
 def test_page_write_is_atomic_and_timed(tmp_path: Path) -> None:
