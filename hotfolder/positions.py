@@ -3,14 +3,16 @@ next to start) and `estimated_wait_seconds`, in the order in force (SPEC: "Per-s
 limits and fair turns"; "Waiting, overflow and retries": a held drop's position counts
 every job ahead of it).
 
-A held drop is placed as if it were admitted now, after every queued job and the held
-drops before it in drop order: under `dispatch: fifo` that is behind all of them
-(`priority: high` still goes first), under `fair` it takes its station's turn.
+Under `dispatch: fifo` the queue is played out for held drops: each start makes room, and
+they join in drop order as they fit (as intake admits them), `priority: high` then ahead of
+`normal`; so a held `high` drop counts the jobs that start while older held drops wait for
+room. Under `fair` a held drop is placed as if admitted now, taking its station's turn.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from hotfolder.config import Config
 from hotfolder.jobstatus import JobStatus
-from hotfolder.order import QueueOrder
+from hotfolder.order import QueueOrder, station_of
 from hotfolder.pairing import Ready
 
 if TYPE_CHECKING:
@@ -123,17 +125,73 @@ def held_places(
     *,
     slots: int,
     now: float,
+    caps: tuple[int, int | None] = (0, None),
 ) -> list[JobStatus]:
-    """Each held drop's status with the position and wait it has counting every queued job
-    and held drop ahead of it."""
+    """Each held drop's status with the position and wait it has counting every job that
+    will start before it. `caps`: `max_pending` and `per_station.max_pending`.
+
+    Under `fifo` the queue is played out: each job that starts makes room, and the held drops
+    join in drop order as they fit (as intake admits them), each at its place (`priority:
+    high` ahead of `normal`). So a held `high` drop counts the jobs that start while the
+    drops before it wait for room, not only the `high` ones queued now. Under `fair` a held
+    drop is placed as if admitted now, taking its station's turn."""
     if not held:
         return []
-    entries = list(queued)
-    for rank, (status, hold) in enumerate(sorted(held, key=lambda pair: pair[1].order)):
-        entries.append(Entry((1, 0 if hold.high else 1, HELD_SEQ + rank), status, hold.preset))
-    arranged = order.arrange(entries, key=lambda e: e.key, name=lambda e: e.status.name)
-    statuses = placed(estimator, arranged, running, slots, now)
-    return [s for e, s in zip(arranged, statuses, strict=True) if e.key[2] >= HELD_SEQ]
+    in_drop_order = sorted(held, key=lambda pair: pair[1].order)
+    if order.mode == "fifo" and caps[0] > 0:
+        starts = _played_out(queued, in_drop_order, caps)
+    else:
+        entries = list(queued)
+        for rank, (status, hold) in enumerate(in_drop_order):
+            entries.append(Entry((1, 0 if hold.high else 1, HELD_SEQ + rank), status, hold.preset))
+        starts = order.arrange(entries, key=lambda e: e.key, name=lambda e: e.status.name)
+    statuses = placed(estimator, starts, running, slots, now)
+    return [s for e, s in zip(starts, statuses, strict=True) if e.key[2] >= HELD_SEQ]
+
+
+def _played_out(
+    queued: list[Entry], held: list[tuple[JobStatus, Hold]], caps: tuple[int, int | None]
+) -> list[Entry]:
+    """The order jobs start in under `fifo`: queued jobs and held drops (in drop order), each
+    held drop joining the queue once a start makes room for it."""
+    most, per_station = caps
+    heap = [(entry.key, entry) for entry in queued]
+    heapq.heapify(heap)
+    stations: dict[str, int] = {}
+    for entry in queued:
+        stations[station_of(entry.status.name)] = stations.get(station_of(entry.status.name), 0) + 1
+    waiting = list(held)
+    turn = itertools.count(HELD_SEQ)
+
+    def admit() -> None:
+        nonlocal waiting
+        still: list[tuple[JobStatus, Hold]] = []
+        for index, (status, hold) in enumerate(waiting):
+            if len(heap) >= most:
+                still += waiting[index:]
+                break
+            station = station_of(status.name)
+            if per_station is not None and stations.get(station, 0) >= per_station:
+                still.append((status, hold))
+                continue
+            entry = Entry((1, 0 if hold.high else 1, next(turn)), status, hold.preset)
+            heapq.heappush(heap, (entry.key, entry))
+            stations[station] = stations.get(station, 0) + 1
+        waiting = still
+
+    starts: list[Entry] = []
+    admit()
+    while heap:
+        _key, entry = heapq.heappop(heap)
+        starts.append(entry)
+        stations[station_of(entry.status.name)] -= 1
+        admit()
+    # Drops that could never fit (a cap of 0) come last, in drop order.
+    starts += [
+        Entry((1, 0 if hold.high else 1, next(turn)), status, hold.preset)
+        for status, hold in waiting
+    ]
+    return starts
 
 
 class Drops:
@@ -166,6 +224,7 @@ class Drops:
         now: float,
         files: Written,
         refresh: bool,
+        caps: tuple[int, int | None] = (0, None),
     ) -> list[JobStatus]:
         """Held drops get their position and wait too; the statuses whose files need writing
         (`files`), the longest unwritten first."""
@@ -174,7 +233,7 @@ class Drops:
         # drop whose file does not read held yet.
         if refresh or not all(files.moved_only(s) for s, _hold in held):
             for status in held_places(
-                order, estimator, queued, running, held, slots=slots, now=now
+                order, estimator, queued, running, held, slots=slots, now=now, caps=caps
             ):
                 self.statuses[status.job_id] = status
         due = [s for s in self.statuses.values() if files.due(s, refresh)]

@@ -313,6 +313,7 @@ class Board:
                 now=now_mono,
                 files=self.files,
                 refresh=refresh,
+                caps=(self.config.max_pending, self.config.per_station.max_pending),
             )
             waiting = list(self.drops.statuses.values())
             view = View(

@@ -153,3 +153,64 @@ def test_per_station_max_pending_is_a_full_queue_for_that_station(tmp_path: Path
     )
     assert "hotfolder retry --code queue_full" in reason
     assert rig.reason("z").startswith("queue_full: inbox/ itself (a station of its own)")
+
+
+def _held_positions(
+    mode: str, queued: list[Job], held: list[tuple[str, bool]], caps: tuple[int, int | None]
+) -> dict[str, int | None]:
+    """Positions of held drops (name, high) in drop order, beside `queued` jobs."""
+    from hotfolder.config import Config
+    from hotfolder.jobstatus import JobStatus
+    from hotfolder.positions import Entry, Estimator, Hold, held_places
+    from hotfolder.spool import JobState
+
+    entries = [
+        Entry(key, JobStatus(job_id=name, name=name, status=JobState.queued), "p")
+        for name, key in queued
+    ]
+    holds = [
+        (
+            JobStatus(job_id=name, name=name, status=JobState.waiting),
+            Hold((rank, name), high, "p"),
+        )
+        for rank, (name, high) in enumerate(held)
+    ]
+    statuses = held_places(
+        QueueOrder(mode),  # type: ignore[arg-type]
+        Estimator(Config()),
+        entries,
+        [],
+        holds,
+        slots=1,
+        now=0.0,
+        caps=caps,
+    )
+    return {s.name: s.position for s in statuses}
+
+
+def test_a_held_high_drop_counts_the_jobs_that_start_while_older_drops_wait_for_room() -> None:
+    # max_pending 2: n2 and n3 are queued; n4 and n5 were held before h1 and h2 (high).
+    # Each start makes room for the next held drop in drop order, so the queue starts
+    # n2, n3, n4, h1, h2, n5: h1 is not next, though it is high.
+    queued = [job("n2", 2), job("n3", 3)]
+    held = [("n4", False), ("n5", False), ("h1", True), ("h2", True)]
+    assert _held_positions("fifo", queued, held, (2, None)) == {
+        "n4": 3,
+        "h1": 4,
+        "h2": 5,
+        "n5": 6,
+    }
+    # With room for everyone, the held high drops go first, as if admitted now.
+    assert _held_positions("fifo", queued, held, (10, None)) == {
+        "h1": 1,
+        "h2": 2,
+        "n4": 5,
+        "n5": 6,
+    }
+
+
+def test_a_held_drop_waits_for_its_own_stations_room() -> None:
+    # per_station.max_pending 1: a/2 waits for a/1 to start; b/1 joins at once.
+    queued = [job("a/1", 1)]
+    held = [("a/2", False), ("b/1", False)]
+    assert _held_positions("fifo", queued, held, (10, 1)) == {"b/1": 2, "a/2": 3}
