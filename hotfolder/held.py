@@ -98,6 +98,7 @@ class _Drop:
     files: dict[Path, int]  # each file of its group, with its mtime (ns) when it was held
     name: str  # the job name its status shows
     references: bool  # it names reference images (read again at admission)
+    since: float  # when it was first held: held drops come in in that order
 
 
 class Held:
@@ -113,13 +114,23 @@ class Held:
         """How many files the held drops are (the intake keeps watching them)."""
         return sum(len(drop.files) for drop in self._drops.values())
 
-    def keep(self, key: GroupKey, ready: Ready, group: Group, shown: Seen | None) -> None:
+    def keep(
+        self, key: GroupKey, ready: Ready, group: Group, shown: Seen | None, since: float
+    ) -> None:
         """Hold `ready` (shown as the job `shown` names), the pair the files of `group` came
-        to. Its reference images' bytes are not kept: thousands held would hold them
-        thousands of times over."""
+        to, since `since`. Its reference images' bytes are not kept: thousands held would
+        hold them thousands of times over."""
         light = replace(ready, references=())
         name = shown.name if shown is not None else ""
-        self._drops[key] = _Drop(light, dict(group.mtime_ns), name, bool(ready.references))
+        files = dict(group.mtime_ns)
+        self._drops[key] = _Drop(light, files, name, bool(ready.references), since)
+
+    def since(self, key: GroupKey) -> float | None:
+        """When a drop still held was first held (None: it is not held). Held drops come in
+        in that order, before drops decided for the first time, so that no image's mtime
+        (years old, or in the future) lets newer drops overtake a held one for ever."""
+        drop = self._drops.get(key)
+        return None if drop is None else drop.since
 
     def waits(self, key: GroupKey, group: Group, room: Room) -> bool:
         """Whether a held drop still finds no room: nothing changes for it this tick, so a

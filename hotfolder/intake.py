@@ -181,9 +181,11 @@ class Intake:
         time stop anywhere: the rest stay tracked and come first in the next tick.
         """
 
-        def oldest_first(entry: tuple[GroupKey, Group]) -> tuple[int, str]:
+        def oldest_first(entry: tuple[GroupKey, Group]) -> tuple[float, int, str]:
+            # Drops held for room first, in the order they were held (held.Held.since).
             mtime_ns, path = entry[1].first()
-            return mtime_ns, self.looking.relative(path)
+            since = self.held.since(entry[0])
+            return (since if since is not None else now), mtime_ns, self.looking.relative(path)
 
         for_disk: bool | None = None
         room = Room(self.jobs, self.config)
@@ -244,8 +246,10 @@ class Intake:
         relative = self.looking.relative(item.image)
         station, stem = station_of(relative), split_name(relative)[0]
         if self.config.overflow == "hold" and room.full(station) is not None:
-            self.arrivals.show(key, stem, relative, FOR_ROOM, now, hold=Hold.of(item, relative))
-            self.held.keep(key, item, group, self.arrivals.peek(key, stem))
+            since = self.held.since(key) or now
+            hold = Hold.of(item, relative, since)
+            self.arrivals.show(key, stem, relative, FOR_ROOM, now, hold=hold)
+            self.held.keep(key, item, group, self.arrivals.peek(key, stem), since)
             return False
         full = room.refusal(item, station)
         if full is not None:

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 # Held drops take sequence numbers past any a queued job has, in drop order.
 HELD_SEQ = 1 << 62
-DropOrder = tuple[int, str]  # (the image's mtime in ns, its path under inbox/)
+# (when it was first held, the image's mtime in ns, its path under inbox/): held drops come
+# in the order they were held, those held in one tick in the order of their images' mtime.
+DropOrder = tuple[float, int, str]
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,10 @@ class Hold:
     preset: str
 
     @classmethod
-    def of(cls, item: Ready, relative: str) -> Hold:
-        """A ready pair whose image is at `relative` (to inbox/)."""
-        return cls((item.mtime_ns, relative), item.spec.priority == "high", item.spec.preset)
+    def of(cls, item: Ready, relative: str, since: float) -> Hold:
+        """A ready pair whose image is at `relative` (to inbox/), held since `since`."""
+        order = (since, item.mtime_ns, relative)
+        return cls(order, item.spec.priority == "high", item.spec.preset)
 
 
 class Estimator:

@@ -105,6 +105,34 @@ def test_drops_past_the_cap_wait_in_inbox_and_come_in_in_drop_order(tmp_path: Pa
     assert files_under(rig.inbox) == [] and files_under(rig.layout.failed) == []
 
 
+def test_a_held_drop_is_not_overtaken_by_newer_drops_whatever_its_images_time(
+    tmp_path: Path,
+) -> None:
+    # Windows copies and rsync keep the source's time: years old, or in the future.
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["first", "future"])
+    future = rig.inbox / "future.jpg"
+    os.utime(future, (4_000_000_000, 4_000_000_000))  # the year 2096
+    rig.intake.note(future)
+    settle(rig)
+    assert rig.queued() == ["first"]
+    assert held(rig, "future") == 2
+    # Newer drops, their images older than `future`'s (and `old` older than all).
+    drop(rig, ["new"])
+    settle(rig)
+    old = make_image(rig.inbox / "old.jpg")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    rig.intake.note(old)
+    rig.intake.note(write_sidecar(rig.inbox / "old.yaml"))
+    settle(rig)
+    assert [held(rig, n) for n in ["future", "new", "old"]] == [2, 3, 4]
+    # Room frees one job at a time: they come in in the order they were held.
+    for name in ["future", "new", "old"]:
+        free_one(rig)
+        look(rig)
+        assert rig.queued() == [name]
+
+
 def test_a_held_drop_is_not_probed_or_read_again_while_it_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

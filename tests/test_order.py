@@ -171,7 +171,7 @@ def _held_positions(
     holds = [
         (
             JobStatus(job_id=name, name=name, status=JobState.waiting),
-            Hold((rank, name), high, "p"),
+            Hold((0.0, rank, name), high, "p"),
         )
         for rank, (name, high) in enumerate(held)
     ]
