@@ -82,7 +82,8 @@ class Room:
         ahead = self._count() + len(self.jobs.in_flight())
         so = f"{ahead} {'job is' if ahead == 1 else 'jobs are'} ahead of it"
         if full == "queue":
-            message = f"the queue is full ({self.config.max_pending} jobs waiting): {so}"
+            most = self.config.max_pending
+            message = f"the queue is full ({most} {'job' if most == 1 else 'jobs'} waiting): {so}"
             details = f"{RETRY} (or raise max_pending).\n\n{HOLD}"
         else:
             where = f"station {station}/" if station else "inbox/ itself (a station of its own)"

@@ -280,6 +280,7 @@ class Intake:
         self, refusal: Refusal, *, spec: JobSpec | None = None, key: GroupKey | None = None
     ) -> None:
         """Move a drop to failed/ with its reason file and a failed status; never loses a file."""
+        spec = spec or refusal.spec
         relative = self.looking.relative(refusal.files[0])
         now = self.clock()
         record = rejection_for(

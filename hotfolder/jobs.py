@@ -151,8 +151,11 @@ class Jobs:
         )
 
     def reject(self, drop: rejection.Rejection) -> None:
-        """A drop that never became a job goes to failed/ with its reason."""
+        """A drop that never became a job goes to failed/ with its reason (and its
+        `notify_url`, if its sidecar had one, is told)."""
         rejection.reject(self.layout, self.board, drop)
+        if drop.notify_url and self.notifier is not None:
+            self.notifier.send(drop.notify_url, drop.status)
 
     def replay_rejections(self) -> int:
         """Finish rejections a crash or a refusing disk cut short; how many there were."""

@@ -102,6 +102,9 @@ class Refusal:
     code: Reason
     message: str
     details: str = ""
+    # The request, when its sidecar was read and fit though the image was refused: its
+    # status still shows the instruction, and its `notify_url` is told.
+    spec: JobSpec | None = None
 
 
 class Pairing:
@@ -203,7 +206,8 @@ class Pairing:
         )
         problem = probed()
         if isinstance(problem, Rejected):
-            return Refusal(files, problem.code, problem.message)
+            spec = outcome.spec if isinstance(outcome, Ready) else None
+            return Refusal(files, problem.code, problem.message, spec=spec)
         if isinstance(problem, images.IncompleteImage):
             return Waiting(files, COPYING)
         return outcome

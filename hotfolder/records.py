@@ -144,6 +144,7 @@ def rejection_for(
         message=refusal.message,
         details=details.strip(),
         status=status.to_json(),
+        notify_url=str(spec.notify_url) if spec and spec.notify_url else None,
     )
 
 

@@ -33,6 +33,8 @@ class Rejection(BaseModel):
     message: str
     details: str = ""
     status: dict[str, Any]
+    # The drop's sidecar asked to be told (and was read, and fit): the status is POSTed.
+    notify_url: str | None = None
 
 
 def intents_dir(layout: Layout) -> Path:

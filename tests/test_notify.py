@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ServiceProcess, drop_pair, has_status, hotfolder, wait_for, write_config
+from support import (
+    ServiceProcess,
+    drop_pair,
+    has_status,
+    hotfolder,
+    make_image,
+    wait_for,
+    write_config,
+    write_sidecar,
+)
 
 from hotfolder.config import Config, NotifyConfig, load_config
 from hotfolder.errors import ConfigError, Reason, Rejected
@@ -113,18 +122,28 @@ def test_the_service_posts_final_statuses_without_waiting_for_the_receiver(tmp_p
             drop_pair(tmp_path / "inbox" / "hooked", "one")
             drop_pair(tmp_path / "inbox" / "hooked", "two", colour="red")
             drop_pair(tmp_path / "inbox" / "hooked", "three")
+            # A sound request whose image is refused: its station hears of it too.
+            make_image(tmp_path / "inbox" / "hooked" / "big.jpg", size=(3000, 40))
+            write_sidecar(tmp_path / "inbox" / "hooked" / "big.yaml", instruction="warmer")
             # The slow receiver does not hold up the jobs behind the first.
             wait_for(lambda: has_status(tmp_path, "hooked/three", "completed"), timeout=30)
             assert len(receiver.received) < 2
-            wait_for(lambda: len(receiver.received) == 2, timeout=60)
+            wait_for(lambda: len(receiver.received) == 3, timeout=60)
             assert service.stop() == 0
     by_name = {r["name"]: r for r in receiver.received}
     assert set(by_name) == {
         "hooked/one",
         "hooked/three",
-    }  # a rejected drop's sidecar is not trusted
+        "hooked/big",
+    }  # a sidecar that was itself refused is not trusted: `two` is not told
     assert by_name["hooked/one"]["status"] == "completed"
     assert by_name["hooked/one"]["result_path"] == "outbox/hooked/one.png"
+    big = by_name["hooked/big"]
+    assert (big["status"], big["error_code"], big["instruction"]) == (
+        "failed",
+        "too_large",
+        "warmer",
+    )
 
 
 # --- notify.allowed_hosts ---------------------------------------------------------------------
