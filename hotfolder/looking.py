@@ -19,7 +19,7 @@ from hotfolder.budget import TickBudget
 from hotfolder.defaults import FolderDefaults
 from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Group, Refusal
-from hotfolder.scan import Quiet, a_folder, not_a_plain_file, unknown_type, walk
+from hotfolder.scan import Quiet, not_a_plain_file, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES
 from hotfolder.writers import Writers
@@ -151,10 +151,7 @@ class Looking:
             group.add(path, kind, settled=settled, mtime_ns=mtime_ns, quiet=quiet)
 
     def _look_inside(self, folder: Path, now: float, groups: Groups) -> None:
-        """A folder that appeared: reject it if it is named like an image, else look at its files."""
-        if kind_of(folder.name) == "image":
-            self.reject(a_folder(folder))
-            return
+        """A folder that appeared (whatever its name: `Holiday.JPG/` too): look at its files."""
         if not is_ignored_dir(folder.name):
             for inner in walk(folder):
                 if inner not in self.tracker:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder.errors import Reason
-from hotfolder.names import is_ignored, is_ignored_dir, kind_of, split_name
+from hotfolder.names import is_ignored, is_ignored_dir, split_name
 from hotfolder.pairing import Refusal
 from hotfolder.settle import StabilityTracker
 
@@ -95,10 +95,11 @@ class Sightings:
 
 
 def walk(top: Path) -> Iterator[Path]:
-    """Every file under `top` that is not junk, and every folder named like an image.
+    """Every file under `top` that is not junk.
 
-    Junk folders (`@eaDir`, dotfolders, …) are not entered. A folder that cannot be listed
-    is logged and skipped; the next rescan tries again.
+    Junk folders (`@eaDir`, dotfolders, …) are not entered; every other folder is, whatever
+    its name (`Holiday.JPG/` is a folder of drops like any other). A folder that cannot be
+    listed is logged and skipped; the next rescan tries again.
     """
     stack = [top]
     while stack:
@@ -107,9 +108,7 @@ def walk(top: Path) -> Iterator[Path]:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        if kind_of(entry.name) == "image":
-                            yield Path(entry.path)  # to be rejected: a folder is not an image
-                        elif not is_ignored_dir(entry.name):
+                        if not is_ignored_dir(entry.name):
                             stack.append(Path(entry.path))
                     elif not is_ignored(entry.name):
                         yield Path(entry.path)
@@ -132,11 +131,6 @@ def not_a_plain_file(path: Path, info: os.stat_result) -> Refusal | None:
             f"{path.name} has {info.st_nlink} hard links; drop a copy of the file, not a link",
         )
     return None
-
-
-def a_folder(path: Path) -> Refusal:
-    """A folder named like an image."""
-    return _unsupported(path, f"{path.name} is a folder, not an image")
 
 
 def unknown_type(path: Path) -> Refusal:

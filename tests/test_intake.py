@@ -314,13 +314,12 @@ def test_other_types_are_unsupported(rig: Rig) -> None:
     assert (rig.layout.failed / "notes.pdf").exists()
 
 
-def test_links_fifos_sockets_and_folders_named_like_images_are_rejected(
+def test_links_fifos_and_sockets_named_like_images_are_rejected(
     rig: Rig, tmp_path: Path
 ) -> None:
     outside = make_image(tmp_path / "secret.jpg")
     (rig.inbox / "link.jpg").symlink_to(outside)
     os.mkfifo(rig.inbox / "pipe.jpg")
-    (rig.inbox / "folder.jpg").mkdir()
     os.link(outside, rig.inbox / "hard.jpg")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(rig.inbox / "sock.jpg"))
@@ -329,7 +328,7 @@ def test_links_fifos_sockets_and_folders_named_like_images_are_rejected(
         rig.tick(2.5)
     finally:
         sock.close()
-    for name in ("link", "pipe", "folder", "hard", "sock"):
+    for name in ("link", "pipe", "hard", "sock"):
         assert rig.reason(name).startswith("unsupported_type: "), name
     assert outside.exists()
     assert files_under(rig.inbox) == []
@@ -542,6 +541,20 @@ def test_a_name_that_differs_only_in_letter_case_is_taken(rig: Rig) -> None:
     assert rig.queued() == ["IMG_1", "img_1~2", "Café", "CAFE\u0301~2"]
     pending = files_under(rig.layout.pending)
     assert not any(a != b and a.lower() == b.lower() for a in pending for b in pending)
+
+
+def test_a_folder_named_like_an_image_is_a_folder_of_drops(rig: Rig) -> None:
+    for folder in ("Holiday.JPG", "2026.11.29", "shoot.png/inner.tif"):
+        make_image(rig.inbox / folder / "a.jpg")
+        write_sidecar(rig.inbox / folder / "a.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    assert sorted(rig.queued()) == [
+        "2026.11.29/a",
+        "Holiday.JPG/a",
+        "shoot.png/inner.tif/a",
+    ]
+    assert files_under(rig.layout.failed) == []
 
 
 def test_a_reason_file_dragged_back_into_inbox_is_ignored(rig: Rig) -> None:
