@@ -166,13 +166,25 @@ def _queue(view: View) -> str:
 
 
 def _waiting(view: View) -> str:
+    """Drops seen and not admitted yet; those held for room first, with the place they will
+    take in the queue and when they should start, as queued jobs show theirs."""
     if not view.waiting:
         return ""
-    rows = "".join(
-        f'<li><span class="name">{esc(s.name)}</span><span class="muted">{esc(s.detail or "")}</span></li>'
-        for s in sorted(view.waiting, key=lambda s: s.name)[:QUEUE_ROWS]
-    )
-    return f'<section><h2>Arriving <span class="count">{len(view.waiting)}</span></h2><ul class="plain">{rows}</ul></section>'
+    starts = view.state in ("starting", "running")
+    ordered = sorted(view.waiting, key=lambda s: (s.position is None, s.position or 0, s.name))
+    rows = []
+    for s in ordered[:QUEUE_ROWS]:
+        place = ""
+        if s.position is not None:
+            when = wording.wait(s.estimated_wait_seconds, s.position, starts_jobs=starts)
+            place = f" · #{s.position}, starts in {when}"
+            if when in ("next", "now", "on hold"):
+                place = f" · #{s.position}, {when}"
+        rows.append(
+            f'<li><span class="name">{esc(s.name)}</span>'
+            f'<span class="muted">{esc((s.detail or "") + place)}</span></li>'
+        )
+    return f'<section><h2>Arriving <span class="count">{len(view.waiting)}</span></h2><ul class="plain">{"".join(rows)}</ul></section>'
 
 
 def _thumb(finished: Finished, which: str) -> str:

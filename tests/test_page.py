@@ -66,7 +66,16 @@ def busy_view(at: float, state: str = "running") -> View:
         workers=workers,
         running=[running.model_copy(update={"progress": Progress(step=2, steps=4)})],
         queued=queued,
-        waiting=[status("station-1/IMG_9", JobState.waiting, detail="waiting for its sidecar")],
+        waiting=[
+            status("station-1/IMG_9", JobState.waiting, detail="waiting for its sidecar"),
+            status(
+                "station-4/IMG_7",
+                JobState.waiting,
+                detail="waiting for room in the queue",
+                position=4,
+                estimated_wait_seconds=60,
+            ),
+        ],
         recent=[Finished(done, at, thumbs=(False, False), seconds=21.0), Finished(failed, at)],
         failures=[Finished(failed, at, details="Remove the key `colour` from bad.yaml.")],
         counts={JobState.completed: 1, JobState.failed: 1, JobState.cancelled: 0},
@@ -161,6 +170,7 @@ def test_a_busy_queue_reads_right_in_chromium_and_goes_stale_after_60_s(tmp_path
     assert fresh.console == []
     for text in ("Running", "Editing now", "station-3/IMG_0042", "step 2 of 4", "Queue",
                  "next", "about 20 s", "Arriving", "waiting for its sidecar", "Failed",
+                 "waiting for room in the queue · #4, starts in about 1 min",
                  "invalid_sidecar", "Remove the key", "Needs the operator", "Done"):  # fmt: skip
         assert text in fresh.dom, text
     assert 'id="stale" class="banner bad" hidden' in fresh.dom
