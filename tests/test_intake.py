@@ -71,6 +71,13 @@ class Rig:
     def queued(self) -> list[str]:
         return [m.name for m in self.spool.queued()]
 
+    def drop(self, stem: str, extension: str = ".jpg") -> None:
+        """An image and its sidecar dropped, and their events noted as the watcher would."""
+        make_image(self.inbox / f"{stem}{extension}")
+        write_sidecar(self.inbox / f"{stem}.yaml")
+        self.intake.note(self.inbox / f"{stem}{extension}")
+        self.intake.note(self.inbox / f"{stem}.yaml")
+
     def reason(self, name: str) -> str:
         return (self.layout.failed / f"{name}.reason.txt").read_text().splitlines()[0]
 
@@ -314,9 +321,7 @@ def test_other_types_are_unsupported(rig: Rig) -> None:
     assert (rig.layout.failed / "notes.pdf").exists()
 
 
-def test_links_fifos_and_sockets_named_like_images_are_rejected(
-    rig: Rig, tmp_path: Path
-) -> None:
+def test_links_fifos_and_sockets_named_like_images_are_rejected(rig: Rig, tmp_path: Path) -> None:
     outside = make_image(tmp_path / "secret.jpg")
     (rig.inbox / "link.jpg").symlink_to(outside)
     os.mkfifo(rig.inbox / "pipe.jpg")
@@ -527,10 +532,7 @@ def test_an_ambiguous_drop_goes_to_failed_whole(
 def test_a_name_that_differs_only_in_letter_case_is_taken(rig: Rig) -> None:
     # On the Windows and macOS shares stations use, IMG_1 and img_1 are one name.
     def drop(stem: str, extension: str = ".jpg") -> None:
-        make_image(rig.inbox / f"{stem}{extension}")
-        write_sidecar(rig.inbox / f"{stem}.yaml")
-        rig.intake.note(rig.inbox / f"{stem}{extension}")
-        rig.intake.note(rig.inbox / f"{stem}.yaml")
+        rig.drop(stem, extension)
         rig.tick()
         rig.tick(2.5)
 

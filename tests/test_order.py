@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from support import make_image, read_json, write_sidecar
+from support import read_json
 from test_intake import Rig
 
 from hotfolder.order import Key, QueueOrder, station_of
@@ -91,10 +91,7 @@ def test_first_and_upcoming_are_always_the_head_of_the_whole_order() -> None:
 
 def drop(rig: Rig, names: list[str]) -> None:
     for name in names:
-        make_image(rig.inbox / f"{name}.jpg")
-        write_sidecar(rig.inbox / f"{name}.yaml")
-        rig.intake.note(rig.inbox / f"{name}.jpg")
-        rig.intake.note(rig.inbox / f"{name}.yaml")
+        rig.drop(name)
     rig.tick()
     rig.tick(2.5)
 
