@@ -251,19 +251,25 @@ class Jobs:
                 return
             check_transition(manifest, JobState.queued)
             if lost is not None:
-                tried = manifest.attempts
-                if tried >= self.config.max_attempts:
+                # The SPEC's `crashed`: the service died during this job max_attempts times
+                # (retries by the operator do not count, `attempts` does count them).
+                died, most = manifest.crashes + 1, self.config.max_attempts
+                if died >= most:
+                    when = f"around {manifest.started_at}" if manifest.started_at else "for it"
                     self.fail(
                         name,
                         Reason.crashed,
-                        f"{lost} (attempt {tried} of {self.config.max_attempts})",
-                        "The input may crash the editor; check the service log around "
-                        f"{manifest.started_at}, then `hotfolder retry {manifest.name}`.",
+                        f"{lost} ({died} {'time' if died == 1 else 'times'}; "
+                        f"max_attempts is {most})",
+                        f"The input may crash the editor; check the service log {when}, "
+                        f"then `hotfolder retry {manifest.name}`.",
                     )
                     return
+                tried = manifest.attempts
                 manifest = manifest.model_copy(
                     update={
                         "attempts": tried + 1,
+                        "crashes": died,
                         "errors": [*manifest.errors, f"attempt {tried}: {lost}"],
                     }
                 )

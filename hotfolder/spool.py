@@ -90,6 +90,9 @@ class Manifest(BaseModel):
     error: str | None = None
     error_details: str | None = None
     errors: list[str] = []  # earlier attempts' errors, kept across retries
+    # Times the service (or its worker) died during this job since it was admitted or
+    # retried: past `max_attempts` it fails as `crashed` (`attempts` also counts retries).
+    crashes: int = 0
     # The claim: which worker took the job (and on which device); set with state processing.
     worker: str | None = None
     device: str | None = None

@@ -140,7 +140,27 @@ def test_lost_jobs_go_back_to_the_head_in_order_then_crash(tmp_path: Path) -> No
     status = read_json(tmp_path / "outbox" / "a.status.json")
     assert status is not None
     assert (status["status"], status["error_code"], status["attempts"]) == ("failed", "crashed", 2)
-    assert "attempt 2 of 2" in status["error"]
+    assert status["error"] == "the slot died again (2 times; max_attempts is 2)"
+
+
+def test_a_retried_job_crashes_only_once_the_service_died_max_attempts_times(
+    tmp_path: Path,
+) -> None:
+    # SPEC: `crashed` is "the service died during this job max_attempts times"; the
+    # operator's retries raise `attempts` but are not deaths.
+    jobs = make_jobs(tmp_path, max_attempts=2)
+    admit(jobs, "a")
+    queued = jobs.queued()[0]
+    jobs.spool.update(queued.model_copy(update={"attempts": 5}))  # retried four times
+    assert take(jobs, "cpu#1", "cpu") is not None
+    jobs.put_back("a", lost="the service stopped during this job")
+    again = jobs.queued()[0]
+    assert (again.name, again.attempts, again.crashes) == ("a", 6, 1)
+    assert take(jobs, "cpu#1", "cpu") is not None
+    jobs.put_back("a", lost="the service stopped during this job")
+    status = read_json(tmp_path / "outbox" / "a.status.json") or {}
+    assert (status["status"], status["error_code"]) == ("failed", "crashed")
+    assert status["error"] == "the service stopped during this job (2 times; max_attempts is 2)"
 
 
 def test_recovery_puts_every_job_in_flight_back_in_order(tmp_path: Path) -> None:

@@ -258,7 +258,9 @@ def test_crash_past_max_attempts_is_failed_as_crashed(root: Path) -> None:
         failed = wait_for(lambda: has_status(root, "poison", "failed"))
         assert service.stop() == 0
     assert failed["error_code"] == "crashed"
-    assert (root / "failed" / "poison.reason.txt").read_text().startswith("crashed: ")
+    reason = (root / "failed" / "poison.reason.txt").read_text()
+    assert reason.startswith("crashed: the service stopped during this job (1 time; ")
+    assert "None" not in reason and "hotfolder retry poison" in reason
     assert (root / "failed" / "poison.jpg").exists()
 
 
