@@ -87,7 +87,8 @@ def queue_report(config: Config) -> dict[str, Any]:
         report["notes"] = queue["notes"]
     report["processing"] = spool_view["processing"]
     report["queued"] = spool_view["queued"]
-    return report
+    # `status --json` prints queue.json (SPEC), read now, with what the disk says beside it.
+    return {**queue, **report}
 
 
 def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:

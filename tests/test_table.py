@@ -52,6 +52,11 @@ def test_with_the_service_down_the_table_the_block_and_the_json(tmp_path: Path) 
     assert "what to do   Fix the sidecar" in failed and "files        failed/st/bad.*" in failed
     data = json.loads(status(tmp_path, "--json")[1])
     assert (data["service"], data["state"], data["completed_count"]) == ("stopped", "stopped", 1)
+    # SPEC: `--json` prints queue.json: its every field is there.
+    queue_json = json.loads((tmp_path / "outbox" / "queue.json").read_text())
+    assert set(queue_json) <= set(data)
+    for key in ("queue_size", "max_queue_size", "total_jobs", "heartbeat_at", "jobs"):
+        assert data[key] == queue_json[key], key
     assert json.loads(status(tmp_path, "st/good", "--json")[1])["status"] == "completed"
     assert status(tmp_path, "nope")[0] == 1
 
