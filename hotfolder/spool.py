@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -193,17 +194,20 @@ class Spool:
         fsops.move_many(self.gathering(manifest, here))
 
     def gathering(self, manifest: Manifest, here: Path) -> list[tuple[Path, Path]]:
-        """The moves that bring the job's files next to its manifest in `here`."""
+        """The moves that bring the job's files next to its manifest in `here`.
+
+        A place that cannot be looked at counts as holding nothing (`lexists`): inbox/ on a
+        share that dropped out must not stop a job whose files are in pending/ long since."""
         moves = []
         for file_name, origin in manifest.sources():
             target = self.path_in(here, manifest, file_name)
-            if target.exists():
+            if os.path.lexists(target):
                 continue
             candidates = [self.layout.root / origin] if origin else []
             for folder in (self.layout.pending, self.layout.processing):
                 candidates.append(self.path_in(folder, manifest, file_name))
             for candidate in candidates:
-                if candidate != target and candidate.exists():
+                if candidate != target and os.path.lexists(candidate):
                     moves.append((candidate, target))
                     break
         return moves

@@ -215,3 +215,38 @@ def test_the_write_back_off_ends_on_the_injected_clock_without_waiting(tmp_path:
     assert claimed is not None and claimed.name == "sub/a"
     assert jobs.complete("sub/a", b"png", ".png")
     assert jobs.state.get("worker") is None  # the note clears when its cause ends
+
+
+def test_a_job_goes_on_while_inbox_cannot_be_looked_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inbox/ on a share that dropped out (EACCES, EIO): the job's files are in pending/
+    # since its admission, and nothing about it needs inbox/.
+    import errno
+    import os
+
+    jobs = make_jobs(tmp_path)
+    admit(jobs, "a", "b")
+    inbox = os.fspath(jobs.layout.inbox)
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def refused(real):  # type: ignore[no-untyped-def]
+        def look(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if os.fspath(path).startswith(inbox):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return look
+
+    monkeypatch.setattr(os, "stat", refused(real_stat))
+    monkeypatch.setattr(os, "lstat", refused(real_lstat))
+    claimed = take(jobs, "cpu#1")
+    assert claimed is not None
+    assert files_under(tmp_path / "processing") == ["a.jpg"]
+    assert jobs.complete("a", b"png bytes", ".png")
+    assert (read_json(tmp_path / "outbox" / "a.status.json") or {})["status"] == "completed"
+    # Put back, as a lost worker's job is: at the head of the queue, files and all.
+    assert take(jobs, "cpu#1") is not None
+    jobs.put_back("b", lost="the slot died")
+    assert [m.name for m in jobs.queued()] == ["b"]
+    assert files_under(tmp_path / "pending") == ["b.jpg"]
