@@ -7,6 +7,7 @@ the input's size, ICC profile and metadata out), without the folders.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import TextIO
 from hotfolder import exifdata, fsops, images, render
 from hotfolder.config import Config
 from hotfolder.editors import Editor, make_editor
-from hotfolder.errors import ConfigError
+from hotfolder.errors import ConfigError, HotfolderError
 from hotfolder.sidecar import MAX_REFERENCES, MAX_SEED
 from hotfolder.slots.base import Pixels, Ticket
 
@@ -95,6 +96,10 @@ def edit_one(
         raise ConfigError(
             f"cannot tell the output format from {target.name!r}; end it in .png, .jpg or .webp"
         )
+    # Said now, not after a minute of editing (a missing folder is made when it is written).
+    above = next((p for p in target.parents if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"-o {target}: {above} is not a folder; write the result into one")
     used_seed = seed if seed is not None else secrets.randbits(32)
     refs = _references(config, references)
 
@@ -111,7 +116,12 @@ def edit_one(
         data = render.render(editor, ticket, bar)
     finally:
         bar.close()
-    fsops.write_atomic(target, data)
+    try:
+        fsops.write_atomic(target, data)
+    except OSError as e:
+        raise HotfolderError(
+            f"cannot write {target}: {e.strerror or e}; choose another -o, or make room there"
+        ) from e
     err.write(f"wrote {target}\n")
     err.flush()
     return target

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from support import hotfolder
 
 from hotfolder.config import Config, EditorConfig, Preset
 from hotfolder.errors import ConfigError
@@ -82,6 +83,7 @@ def test_output_format_follows_the_suffix_and_a_seed_is_drawn(tmp_path: Path) ->
         ({"instruction": "   "}, "instruction must be 1..500"),
         ({"seed": -1}, "--seed must be"),
         ({"out": Path("result.gif")}, "end it in .png"),
+        ({"out": Path(__file__) / "out.png"}, "test_oneshot.py is not a folder"),
     ],
 )
 def test_bad_arguments_are_config_errors(
@@ -109,3 +111,25 @@ def test_runs_the_tiny_qwen_pipeline(tmp_path: Path, tiny_qwen_model: Path) -> N
         assert result.size == (50, 20)
     assert read_metadata(out.read_bytes())["model"] == str(tiny_qwen_model)
     assert "2/2 steps" in stream.getvalue()
+
+
+def test_a_result_that_cannot_be_written_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    image = drop(tmp_path)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "out.png").mkdir()  # in the way: the rename cannot replace a folder
+    result = hotfolder(
+        "edit", str(image), "-i", "x", "--editor", "identity", "-o",
+        str(tmp_path / "full" / "out.png"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hotfolder: cannot write {tmp_path / 'full' / 'out.png'}: "), last
+    assert "Traceback" not in result.stderr
+    result = hotfolder(
+        "edit", str(image), "-i", "x", "--editor", "identity", "-o",
+        str(image / "out.png"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"hotfolder: -o {image / 'out.png'}: {image} is not a folder; write the result into one"
+    ]
