@@ -241,7 +241,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 sidecar.check_layer(layer, source=str(path))
                 print(f"ok: {path} (defaults)")
                 continue
-            spec = sidecar.resolve([(str(path), layer)], config=config)
+            layers = _defaults_for(config, path)
+            spec = sidecar.resolve([*layers, (str(path), layer)], config=config)
             _check_references(config, path, spec.images)
         except Rejected as e:
             failures += 1
@@ -254,17 +255,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def _top(config: Config, path: Path) -> tuple[Path, Path]:
+    """A sidecar's place, and the folder up to which `_defaults.yaml` files and assets apply
+    to it: inbox/ when it is in this root's inbox/, else its own folder."""
+    from hotfolder.layout import Layout
+
+    place = path.resolve()
+    inbox = Layout(config.root_path).inbox.resolve()
+    return place, inbox if inbox in place.parents else place.parent
+
+
+def _defaults_for(config: Config, path: Path) -> list[Any]:
+    """The `_defaults.yaml` layers a drop beside `path` would take, as admission finds them
+    (SPEC: the instruction is required "here or in _defaults.yaml")."""
+    from hotfolder.defaults import FolderDefaults
+
+    place, top = _top(config, path)
+    layers = FolderDefaults(top, max_bytes=config.limits.max_sidecar_bytes).layers(place)
+    if isinstance(layers, Rejected):
+        raise layers
+    return list(layers)
+
+
 def _check_references(config: Config, path: Path, names: list[str]) -> None:
     """Find and check the assets `images:` names, as admission would for a drop beside
     `path`: from its folder up to inbox/ when it is in this root's inbox/, else its folder."""
     if not names:
         return
     from hotfolder import assets
-    from hotfolder.layout import Layout
 
-    place = path.resolve()
-    inbox = Layout(config.root_path).inbox.resolve()
-    top = inbox if inbox in place.parents else place.parent
+    place, top = _top(config, path)
     assets.take(names, place, top, limits=config.limits, source=str(path))
 
 

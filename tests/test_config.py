@@ -105,3 +105,25 @@ def test_the_readme_links_only_to_files_in_the_project() -> None:
         if "://" not in link:
             assert (REPO / link).resolve().is_relative_to(REPO.resolve()), link
             assert (REPO / link).exists(), link
+
+
+def test_check_reads_a_sidecar_with_the_defaults_of_its_folders(tmp_path: Path) -> None:
+    from support import write_config
+
+    write_config(tmp_path)
+    shoot = tmp_path / "inbox" / "studio" / "shoot"
+    shoot.mkdir(parents=True)
+    (tmp_path / "inbox" / "studio" / "_defaults.yaml").write_text("instruction: from defaults\n")
+    (shoot / "x.yaml").write_text("seed: 3\n")
+    result = hotfolder("check", "--root", str(tmp_path), str(shoot / "x.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"ok: {shoot / 'x.yaml'} (preset qwen-4step, instruction 'from defaults')" in (
+        result.stdout
+    )
+    # Beside a folder with no instruction anywhere, the sidecar alone is still not enough.
+    alone = tmp_path / "inbox" / "elsewhere"
+    alone.mkdir()
+    (alone / "y.yaml").write_text("seed: 3\n")
+    result = hotfolder("check", "--root", str(tmp_path), str(alone / "y.yaml"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "instruction" in result.stderr
