@@ -15,7 +15,7 @@ from hotfolder import fsops
 from hotfolder.errors import Reason
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout, shortened
-from hotfolder.names import fold, split_name
+from hotfolder.names import fold, kind_of, split_name
 from hotfolder.rejection import write_reason
 from hotfolder.status import read_status
 
@@ -25,12 +25,22 @@ CANCEL_REASON_SUFFIX = ".cancel.reason.txt"
 
 
 def job_named(jobs: Jobs, name: str) -> str:
-    """`name`, or the one queued or processing job whose name differs only in case or Unicode form."""
+    """`name`, or the one queued or processing job whose name differs only in case or Unicode
+    form; given with its image's or sidecar's extension (`IMG_1.JPG`, as `retry` takes it),
+    the job of that image."""
+    name = name.strip("/")
     if jobs.find(name) is not None:
         return name
-    folded = fold(name)
-    matches = [m.name for m in (*jobs.queued(), *jobs.in_flight()) if fold(m.name) == folded]
-    return matches[0] if len(matches) == 1 else name
+    stem, extension = split_name(name)
+    names = [name, stem] if kind_of(extension) in ("image", "sidecar") else [name]
+    live = [m.name for m in (*jobs.queued(), *jobs.in_flight())]
+    for wanted in names:
+        if jobs.find(wanted) is not None:
+            return wanted
+        matches = [job for job in live if fold(job) == fold(wanted)]
+        if len(matches) == 1:
+            return matches[0]
+    return name
 
 
 def act(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from hotfolder import __version__, fsops
+from hotfolder import __version__, cancels, fsops
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
@@ -166,7 +166,9 @@ class Service:
         self.controls = ControlDesk(
             self.layout,
             {
-                "cancel": lambda request: self.intake.cancel(str(request["name"])),
+                "cancel": lambda request: self.intake.cancel(
+                    cancels.job_named(self.jobs, str(request["name"]))
+                ),
                 "retry": lambda request: retry_selection(
                     self.jobs, config, self.intake.layers, Selection.from_request(request)
                 ),

@@ -41,9 +41,10 @@ def test_cancel_a_queued_and_a_running_job(root: Path) -> None:
         wait_for(lambda: has_status(root, "running", "processing"))
         drop_pair(root / "inbox", "waiting")
         wait_for(lambda: has_status(root, "waiting", "queued"))
-        code, out, err = cli(root, "cancel", "waiting")
+        # As the `.cancel` file and `retry` take it: any letter case, with its extension.
+        code, out, err = cli(root, "cancel", "WAITING.jpg")
         assert code == 0, err
-        assert "cancelled" in out
+        assert "waiting cancelled" in out
         waiting = wait_for(lambda: has_status(root, "waiting", "cancelled"))
         code, out, err = cli(root, "cancel", "running")
         assert code == 0, err
