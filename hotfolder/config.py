@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,24 @@ LIGHTNING_REPO = "lightx2v/Qwen-Image-Lightning"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """`max_pending: true` (YAML also reads `yes` and `on` so) is a mistake, which pydantic
+        would take as 1 for a number."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{key} must be a number, not {str(value).lower()}")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number (an int or float, or None besides)."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return bool(kinds & {int, float}) and kinds <= {int, float, type(None)}
 
 
 class Limits(_Strict):

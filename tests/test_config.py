@@ -127,3 +127,21 @@ def test_check_reads_a_sidecar_with_the_defaults_of_its_folders(tmp_path: Path) 
     result = hotfolder("check", "--root", str(tmp_path), str(alone / "y.yaml"), cwd=tmp_path)
     assert result.returncode == 1
     assert "instruction" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_pending: true\n", "max_pending must be a number, not true"),
+        ("settle_seconds: yes\n", "settle_seconds must be a number, not true"),
+        ("limits:\n  max_dimension: off\n", "max_dimension must be a number, not false"),
+    ],
+)
+def test_a_yes_or_no_where_a_number_belongs_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # YAML reads true/yes/on as a boolean, which would otherwise count as 1.
+    path = tmp_path / "hotfolder.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
