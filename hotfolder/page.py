@@ -60,6 +60,10 @@ def stamp(iso_text: str | None, *, relative: bool = False) -> str:
 
 def _state(view: View) -> str:
     title, words = STATE_WORDS.get(view.state, (view.state.title(), ""))
+    if view.state == "running" and not view.accepting:
+        # SPEC: the page shows "not accepting" (the disk is nearly full, say): drops wait in
+        # inbox/ until it takes them again; the queue goes on.
+        words = "Not taking new drops right now (they wait in inbox/); the queue goes on."
     since = f"Since {stamp(_iso(view.at))}. " if view.state == "stopped" else ""
     busy = len(view.running)
     parts = [

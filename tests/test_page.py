@@ -111,6 +111,14 @@ def test_waits_read_on_hold_while_paused_or_stopped() -> None:
     assert "about 20 s" in render(busy_view(time.time()))
 
 
+def test_a_service_not_taking_drops_says_so_where_its_state_is() -> None:
+    view = busy_view(time.time())
+    assert "Taking new drops" in render(view)
+    shut = render(View(**{**view.__dict__, "accepting": False}))
+    assert "Taking new drops" not in shut
+    assert "Not taking new drops right now (they wait in inbox/); the queue goes on." in shut
+
+
 def test_the_page_is_written_at_most_once_a_second_and_with_every_heartbeat(
     tmp_path: Path,
 ) -> None:
