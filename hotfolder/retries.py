@@ -9,6 +9,7 @@ reason file's time once the status file has left outbox/.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,12 @@ def failed_jobs(layout: Layout) -> list[FailedJob]:
             status = read_status(layout.status_path(name))
             dropped_at = parse_iso(status.created_at) if status is not None else None
             found.append(FailedJob(name, code, dropped_at or fallback))
-    return sorted(found, key=lambda job: (job.dropped_at, job.name))
+    return sorted(found, key=lambda job: (job.dropped_at, _natural(job.name)))
+
+
+def _natural(name: str) -> list[int | str]:
+    """A name as people sort it (IMG_9 before IMG_10): the order drops seen together share."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def select(jobs_: list[FailedJob], selection: Selection) -> tuple[list[FailedJob], list[str]]:

@@ -144,3 +144,19 @@ def test_the_retry_command_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "2 back in the queue" in result.stdout
     assert files_under(tmp_path / "failed") == []
+
+
+def test_jobs_refused_together_come_back_in_the_order_people_number_them(rig: Rig) -> None:
+    # k9 and k10 are refused in one tick (one created_at): their names decide, as people
+    # number them (k9 first), not as a string sorts them (k10 first).
+    for n in (7, 8, 9, 10):
+        image = make_image(rig.inbox / f"k{n}.jpg")
+        write_sidecar(rig.inbox / f"k{n}.yaml")
+        os.utime(image, (1_700_000_000 + n, 1_700_000_000 + n))
+    rig.tick(rig.config.rescan_interval_seconds)
+    rig.tick(2.5)
+    assert rig.queued() == ["k7", "k8"]
+    ok, message = again(rig, code="queue_full", cap=10)
+    assert ok, message
+    assert message == "2 back in the queue, oldest first: k9, k10"
+    assert rig.queued() == ["k7", "k8", "k9", "k10"]
