@@ -159,6 +159,8 @@ class Intake:
         now = self.clock()
         if not self.sightings.reachable():
             return
+        if self.sightings.came_back():
+            self.tracker.restart(now)  # the time it was away counts towards no wait
         paths, quiet = self.sightings.take(now, self.tracker)
         self.defaults.new_tick()
         self.budget.behind = False

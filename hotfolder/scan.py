@@ -40,6 +40,7 @@ class Sightings:
         self.rescan_interval_seconds = rescan_interval_seconds
         self.say = say  # why intake is paused (queue.json's notes), or None once it is not
         self.unreachable: str | None = None
+        self.back = False  # reachable again, and not told yet (`came_back`)
         self._noted: set[Path] = set()
         self._lock = threading.Lock()
         self._next_rescan = 0.0
@@ -91,7 +92,13 @@ class Sightings:
             self.unreachable = None
             self.say(None)
             self._next_rescan = 0.0
+            self.back = True
         return True
+
+    def came_back(self) -> bool:
+        """Whether inbox/ is reachable again since the last time this was asked."""
+        back, self.back = self.back, False
+        return back
 
 
 def walk(top: Path) -> Iterator[Path]:

@@ -56,6 +56,13 @@ class StabilityTracker:
             seen.free = True
         return True
 
+    def restart(self, now: float) -> None:
+        """Every file's settle clock starts again now: inbox/ was unreachable, so no station
+        could write to it, and the time it was away counts towards no wait (a lone image
+        waits its full `sidecar_wait_seconds` after the share is back)."""
+        for seen in self._seen.values():
+            seen.since = max(seen.since, now)
+
     def last_look(self, path: Path, now: float, within: float) -> int | None:
         """The mtime (ns) a settled file had at its last look, if that look is less than
         `within` seconds old; None where it must be looked at (a file still settling is

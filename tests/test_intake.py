@@ -596,6 +596,28 @@ def test_an_unreachable_inbox_pauses_intake_and_forgets_nothing(rig: Rig, tmp_pa
     assert rig.queued() == ["k"]
 
 
+def test_the_time_inbox_was_away_counts_towards_no_wait(rig: Rig, tmp_path: Path) -> None:
+    # A lone image waits sidecar_wait_seconds (30) for its sidecar; the share drops out for
+    # longer than that, and the station writes the sidecar a moment after it is back.
+    make_image(rig.inbox / "lone.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    away = tmp_path / "away"
+    rig.inbox.rename(away)
+    rig.tick(60)
+    assert rig.intake.unreachable is not None
+    away.rename(rig.inbox)
+    rig.tick(1)  # back: the image waits its full time again
+    assert files_under(rig.layout.failed) == []
+    rig.tick(5)
+    write_sidecar(rig.inbox / "lone.yaml")
+    rig.intake.note(rig.inbox / "lone.yaml")
+    rig.tick(0.5)
+    rig.tick(2.5)
+    assert rig.queued() == ["lone"]
+    assert files_under(rig.layout.failed) == []
+
+
 # --- the image intake decoded, kept for the worker (decoded.py) -------------------------------
 
 
