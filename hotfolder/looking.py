@@ -58,6 +58,7 @@ class Looking:
         # tick files every tracked file (thousands, with drops held for room).
         self._filed: dict[Path, tuple[GroupKey, str]] = {}
         self._stems: dict[GroupKey, str] = {}
+        self._unlookable: set[Path] = set()  # tracked files that cannot be looked at now
 
     def groups(self, paths: Iterable[Path], quiet: Iterable[Quiet], now: float) -> Groups:
         """The groups of this tick: `paths` looked at, `quiet` as their last look left them."""
@@ -69,10 +70,12 @@ class Looking:
         return groups
 
     def again(self, key: GroupKey, group: Group, now: float) -> Group | None:
-        """The group as its files are now (None: they are gone)."""
+        """The group as its files are now (None: they are gone, or one cannot be looked at)."""
         regrouped: Groups = {}
         for path in group.members():
             self.look(path, now, regrouped)
+            if path in self._unlookable:
+                return None
         return regrouped.get(key)
 
     def stems(self, groups: Groups) -> set[str]:
@@ -94,6 +97,7 @@ class Looking:
     def dropped(self, path: Path) -> None:
         """The path is no longer tracked."""
         self._filed.pop(path, None)
+        self._unlookable.discard(path)
 
     def look(self, path: Path, now: float, groups: Groups) -> None:
         """Track one path and file it into its group; act at once on what needs no pairing."""
@@ -103,8 +107,20 @@ class Looking:
             self.forget(path)
             return
         except OSError as e:
-            log.warning("cannot look at %s: %s", path, e)
+            # A folder that cannot be read now (its permissions, a share's hiccup) is not a
+            # deleted drop: its files stay as last seen, undecided, until they can be looked
+            # at (said once, not ten times a second).
+            if path not in self._unlookable:
+                log.warning("cannot look at %s (%s); kept as last seen until it can be", path, e)
+                self._unlookable.add(path)
+            mtime_ns = self.tracker.mtime_ns(path)
+            if mtime_ns is not None:
+                self._file(path, True, mtime_ns, groups, quiet=True)
             return
+        if path in self._unlookable:
+            self._unlookable.discard(path)
+            self.tracker.restart(now, [path])  # the time it was away counts towards no wait
+            log.info("%s can be looked at again", path)
         name = path.name
         if any(is_ignored_dir(part) for part in self.relative(path).split("/")[:-1]):
             return

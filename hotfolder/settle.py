@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +56,20 @@ class StabilityTracker:
             seen.free = True
         return True
 
-    def restart(self, now: float) -> None:
-        """Every file's settle clock starts again now: inbox/ was unreachable, so no station
-        could write to it, and the time it was away counts towards no wait (a lone image
-        waits its full `sidecar_wait_seconds` after the share is back)."""
-        for seen in self._seen.values():
-            seen.since = max(seen.since, now)
+    def mtime_ns(self, path: Path) -> int | None:
+        """The mtime a tracked file had at its last look (None: not tracked)."""
+        seen = self._seen.get(path)
+        return None if seen is None else seen.mtime_ns
+
+    def restart(self, now: float, paths: Iterable[Path] | None = None) -> None:
+        """Every file's settle clock (or these `paths`') starts again now: inbox/ (or their
+        folder) could not be read, so no station could write there either, and the time it
+        was away counts towards no wait (a lone image waits its full `sidecar_wait_seconds`
+        once it is back)."""
+        for path in self._seen if paths is None else paths:
+            seen = self._seen.get(path)
+            if seen is not None:
+                seen.since = max(seen.since, now)
 
     def last_look(self, path: Path, now: float, within: float) -> int | None:
         """The mtime (ns) a settled file had at its last look, if that look is less than

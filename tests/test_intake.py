@@ -618,6 +618,47 @@ def test_the_time_inbox_was_away_counts_towards_no_wait(rig: Rig, tmp_path: Path
     assert files_under(rig.layout.failed) == []
 
 
+def test_a_folder_that_cannot_be_read_for_a_while_is_not_a_deleted_drop(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import logging
+
+    make_image(rig.inbox / "st1" / "lone.jpg")
+    rig.tick()
+    rig.tick(2.5)
+    assert (read_json(rig.layout.status_path("st1/lone")) or {}).get("status") == "waiting"
+    # Its folder cannot be read (permissions changed, a share's hiccup) for a minute.
+    real = rig.intake.looking.lstat
+    folder = os.fspath(rig.inbox / "st1")
+
+    def refused(path: Path) -> os.stat_result:
+        if os.fspath(path).startswith(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path)
+
+    rig.intake.looking.lstat = refused
+    with caplog.at_level(logging.WARNING, logger="hotfolder.intake"):
+        for _ in range(30):
+            rig.intake.note(rig.inbox / "st1" / "lone.jpg")
+            rig.tick(2)
+    warned = [r for r in caplog.records if "cannot look at" in r.getMessage()]
+    assert len(warned) == 1  # said once, not on every tick
+    assert (read_json(rig.layout.status_path("st1/lone")) or {}).get("status") == "waiting"
+    assert files_under(rig.layout.failed) == []
+    # Back: the image waits its full time for the sidecar the station writes now.
+    rig.intake.looking.lstat = real
+    rig.intake.note(rig.inbox / "st1" / "lone.jpg")
+    rig.tick(1)
+    rig.tick(5)
+    assert files_under(rig.layout.failed) == []
+    write_sidecar(rig.inbox / "st1" / "lone.yaml")
+    rig.intake.note(rig.inbox / "st1" / "lone.yaml")
+    rig.tick(0.5)
+    rig.tick(2.5)
+    assert rig.queued() == ["st1/lone"]
+
+
 # --- the image intake decoded, kept for the worker (decoded.py) -------------------------------
 
 
