@@ -245,7 +245,14 @@ class Pairing:
                 return Waiting(files, MAYBE_SIDECAR)
         try:
             if side is not None:
-                own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)
+                try:
+                    own = sidecar.read_layer(side, max_bytes=self.config.limits.max_sidecar_bytes)
+                except sidecar.IncompleteSidecar:
+                    # As an image that does not end yet: wait, then refuse.
+                    since = self.tracker.settled_at(side) or now
+                    if now < since + self.config.incomplete_image_seconds:
+                        return Waiting(files, COPYING)
+                    raise
                 layers = [*layers, (side.name, own)]
             spec = sidecar.resolve(layers, config=self.config)
             references = assets.take(

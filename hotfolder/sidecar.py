@@ -262,6 +262,10 @@ def _key_lines(node: Node, prefix: str = "") -> dict[str, int]:
     return lines
 
 
+class IncompleteSidecar(Rejected):
+    """A sidecar with zero bytes in it: maybe still being written (intake waits a while)."""
+
+
 def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
     """Parse one sidecar or defaults file into a mapping; every problem is `invalid_sidecar`.
 
@@ -279,6 +283,14 @@ def parse_yaml(data: bytes, *, source: str, max_bytes: int) -> dict[str, Any]:
         text = decode(data).removeprefix("\ufeff")
     except ValueError as e:
         raise reject(str(e)) from e
+    if "\x00" in text:
+        # A copier that sets the size first fills it in later (Windows Explorer over SMB).
+        raise IncompleteSidecar(
+            Reason.invalid_sidecar,
+            f"{source}: the file holds zero bytes (NUL), as one still being written does; if "
+            "it is whole, save it again as plain UTF-8 text",
+            KEYS_HELP,
+        )
     parsed = _fast(text)
     if parsed is None:
         parsed = _parse(text, _SafeLoader, reject)

@@ -659,6 +659,33 @@ def test_a_folder_that_cannot_be_read_for_a_while_is_not_a_deleted_drop(
     assert rig.queued() == ["st1/lone"]
 
 
+def test_a_sidecar_still_full_of_zero_bytes_is_waited_for_then_refused(rig: Rig) -> None:
+    # A copier that sets the final size first and fills it in later (Windows Explorer over
+    # SMB) leaves zero bytes where the text will be; with a pause, it looks settled.
+    text = b'instruction: "Make it warmer"\n'
+    for stem in ("later", "never"):
+        make_image(rig.inbox / f"{stem}.jpg")
+        (rig.inbox / f"{stem}.yaml").write_bytes(text[:10] + bytes(len(text) - 10))
+    rig.tick()
+    rig.tick(2.5)
+    for stem in ("later", "never"):
+        shown = read_json(rig.layout.status_path(stem)) or {}
+        assert (shown["status"], shown["detail"]) == (
+            "waiting",
+            "waiting for the file to finish copying",
+        )
+    (rig.inbox / "later.yaml").write_bytes(text)  # the rest arrives
+    rig.intake.note(rig.inbox / "later.yaml")
+    rig.tick(0.5)
+    rig.tick(2.5)
+    assert rig.queued() == ["later"]
+    rig.tick(60)  # incomplete_image_seconds: it never will be whole
+    assert rig.reason("never") == (
+        "invalid_sidecar: never.yaml: the file holds zero bytes (NUL), as one still being "
+        "written does; if it is whole, save it again as plain UTF-8 text"
+    )
+
+
 # --- the image intake decoded, kept for the worker (decoded.py) -------------------------------
 
 

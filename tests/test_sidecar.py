@@ -264,7 +264,7 @@ def test_nesting_up_to_the_cap_is_fine() -> None:
         ("seed: !!python/object/apply:os.system ['true']\n", "!!"),
         ("seed: " + "9" * 5000 + "\n", "cannot be read"),
         ("instruction: 2024-13-45\n", "cannot be read"),
-        ("instruction: \x00\n", "not valid YAML"),
+        ("instruction: \x00\n", "holds zero bytes (NUL), as one still being written does"),
     ],
 )
 def test_malformed_yaml_rejected(text: str, expected: str) -> None:
