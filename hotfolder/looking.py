@@ -13,7 +13,9 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from hotfolder.budget import TickBudget
 from hotfolder.defaults import FolderDefaults
@@ -30,6 +32,12 @@ GroupKey = tuple[Path, str]  # (folder, stem folded)
 Groups = dict[GroupKey, Group]
 
 
+class Reject(Protocol):
+    """Intake's `_reject`: the refusal, and the group it ends (its waiting status's name)."""
+
+    def __call__(self, refusal: Refusal, *, key: GroupKey | None = None) -> None: ...
+
+
 class Looking:
     def __init__(
         self,
@@ -39,7 +47,7 @@ class Looking:
         defaults: FolderDefaults,
         budget: TickBudget,
         *,
-        reject: Callable[[Refusal], None],
+        reject: Reject,
         cancel: Callable[[Path], None],
         forget: Callable[[Path], None],
         lstat: Callable[[Path], os.stat_result] = os.lstat,
@@ -134,7 +142,8 @@ class Looking:
             return
         unfit = not_a_plain_file(path, info)
         if unfit is not None:
-            self.reject(unfit)
+            key = (path.parent, fold(split_name(name)[0]))
+            self.reject(self._with_its_sidecars(unfit, path), key=key)
             return
         settled = self.tracker.observe(
             path,
@@ -144,6 +153,24 @@ class Looking:
             held=lambda unchanged: self.writers.holding(path, info, unchanged),
         )
         self._file(path, settled, info.st_mtime_ns, groups)
+
+    @staticmethod
+    def _with_its_sidecars(refusal: Refusal, path: Path) -> Refusal:
+        """An image refused as it is (a link, a hard-linked file) takes its sidecar with it,
+        so the sidecar does not wait on as a drop of its own for an image that was there."""
+        if kind_of(path.name) != "image":
+            return refusal
+        own = fold(split_name(path.name)[0])
+        try:
+            entries = os.listdir(path.parent)
+        except OSError:
+            return refusal
+        sidecars = sorted(
+            path.parent / entry
+            for entry in entries
+            if kind_of(entry) == "sidecar" and fold(split_name(entry)[0]) == own
+        )
+        return replace(refusal, files=(*refusal.files, *sidecars))
 
     def _file(
         self, path: Path, settled: bool, mtime_ns: int, groups: Groups, *, quiet: bool = False

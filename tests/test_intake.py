@@ -339,6 +339,25 @@ def test_links_fifos_and_sockets_named_like_images_are_rejected(rig: Rig, tmp_pa
     assert files_under(rig.inbox) == []
 
 
+def test_an_image_refused_as_a_link_takes_its_sidecar_with_it(rig: Rig, tmp_path: Path) -> None:
+    write_sidecar(rig.inbox / "hl.yaml")
+    rig.tick()
+    rig.tick(2.5)
+    waiting = read_json(rig.layout.status_path("hl")) or {}
+    assert waiting["detail"] == "waiting for its image"
+    outside = make_image(tmp_path / "original.jpg")
+    os.link(outside, rig.inbox / "hl.jpg")
+    rig.intake.note(rig.inbox / "hl.jpg")
+    rig.tick(1)
+    assert files_under(rig.layout.failed) == ["hl.jpg", "hl.reason.txt", "hl.yaml"]
+    assert rig.reason("hl").startswith("unsupported_type: hl.jpg has 2 hard links")
+    failed = read_json(rig.layout.status_path("hl")) or {}
+    assert (failed["status"], failed["job_id"]) == ("failed", waiting["job_id"])
+    rig.tick(60)  # nothing is left to wait for an image that was there
+    assert files_under(rig.inbox) == []
+    assert sorted(files_under(rig.layout.failed)) == ["hl.jpg", "hl.reason.txt", "hl.yaml"]
+
+
 def test_overflow_beyond_the_cap_is_queue_full(tmp_path: Path) -> None:
     rig = Rig(tmp_path, max_pending=2)
     for i in range(4):
