@@ -40,6 +40,14 @@ class QueueOrder:
         self._turns = itertools.count(1)
         self._lock = threading.Lock()
 
+    def copy(self) -> QueueOrder:
+        """The same order with its own record of turns (to play the queue out ahead)."""
+        other = QueueOrder(self.mode)
+        with self._lock:
+            other._served = dict(self._served)
+        other._turns = itertools.count(max(other._served.values(), default=0) + 1)
+        return other
+
     def served(self, name: str) -> None:
         """A job of this name was just taken by a worker: its station goes to the back."""
         if self.mode == "fair":

@@ -3,10 +3,10 @@ next to start) and `estimated_wait_seconds`, in the order in force (SPEC: "Per-s
 limits and fair turns"; "Waiting, overflow and retries": a held drop's position counts
 every job ahead of it).
 
-Under `dispatch: fifo` the queue is played out for held drops: each start makes room, and
+For held drops the queue is played out in the order in force: each start makes room, and
 they join in drop order as they fit (as intake admits them), `priority: high` then ahead of
-`normal`; so a held `high` drop counts the jobs that start while older held drops wait for
-room. Under `fair` a held drop is placed as if admitted now, taking its station's turn.
+`normal` and, under `fair`, each in its station's turn; so a held drop counts the jobs that
+start while older held drops wait for room.
 """
 
 from __future__ import annotations
@@ -133,16 +133,20 @@ def held_places(
     """Each held drop's status with the position and wait it has counting every job that
     will start before it. `caps`: `max_pending` and `per_station.max_pending`.
 
-    Under `fifo` the queue is played out: each job that starts makes room, and the held drops
-    join in drop order as they fit (as intake admits them), each at its place (`priority:
-    high` ahead of `normal`). So a held `high` drop counts the jobs that start while the
-    drops before it wait for room, not only the `high` ones queued now. Under `fair` a held
-    drop is placed as if admitted now, taking its station's turn."""
+    The queue is played out in the order in force: each job that starts makes room, and the
+    held drops join in drop order as they fit (as intake admits them), each at its place
+    (`priority: high` ahead of `normal`; under `fair`, its station's turn). So a held `high`
+    drop counts the jobs that start while the drops before it wait for room, not only the
+    `high` ones queued now. Without caps, or where playing `fair` out would cost too much
+    (`FAIR_PLAY_OUT_MOST`), a held drop is placed as if admitted now."""
     if not held:
         return []
     in_drop_order = sorted(held, key=lambda pair: pair[1].order)
-    if order.mode == "fifo" and caps[0] > 0:
-        starts = _played_out(queued, in_drop_order, caps)
+    affordable = order.mode == "fifo" or (
+        len(queued) * (len(queued) + len(held)) <= FAIR_PLAY_OUT_MOST
+    )
+    if caps[0] > 0 and affordable:
+        starts = _played_out(_Line(order, queued), in_drop_order, caps)
     else:
         entries = list(queued)
         for rank, (status, hold) in enumerate(in_drop_order):
@@ -152,16 +156,50 @@ def held_places(
     return [s for e, s in zip(starts, statuses, strict=True) if e.key[2] >= HELD_SEQ]
 
 
+# Under `fair` each start is a pass over the queue: beyond this many steps (queued jobs times
+# the jobs and held drops to play out), held drops are placed as if admitted now.
+FAIR_PLAY_OUT_MOST = 250_000
+
+
+class _Line:
+    """The queue as it plays out: under `fifo` a heap by key; under `fair` a copy of the order
+    in force, taking each station's turn as the workers will."""
+
+    def __init__(self, order: QueueOrder, queued: list[Entry]) -> None:
+        self.order = order.copy()
+        self.fifo = order.mode == "fifo"
+        self.heap = [(entry.key, entry) for entry in queued]
+        heapq.heapify(self.heap)
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def push(self, entry: Entry) -> None:
+        heapq.heappush(self.heap, (entry.key, entry))
+
+    def pop(self) -> Entry:
+        if self.fifo:
+            return heapq.heappop(self.heap)[1]
+        first = self.order.first(self.heap, key=lambda pair: pair[0], name=_name)
+        assert first is not None  # never asked of an empty line
+        self.heap.remove(first)
+        heapq.heapify(self.heap)
+        self.order.served(first[1].status.name)
+        return first[1]
+
+
+def _name(pair: tuple[tuple[int, int, int], Entry]) -> str:
+    return pair[1].status.name
+
+
 def _played_out(
-    queued: list[Entry], held: list[tuple[JobStatus, Hold]], caps: tuple[int, int | None]
+    line: _Line, held: list[tuple[JobStatus, Hold]], caps: tuple[int, int | None]
 ) -> list[Entry]:
-    """The order jobs start in under `fifo`: queued jobs and held drops (in drop order), each
-    held drop joining the queue once a start makes room for it."""
+    """The order jobs start in: the queued jobs and the held drops (in drop order), each held
+    drop joining the line once a start makes room for it."""
     most, per_station = caps
-    heap = [(entry.key, entry) for entry in queued]
-    heapq.heapify(heap)
     stations: dict[str, int] = {}
-    for entry in queued:
+    for _key, entry in line.heap:
         stations[station_of(entry.status.name)] = stations.get(station_of(entry.status.name), 0) + 1
     waiting = list(held)
     turn = itertools.count(HELD_SEQ)
@@ -170,22 +208,21 @@ def _played_out(
         nonlocal waiting
         still: list[tuple[JobStatus, Hold]] = []
         for index, (status, hold) in enumerate(waiting):
-            if len(heap) >= most:
+            if len(line) >= most:
                 still += waiting[index:]
                 break
             station = station_of(status.name)
             if per_station is not None and stations.get(station, 0) >= per_station:
                 still.append((status, hold))
                 continue
-            entry = Entry((1, 0 if hold.high else 1, next(turn)), status, hold.preset)
-            heapq.heappush(heap, (entry.key, entry))
+            line.push(Entry((1, 0 if hold.high else 1, next(turn)), status, hold.preset))
             stations[station] = stations.get(station, 0) + 1
         waiting = still
 
     starts: list[Entry] = []
     admit()
-    while heap:
-        _key, entry = heapq.heappop(heap)
+    while len(line):
+        entry = line.pop()
         starts.append(entry)
         stations[station_of(entry.status.name)] -= 1
         admit()

@@ -211,3 +211,13 @@ def test_a_held_drop_waits_for_its_own_stations_room() -> None:
     queued = [job("a/1", 1)]
     held = [("a/2", False), ("b/1", False)]
     assert _held_positions("fifo", queued, held, (10, 1)) == {"b/1": 2, "a/2": 3}
+
+
+def test_under_fair_a_held_drop_waits_for_the_room_the_drops_before_it_take() -> None:
+    # max_pending 1: a/1 is queued; a/2 was held before b/1. a/1 starts and makes room for
+    # a/2 (drop order), which starts before b/1 can even join: b/1 is third, not second.
+    queued = [job("a/1", 1)]
+    held = [("a/2", False), ("b/1", False)]
+    assert _held_positions("fair", queued, held, (1, None)) == {"a/2": 2, "b/1": 3}
+    # With room for both, b/1 takes its station's turn at once.
+    assert _held_positions("fair", queued, held, (10, None)) == {"b/1": 2, "a/2": 3}
