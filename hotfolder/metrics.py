@@ -117,14 +117,16 @@ class Metrics:
     def ended(self, finished: Finished) -> None:
         """A board listener: count the ending, time a completed job."""
         status = finished.status
-        self.jobs.labels(status.status.value).inc()
+        # Its time and reason first, the count of jobs last: a scrape in between never sees
+        # a job counted whose time or reason is not there yet.
+        if status.status == JobState.completed and finished.seconds is not None:
+            self.duration.labels(status.model or "-").observe(finished.seconds)
         if status.status == JobState.failed:
             reason = status.error_code or Reason.edit_failed.value
             self.failures.labels(reason).inc()
             if finished.rejected:
                 self.rejections.labels(reason).inc()
-        if status.status == JobState.completed and finished.seconds is not None:
-            self.duration.labels(status.model or "-").observe(finished.seconds)
+        self.jobs.labels(status.status.value).inc()
 
     def show(self, view: View) -> None:
         self.queue_depth.set(len(view.queued))
