@@ -253,17 +253,9 @@ class Jobs:
             if lost is not None:
                 # The SPEC's `crashed`: the service died during this job max_attempts times
                 # (retries by the operator do not count, `attempts` does count them).
-                died, most = manifest.crashes + 1, self.config.max_attempts
-                if died >= most:
-                    when = f"around {manifest.started_at}" if manifest.started_at else "for it"
-                    self.fail(
-                        name,
-                        Reason.crashed,
-                        f"{lost} ({died} {'time' if died == 1 else 'times'}; "
-                        f"max_attempts is {most})",
-                        f"The input may crash the editor; check the service log {when}, "
-                        f"then `hotfolder retry {manifest.name}`.",
-                    )
+                died = manifest.crashes + 1
+                if died >= self.config.max_attempts:
+                    self.fail(name, Reason.crashed, *_crashed(manifest, lost, self.config))
                     return
                 tried = manifest.attempts
                 manifest = manifest.model_copy(
@@ -361,3 +353,14 @@ class Jobs:
         Under the spool's lock, taken before the board's write order, as everywhere."""
         with self.lock:
             close_job(self, manifest, results, pictures)
+
+
+def _crashed(manifest: Manifest, lost: str, config: Config) -> tuple[str, str]:
+    """The message and details of a job the service died during `max_attempts` times."""
+    died, most = manifest.crashes + 1, config.max_attempts
+    when = f"around {manifest.started_at}" if manifest.started_at else "for it"
+    return (
+        f"{lost} ({died} {'time' if died == 1 else 'times'}; max_attempts is {most})",
+        f"The input may crash the editor; check the service log {when}, then "
+        f"`hotfolder retry {manifest.name}`.",
+    )

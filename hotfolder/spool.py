@@ -390,15 +390,7 @@ class Spool:
         """Put a job from processing/ back at the head of pending/ (state queued)."""
         with self._lock:
             self.record_claim(manifest.name)
-            manifest = manifest.model_copy(
-                update={
-                    "head": True,
-                    "state": JobState.queued,
-                    "worker": None,
-                    "device": None,
-                    "started_at": None,
-                }
-            )
+            manifest = manifest.model_copy(update=_QUEUED_AGAIN)
             self._write(self.layout.processing, manifest)
             self._move_manifest(manifest, self.layout.processing, self.layout.pending)
             self._pending[manifest.name] = manifest
@@ -499,6 +491,16 @@ class _Pending(dict[str, Manifest]):
     def __delitem__(self, name: str) -> None:
         self.queued -= _is_queued(self.get(name))
         super().__delitem__(name)
+
+
+# A job put back at the head of the queue, as if its interrupted attempt never started.
+_QUEUED_AGAIN: Mapping[str, Any] = {
+    "head": True,
+    "state": JobState.queued,
+    "worker": None,
+    "device": None,
+    "started_at": None,
+}
 
 
 def _is_queued(manifest: Manifest | None) -> int:
