@@ -107,7 +107,9 @@ def edit_one(
     ticket = dataclasses.replace(ticket, references=refs)
     if editor is None:
         editor = make_editor(config)
-    err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
+    if err.isatty():
+        # For a person at a terminal; a script that fails to load gets one line, the error.
+        err.write(f"loading {editor.name} editor ({config.editor.model})...\n")
     editor.load()
     err.write(f"editing {image} with preset {preset_name}, seed {used_seed}\n")
     err.flush()

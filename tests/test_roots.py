@@ -113,6 +113,8 @@ def test_a_missing_model_is_exit_2_for_run_and_edit_alike(tmp_path: Path) -> Non
     for result in (edit, run):
         assert result.returncode == 2, result.stderr
         assert "editor.model folder" in result.stderr
+    # SPEC: "a one-line message on stderr that says what to change".
+    assert len(edit.stderr.strip().splitlines()) == 1, edit.stderr
 
 
 def _keys(model: type, prefix: str = "") -> list[str]:
