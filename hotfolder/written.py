@@ -12,6 +12,7 @@ from typing import Any
 from hotfolder import fsops
 from hotfolder.jobstatus import JobStatus
 from hotfolder.layout import Layout
+from hotfolder.spool import JobState
 from hotfolder.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Written:
         """Write one status file unless it reads so already; the caller holds the board's `_io`.
         `must`: a refusing disk raises (the caller keeps the job and tries again)."""
         data = status.to_json()
-        if self._data.get(status.job_id) == data:
+        if self._data.get(status.job_id) == data or self._behind(status):
             return
         try:
             fsops.write_json_atomic(self.layout.status_path(status.name), data)
@@ -100,9 +101,19 @@ class Written:
         self._stamps[status.job_id] = next(self._count)
 
     def stale(self, statuses: list[JobStatus]) -> Due:
-        """The statuses whose files do not read so yet, with what they will read."""
-        due = [(status, status.to_json()) for status in statuses]
+        """The statuses whose files do not read so yet, with what they will read; never a
+        drop's `waiting` over what its admission wrote meanwhile (a publish's view taken
+        just before the admission still shows it waiting)."""
+        due = [(status, status.to_json()) for status in statuses if not self._behind(status)]
         return [(status, data) for status, data in due if self._data.get(status.job_id) != data]
+
+    def _behind(self, status: JobStatus) -> bool:
+        """Whether `status` is a `waiting` the job's file has moved past (waiting only ever
+        comes before a job's first other state)."""
+        if status.status != JobState.waiting:
+            return False
+        written = self._data.get(status.job_id)
+        return written is not None and written.get("status") != JobState.waiting.value
 
     def stage(self, due: Due) -> fsops.Staged:
         """Write and fsync a batch under temporary names, the fsyncs issued together (a burst

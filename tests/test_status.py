@@ -136,3 +136,32 @@ def test_a_thumbnail_never_saves_the_image_it_is_made_from(size: tuple[int, int]
     made = thumbs.make(image)
     assert made is not None and made.startswith(b"\xff\xd8")
     assert not hasattr(image, "encoderinfo")
+
+
+def test_a_view_taken_before_an_admission_never_writes_waiting_over_queued(
+    tmp_path: Path,
+) -> None:
+    # The publisher's view still shows a drop waiting when the admission writes its queued
+    # status; the publisher's batch that follows must leave it queued (a station polling
+    # would see its job go back).
+    import threading
+
+    from hotfolder import fsops
+    from hotfolder.jobstatus import JobStatus
+    from hotfolder.layout import Layout
+    from hotfolder.spool import JobState
+    from hotfolder.state import ServiceState
+    from hotfolder.written import Written
+
+    layout = Layout(tmp_path)
+    layout.create()
+    written = Written(layout, ServiceState(), threading.Event())
+    detail = "waiting for the file to finish copying"
+    waiting = JobStatus(job_id="J1", name="x", status=JobState.waiting, detail=detail)
+    written.write(waiting)
+    queued = JobStatus(job_id="J1", name="x", status=JobState.queued, position=1)
+    fsops.write_json_atomic(layout.status_path("x"), queued.to_json())  # the admission's
+    written.wrote(queued)
+    written.write_batch([waiting], io=threading.Lock(), closed=set())
+    written.write(waiting)
+    assert (read_json(layout.status_path("x")) or {})["status"] == "queued"
