@@ -13,17 +13,17 @@ path under inbox/. It is read from the files themselves, so it is the same after
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from hotfolder.config import Config
 from hotfolder.errors import Reason
 from hotfolder.jobs import Jobs
-from hotfolder.names import fold, kind_of, split_name
+from hotfolder.names import fold, kind_of
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Ready, Refusal
 from hotfolder.records import Seen
+from hotfolder.scan import same_stem
 
 GroupKey = tuple[Path, str]  # (folder, stem), as intake groups files
 
@@ -181,17 +181,9 @@ def cancel_left(inbox: Path, stem: str, name: str) -> tuple[GroupKey, Refusal] |
     `stem`: `inbox/RELATIVE` without extension, as its status's source."""
     relative = PurePosixPath(stem.removeprefix("inbox/"))
     folder = inbox.joinpath(*relative.parent.parts)
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return None
     own = fold(relative.name)
-    files = sorted(
-        (
-            folder / entry
-            for entry in entries
-            if kind_of(entry) in ("image", "sidecar") and fold(split_name(entry)[0]) == own
-        ),
+    files = sorted(  # the image first: the refusal is named after it
+        same_stem(folder, own, ("image", "sidecar")),
         key=lambda path: (kind_of(path.name) != "image", path.name),
     )
     if not files:

@@ -1,7 +1,7 @@
 """Looking at the paths of one intake tick: each is checked, its settling observed, and filed
 into its drop's group (the folder and the stem, folded as Windows and macOS shares fold
-names); what needs no pairing is acted on at once, through the intake (a folder named like
-an image, a link, a file of unknown type, a `NAME.cancel`).
+names); what needs no pairing is acted on at once, through the intake (a link, a file of
+unknown type, a `NAME.cancel`).
 
 A settled file that nothing was noted for is filed as its last look left it
 (`scan.Sightings.take`); `again` looks at a group's files afresh before it is decided.
@@ -21,7 +21,7 @@ from hotfolder.budget import TickBudget
 from hotfolder.defaults import FolderDefaults
 from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Group, Refusal
-from hotfolder.scan import Quiet, not_a_plain_file, unknown_type, walk
+from hotfolder.scan import Quiet, not_a_plain_file, same_stem, unknown_type, walk
 from hotfolder.settle import StabilityTracker
 from hotfolder.sidecar import DEFAULTS_NAMES
 from hotfolder.writers import Writers
@@ -160,16 +160,7 @@ class Looking:
         so the sidecar does not wait on as a drop of its own for an image that was there."""
         if kind_of(path.name) != "image":
             return refusal
-        own = fold(split_name(path.name)[0])
-        try:
-            entries = os.listdir(path.parent)
-        except OSError:
-            return refusal
-        sidecars = sorted(
-            path.parent / entry
-            for entry in entries
-            if kind_of(entry) == "sidecar" and fold(split_name(entry)[0]) == own
-        )
+        sidecars = same_stem(path.parent, fold(split_name(path.name)[0]), ("sidecar",))
         return replace(refusal, files=(*refusal.files, *sidecars))
 
     def _file(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder.errors import Reason
-from hotfolder.names import is_ignored, is_ignored_dir, split_name
+from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Refusal
 from hotfolder.settle import StabilityTracker
 
@@ -121,6 +121,20 @@ def walk(top: Path) -> Iterator[Path]:
                         yield Path(entry.path)
         except OSError as e:
             log.warning("cannot list %s: %s", folder, e)
+
+
+def same_stem(folder: Path, stem: str, kinds: tuple[str, ...]) -> list[Path]:
+    """The files of `folder` of these `kinds` whose stem folds to `stem` (one drop's, as
+    intake groups them), by name; none if the folder cannot be listed."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(
+        folder / entry
+        for entry in entries
+        if kind_of(entry) in kinds and fold(split_name(entry)[0]) == stem
+    )
 
 
 def not_a_plain_file(path: Path, info: os.stat_result) -> Refusal | None:
