@@ -7,15 +7,13 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
-from hotfolder import __version__, cancels, fsops
+from hotfolder import __version__, cancels, fsops, signals
 from hotfolder.config import Config
 from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
@@ -261,7 +259,8 @@ class Service:
 
     # --- running ---
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int) -> None:
+        # On the signal thread (hotfolder.signals), never inside the main thread's handler.
         self._signals += 1
         self.state.phase = Phase.stopping
         self.board.changed.set()
@@ -276,14 +275,15 @@ class Service:
     def run(self, once: bool = False) -> int:
         self.layout.create()
         check_one_filesystem(self.layout)
-        with root_lock(self.layout), gil_switch(GIL_SWITCH_SECONDS):
+        with (
+            root_lock(self.layout),
+            gil_switch(GIL_SWITCH_SECONDS),
+            signals.handled(self._on_signal),
+        ):
             self.state.phase = Phase.starting
             log.info("%s", banner(self.config, self.config_file, self.observer_kind, once=once))
             if self.metrics is not None:
                 self.metrics.start()  # a bad textfile folder or a taken port: exit 2, now
-            previous = {
-                sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-            }
             self.state.note("editor", loading_note(self.config))
             self.notifier.start()
             self.publisher.start()
@@ -305,8 +305,6 @@ class Service:
                 self.state.phase = Phase.stopping
                 self.dispatcher.stop()
                 self.dispatcher.join()
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
                 if self.watcher is not None:
                     self.watcher.stop()
                 self._stopped(failure)

@@ -169,6 +169,11 @@ class ServiceProcess:
     def wait(self, timeout: float = 60) -> int:
         try:
             return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Show what it was doing: a hung stop is otherwise only a timeout.
+            raise AssertionError(
+                f"the service did not exit within {timeout:g} s:\n{self.log()}"
+            ) from None
         finally:
             self._log.close()
 
