@@ -300,12 +300,17 @@ def _control(args: argparse.Namespace) -> int:
     config = _tree(args)
     layout = Layout(config.root_path)
     if not service_state(layout).startswith("running"):
+        # What the service would log ("cancelled b: …") is said by the line printed below;
+        # only errors also go to stderr.
+        errors = logging.StreamHandler()
+        errors.setLevel(logging.ERROR)
+        errors.setFormatter(logging.Formatter("hotfolder: %(message)s"))
+        logging.getLogger("hotfolder").addHandler(errors)
         try:
             with root_lock(layout):
                 # No service: do it here, under the same lock a service would hold.
                 service = Service(config, editor=IdentityEditor())
-                service.spool.load()
-                service.board.load_finished()
+                service.load_stopped()
                 ok, message = service.controls.handlers[args.command](request)
                 service.publisher.publish(final=True)  # queue.json and the page, as stopped
                 service.history.close()

@@ -27,19 +27,31 @@ LIGHTNING_REPO = "lightx2v/Qwen-Image-Lightning"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `settle_seconds: .inf` would never settle anything: every number is a finite one.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _no_booleans_for_numbers(cls, data: Any) -> Any:
-        """`max_pending: true` (YAML also reads `yes` and `on` so) is a mistake, which pydantic
-        would take as 1 for a number."""
-        if isinstance(data, dict):
-            for key, value in data.items():
-                field = cls.model_fields.get(key)
-                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
-                    raise ValueError(f"{key} must be a number, not {str(value).lower()}")
-        return data
+    def _as_meant(cls, data: Any) -> Any:
+        """A key left empty (`notify:` with every line under it commented out) is a key not
+        given: its default. `max_pending: true` (YAML also reads `yes` and `on` so) is a
+        mistake, which pydantic would take as 1 for a number."""
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                raise ValueError(f"{key} must be a number, not {str(value).lower()}")
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or key not in cls.model_fields or _nullable(cls, key)
+        }
+
+
+def _nullable(model: type[BaseModel], key: str) -> bool:
+    """Whether the field takes None as a value of its own (`max_pending: null`: no cap)."""
+    return type(None) in typing.get_args(model.model_fields[key].annotation)
 
 
 def _numeric(annotation: Any) -> bool:

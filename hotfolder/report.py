@@ -61,11 +61,14 @@ def queue_report(config: Config) -> dict[str, Any]:
     layout = Layout(config.root_path)
     spool = Spool(layout)
     # Read the disk, not the service's memory, so this works when the service is down.
+    queued = _scan_sorted(spool, layout, config)
+    processing = list(spool.scan(layout.processing).values())
     spool_view = {
-        "queued": [m.name for m in _scan_sorted(spool, layout, config)],
-        "processing": [m.name for m in spool.scan(layout.processing).values()],
+        "queued": [m.name for m in queued],
+        "processing": [m.name for m in processing],
     }
-    queue = read_queue(layout)
+    # A tree no service has run on yet has no queue.json: its keys, as the disk has them.
+    queue = read_queue(layout) or _queue_from_disk(config, queued, processing)
     service = service_state(layout)
     report: dict[str, Any] = {
         "root": str(layout.root),
@@ -91,6 +94,31 @@ def queue_report(config: Config) -> dict[str, Any]:
     return {**queue, **report}
 
 
+def _queue_from_disk(config: Config, queued: list[Any], processing: list[Any]) -> dict[str, Any]:
+    jobs = [
+        {"name": m.name, "job_id": m.job_id, "status": "processing", "position": None}
+        for m in processing
+    ] + [
+        {"name": m.name, "job_id": m.job_id, "status": "queued", "position": index}
+        for index, m in enumerate(queued, start=1)
+    ]
+    return {
+        "queue_size": len(jobs),
+        "max_queue_size": config.max_pending,
+        "queued_count": len(queued),
+        "processing_count": len(processing),
+        "completed_count": 0,
+        "failed_count": 0,
+        "cancelled_count": 0,
+        "current_job_id": processing[0].job_id if processing else None,
+        "total_jobs": len(jobs),
+        "updated_at": None,
+        "heartbeat_at": None,
+        "observer": None,
+        "jobs": jobs,
+    }
+
+
 def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:
     # With the service down no station has had a turn yet: the order a fresh start would take.
     return QueueOrder(config.dispatch).arrange(
@@ -101,6 +129,8 @@ def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:
 def job_report(config: Config, name: str) -> dict[str, Any] | None:
     layout = Layout(config.root_path)
     name = name.strip("/")
+    if ".." in name.split("/"):
+        return None  # job names never climb out of the tree
     status = read_status(layout.status_path(name))
     if status is not None:
         return status.to_json()

@@ -242,6 +242,16 @@ class Service:
         self.state.paused = is_paused(self.layout)
         self.board.publish(refresh=True)
 
+    def load_stopped(self) -> None:
+        """The queue as it is on disk, for a command run while no service runs (`cancel`,
+        `retry`): jobs, positions, waits and pause as a start would show them, nothing
+        changed on disk (what a crash left is the next start's to recover)."""
+        self.spool.load()
+        self.board.load_finished()
+        for manifest in self.spool.queued():
+            self.board.queued(manifest)
+        self.state.paused = is_paused(self.layout)
+
     def _start_slots(self) -> None:
         """Start every slot and wait for its editor (minutes for the real model) while the
         publisher keeps queue.json's heartbeat; stop start-up if none could load."""

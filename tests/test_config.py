@@ -145,3 +145,18 @@ def test_a_yes_or_no_where_a_number_belongs_is_refused(
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_a_key_left_empty_takes_its_default_and_numbers_are_finite(tmp_path: Path) -> None:
+    # Every key is optional (SPEC); one whose lines are all commented out is not given.
+    path = tmp_path / "hotfolder.yaml"
+    path.write_text("notify:\n  # allowed_hosts: [hooks.lan]\nlimits:\nmax_pending:\n")
+    config = load_config(path)
+    assert (config.max_pending, config.limits.max_dimension, config.notify) == (
+        10,
+        2048,
+        load_config(None).notify,
+    )
+    path.write_text("settle_seconds: .inf\n")
+    with pytest.raises(ConfigError, match=r"settle_seconds.*finite"):
+        load_config(path)

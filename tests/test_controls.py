@@ -133,6 +133,28 @@ def test_retry_a_cancelled_job_with_the_service_down(root: Path) -> None:
     assert (root / "pending" / "later.jpg").exists()
 
 
+def test_with_the_service_down_cancel_and_retry_keep_the_rest_of_the_queue(root: Path) -> None:
+    # Found by a SPEC audit: queue.json then held only the job just touched, said "not
+    # paused" under .hotfolder/PAUSE, and the others' positions were left as they were.
+    assert cli(root, "pause")[0] == 0
+    for name in ("a", "b", "c"):
+        drop_pair(root / "inbox", name)
+    assert hotfolder("run", "--once", "--root", str(root), cwd=root).returncode == 0
+    code, out, err = cli(root, "cancel", "b")
+    assert (code, err) == (0, ""), err
+    assert out.strip() == "b cancelled; its files are in failed/"
+    queue = read_json(root / "outbox" / "queue.json")
+    assert queue is not None
+    assert [j["name"] for j in queue["jobs"]] == ["a", "c"]
+    assert (queue["queue_size"], queue["paused"], queue["workers"]) == (2, True, [])
+    assert status_of(root, "c")["position"] == 2  # type: ignore[index]
+    assert cli(root, "retry", "b")[0] == 0
+    queue = read_json(root / "outbox" / "queue.json")
+    assert queue is not None
+    assert [(j["name"], j["position"]) for j in queue["jobs"]] == [("a", 1), ("c", 2), ("b", 3)]
+    assert status_of(root, "b")["position"] == 3  # type: ignore[index]
+
+
 def test_pause_survives_a_restart_and_priority_goes_first(root: Path) -> None:
     assert cli(root, "pause")[0] == 0
     with ServiceProcess(root) as service:

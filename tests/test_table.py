@@ -61,6 +61,18 @@ def test_with_the_service_down_the_table_the_block_and_the_json(tmp_path: Path) 
     assert status(tmp_path, "nope")[0] == 1
 
 
+def test_json_before_any_service_ran_has_queue_json_keys(tmp_path: Path) -> None:
+    (tmp_path / ".hotfolder").mkdir()
+    code, out, _err = status(tmp_path, "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("queue_size", "max_queue_size", "queued_count", "total_jobs", "jobs"):
+        assert key in data, key
+    assert (data["queue_size"], data["max_queue_size"], data["jobs"]) == (0, 10, [])
+    # A name never climbs out of the tree.
+    assert status(tmp_path, "../x")[0] == 1
+
+
 def test_a_service_that_holds_its_lock_without_a_heartbeat_is_not_responding(
     tmp_path: Path,
 ) -> None:
