@@ -154,16 +154,20 @@ class Pairing:
 
     def _case_clash(self, stem: str, group: Group) -> list[Ready | Refusal | Waiting]:
         """Images whose names differ only in letter case or Unicode form: which one is meant?"""
+        # Named after the image dropped first (its station is the one most likely polling
+        # for it), the reason's words and the status file alike.
+        first = group.first()[1]
+        files = (first, *sorted(set(group.images) - {first}), *sorted(group.sidecars))
         if not group.all_settled():
-            return [Waiting(tuple(sorted(group.members())), COPYING)]
+            return [Waiting(files, COPYING)]
         names = ", ".join(p.name for p in sorted(group.members()))
         return [
             Refusal(
-                tuple(sorted(group.images) + sorted(group.sidecars)),
+                files,
                 Reason.ambiguous,
                 f"{names}: names that differ only in letter case (or in how an accent is "
-                f"written) are the same name on Windows and macOS shares, so the job {stem} "
-                "is ambiguous",
+                f"written) are the same name on Windows and macOS shares, so the job "
+                f"{split_name(first.name)[0]} is ambiguous",
                 "Rename one of the images (IMG_1.jpg and IMG_1b.jpg, say) or drop them in "
                 "different folders, each with its own sidecar.",
             )

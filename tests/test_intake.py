@@ -505,6 +505,32 @@ def test_two_images_differing_only_in_case_are_ambiguous(tmp_path: Path) -> None
     assert sorted(files_under(rig.layout.failed)) == ["IMG_1.jpg", "IMG_1.png", "IMG_1.reason.txt"]
 
 
+def test_a_case_clash_is_named_after_the_image_dropped_first(tmp_path: Path) -> None:
+    # A station drops img_1 with its sidecar; a photographer then drops IMG_1.JPG. On a
+    # case-sensitive disk the station polls outbox/img_1.status.json: that is the answer's
+    # name, and the reason says the same (found by a SPEC audit: it was IMG_1, sorted first).
+    rig = Rig(tmp_path)
+    make_image(rig.inbox / "img_1.jpg")
+    write_sidecar(rig.inbox / "img_1.yaml")
+    make_image(rig.inbox / "IMG_1.JPG")
+    later = time.time() + 1
+    os.utime(rig.inbox / "IMG_1.JPG", (later, later))
+    rig.tick()
+    rig.tick(2.5)
+    rig.tick(2.5)
+    assert rig.queued() == []
+    status = read_json(rig.layout.outbox / "img_1.status.json")
+    assert status is not None
+    assert (status["status"], status["error_code"]) == ("failed", "ambiguous")
+    assert "so the job img_1 is ambiguous" in rig.reason("img_1")
+    assert sorted(files_under(rig.layout.failed)) == [
+        "img_1 (2).JPG",
+        "img_1.jpg",
+        "img_1.reason.txt",
+        "img_1.yaml",
+    ]
+
+
 @pytest.mark.parametrize(
     ("dropped", "failed"),
     [
@@ -518,10 +544,10 @@ def test_two_images_differing_only_in_case_are_ambiguous(tmp_path: Path) -> None
             ["two.jpg", "two.yaml", "TWO.yaml"],
             ["two (2).yaml", "two.jpg", "two.reason.txt", "two.yaml"],
         ),
-        # The extensions themselves differ only in case.
+        # The extensions themselves differ only in case (named after the image dropped first).
         (
             ["s/Pic.png", "s/PIC.PNG", "s/pic.yaml"],
-            ["s/PIC (2).png", "s/PIC.PNG", "s/PIC.reason.txt", "s/PIC.yaml"],
+            ["s/Pic (2).PNG", "s/Pic.png", "s/Pic.reason.txt", "s/Pic.yaml"],
         ),
     ],
 )
