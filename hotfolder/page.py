@@ -60,9 +60,11 @@ def stamp(iso_text: str | None, *, relative: bool = False) -> str:
 
 def _state(view: View) -> str:
     title, words = STATE_WORDS.get(view.state, (view.state.title(), ""))
+    look = view.state
     if view.state == "running" and not view.accepting:
         # SPEC: the page shows "not accepting" (the disk is nearly full, say): drops wait in
         # inbox/ until it takes them again; the queue goes on.
+        title, look = "Not accepting", "refusing"
         words = "Not taking new drops right now (they wait in inbox/); the queue goes on."
     since = f"Since {stamp(_iso(view.at))}. " if view.state == "stopped" else ""
     busy = len(view.running)
@@ -77,7 +79,7 @@ def _state(view: View) -> str:
     if failed:
         parts.append(f'<span class="bad">{wording.plural(failed, "failed", "failed")}</span>')
     return (
-        f'<div class="state"><span id="pill" class="pill {esc(view.state)}">{esc(title)}</span>'
+        f'<div class="state"><span id="pill" class="pill {esc(look)}">{esc(title)}</span>'
         f'<span id="words">{since}{esc(words)}</span></div>'
         f'<p id="stale" class="banner bad" hidden>Not responding since '
         f"{stamp(_iso(view.at))}. What you see below may be out of date: tell the operator.</p>"
@@ -317,7 +319,7 @@ h3{font-size:.95rem;margin:0 0 4px;overflow-wrap:anywhere}p{margin:4px 0}
 .updated{margin-left:auto}.muted{color:var(--muted)}.small{font-size:.8rem}.bad{color:var(--bad)}
 .state{display:flex;flex-wrap:wrap;align-items:center;gap:8px 12px;margin-top:12px}
 .pill{font-weight:700;padding:4px 12px;border-radius:999px;color:#fff;background:var(--muted)}
-.pill.running{background:var(--ok)}.pill.paused,.pill.stopping{background:var(--warn)}
+.pill.running{background:var(--ok)}.pill.paused,.pill.stopping,.pill.refusing{background:var(--warn)}
 .pill.starting{background:var(--accent)}.pill.stale{background:var(--bad)}
 .summary{font-size:1.05rem;margin-top:8px}
 .banner{padding:10px 12px;border-radius:8px;background:#fdecec;border:1px solid var(--bad)}

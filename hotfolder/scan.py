@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Final
 
 from hotfolder.errors import Reason
+from hotfolder.layout import IMAGE_SUFFIXES, RAW_SUFFIXES
 from hotfolder.names import fold, is_ignored, is_ignored_dir, kind_of, split_name
 from hotfolder.pairing import Refusal
 from hotfolder.settle import StabilityTracker
 
 log = logging.getLogger(__name__)
+
+# What an unsupported file's reason offers instead: "jpg jpeg ... avif, camera RAW (dng ...)".
+_IMAGE_TYPES = "{}, camera RAW ({})".format(
+    " ".join(suffix[1:] for suffix in IMAGE_SUFFIXES if suffix not in RAW_SUFFIXES),
+    " ".join(suffix[1:] for suffix in RAW_SUFFIXES),
+)
 
 
 # A settled file nothing was noted for is looked at again (lstat) at least this often.
@@ -160,7 +167,7 @@ def unknown_type(path: Path) -> Refusal:
     return _unsupported(
         path,
         f"{path.name}: files of type {ext} are not handled here",
-        "Drop images (jpg jpeg png webp tif tiff bmp) with a NAME.yaml sidecar.",
+        f"Drop images ({_IMAGE_TYPES}) with a NAME.yaml sidecar.",
     )
 
 

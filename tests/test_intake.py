@@ -318,6 +318,11 @@ def test_other_types_are_unsupported(rig: Rig) -> None:
     rig.tick()
     rig.tick(2.5)
     assert rig.reason("notes").startswith("unsupported_type: ")
+    # What to drop instead names every type taken, the photographers' files too.
+    assert (
+        "heic heif avif, camera RAW (dng cr2"
+        in (rig.layout.failed / "notes.reason.txt").read_text()
+    )
     assert (rig.layout.failed / "notes.pdf").exists()
 
 

@@ -117,6 +117,8 @@ def test_a_service_not_taking_drops_says_so_where_its_state_is() -> None:
     shut = render(View(**{**view.__dict__, "accepting": False}))
     assert "Taking new drops" not in shut
     assert "Not taking new drops right now (they wait in inbox/); the queue goes on." in shut
+    # SPEC: the page shows the state "not accepting", in its badge.
+    assert 'class="pill refusing">Not accepting</span>' in shut
 
 
 def test_the_page_is_written_at_most_once_a_second_and_with_every_heartbeat(
