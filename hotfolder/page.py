@@ -384,8 +384,12 @@ SCRIPT = """
     times[i].textContent = times[i].hasAttribute('data-rel') ? ago(now - when) : clock(when);
     times[i].title = when.toString();
   }
-  if (body.getAttribute('data-state') !== 'stopped' && now - beat > limit) {
+  if (now - beat > limit) {
+    // SPEC: "not responding since …" once the heartbeat is over 60 s old. A service that
+    // stopped cleanly keeps its "Stopped" badge; the banner still says since when.
     document.getElementById('stale').hidden = false;
+  }
+  if (body.getAttribute('data-state') !== 'stopped' && now - beat > limit) {
     var pill = document.getElementById('pill');
     pill.textContent = 'Not responding';
     pill.className = 'pill stale';

@@ -193,6 +193,12 @@ def test_a_busy_queue_reads_right_in_chromium_and_goes_stale_after_60_s(tmp_path
     assert "Not responding" in stale.dom
     assert 'id="stale" class="banner bad">' in stale.dom  # shown
 
+    # Stopped cleanly two minutes ago: the badge says so, and the banner says since when.
+    Page(layout).write(View(**{**busy_view(time.time() - 120).__dict__, "state": "stopped"}))
+    stopped = load(layout.page_path)
+    assert 'class="pill stopped">Stopped' in stopped.dom
+    assert 'id="stale" class="banner bad">Not responding since' in stopped.dom
+
 
 @needs_chromium
 @pytest.mark.slow
