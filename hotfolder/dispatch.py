@@ -526,8 +526,6 @@ class Dispatcher:
     # --- for queue.json ---
 
     def workers(self) -> list[dict[str, Any]]:
-        if not self._threads:
-            return []  # never started (a command run with no service): there are none
         now = self.monotonic()
         with self._lock:
             editing = {f.slot.name: f for f in self._flights.values() if f.editing}

@@ -142,6 +142,7 @@ class Service:
         self.observer_kind = choose_observer(config.observer, self.layout.inbox)
         # Stopped until `run` starts: a command that only publishes says so (see cli._control).
         self.state = ServiceState(phase=Phase.stopped)
+        self._stopped_only = False  # a command run with no service (`load_stopped`)
         self.jobs = self._jobs(clock, monotonic)
         self.board = self.jobs.board
         self.spool = self.jobs.spool
@@ -200,7 +201,8 @@ class Service:
             self.config,
             state=self.state,
             observer=lambda: self.observer_kind,
-            workers=lambda: self.dispatcher.workers(),  # noqa: PLW0108 (made below)
+            # None while a command runs with no service (`load_stopped`).
+            workers=lambda: [] if self._stopped_only else self.dispatcher.workers(),
             slots=lambda: len(self.dispatcher.slots),
             clock=clock,
             monotonic=monotonic,
@@ -246,6 +248,7 @@ class Service:
         """The queue as it is on disk, for a command run while no service runs (`cancel`,
         `retry`): jobs, positions, waits and pause as a start would show them, nothing
         changed on disk (what a crash left is the next start's to recover)."""
+        self._stopped_only = True
         self.spool.load()
         self.board.load_finished()
         for manifest in self.spool.queued():
