@@ -200,7 +200,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     read = config_file(args.config, args.root)
     prepare(config.root_path, init=args.init, config_file=read)
-    return Service(config, config_file=read).run(once=args.once)
+    try:
+        return Service(config, config_file=read).run(once=args.once)
+    finally:
+        # Stopped: a signal now (the second of two sent together) changes nothing, and must
+        # not kill the interpreter while it exits (status -15 instead of 0; a chaos test).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _check_preset(config: Config, name: str) -> None:

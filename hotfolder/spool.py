@@ -197,15 +197,22 @@ class Spool:
         """The moves that bring the job's files next to its manifest in `here`.
 
         A place that cannot be looked at counts as holding nothing (`lexists`): inbox/ on a
-        share that dropped out must not stop a job whose files are in pending/ long since."""
+        share that dropped out must not stop a job whose files are in pending/ long since.
+        The spool's own folders come first: a file in inbox/ under the job's old name is the
+        job's own only if its admission was cut short; else it is a new drop of the same name
+        (its own job, `NAME~2`), never this job's (a chaos test found a queued job taking
+        it at its claim, and its own files left in pending/ for good)."""
         moves = []
         for file_name, origin in manifest.sources():
             target = self.path_in(here, manifest, file_name)
             if os.path.lexists(target):
                 continue
-            candidates = [self.layout.root / origin] if origin else []
-            for folder in (self.layout.pending, self.layout.processing):
-                candidates.append(self.path_in(folder, manifest, file_name))
+            candidates = [
+                self.path_in(folder, manifest, file_name)
+                for folder in (self.layout.pending, self.layout.processing)
+            ]
+            if origin:
+                candidates.append(self.layout.root / origin)
             for candidate in candidates:
                 if candidate != target and os.path.lexists(candidate):
                     moves.append((candidate, target))

@@ -81,6 +81,32 @@ def test_an_admission_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     assert files_under(layout.inbox) == []
 
 
+def test_a_new_drop_of_a_queued_name_is_never_taken_for_the_queued_job(tmp_path: Path) -> None:
+    # A station drops A again while the first A is queued (it waits in inbox/ for room, or
+    # for its turn to be admitted as A~2). The claim, a put back and a restart after a
+    # kill -9 each move the first A's own files, never the new one (found by a chaos test).
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    spool.admit(manifest_for(spool, layout, "A"))
+    first = (layout.pending / "A.jpg").read_bytes()
+    make_image(layout.inbox / "A.jpg", color=(0, 0, 255))
+    second = (layout.inbox / "A.jpg").read_bytes()
+    assert first != second
+    claimed = spool.claim({"state": JobState.processing, "worker": "w"})
+    assert claimed is not None
+    spool.record_claim(claimed.name)
+    assert (layout.processing / "A.jpg").read_bytes() == first
+    assert (layout.inbox / "A.jpg").read_bytes() == second
+    # Killed while processing; on the next start the job is where it was, the drop too.
+    again = Spool(layout)
+    again.load()
+    assert [m.name for m in again.processing()] == ["A"]
+    again.requeue(again.processing()[0])
+    assert (layout.pending / "A.jpg").read_bytes() == first
+    assert (layout.inbox / "A.jpg").read_bytes() == second
+
+
 def test_a_claim_cut_short_is_finished_on_load(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     layout.create()
