@@ -44,13 +44,23 @@ def job_named(jobs: Jobs, name: str) -> str:
 
 
 def act(
-    jobs: Jobs, layout: Layout, relative: str, cancel: Callable[[str], tuple[bool, str]]
-) -> None:
-    """The cancel file `relative` (to inbox/): `cancel` the job it names, or say why nothing was."""
+    jobs: Jobs,
+    layout: Layout,
+    relative: str,
+    cancel: Callable[[str], tuple[bool, str]],
+    *,
+    arriving: Callable[[str], bool] = lambda name: False,
+) -> bool:
+    """The cancel file `relative` (to inbox/): `cancel` the job it names, or say why nothing
+    was. False while the drop it names is still `arriving` (shown as waiting, not decided
+    yet): the cancel file waits for it, and acts once it is held, queued or refused."""
     name = job_named(jobs, split_name(relative)[0])
     ok, message = cancel(name)
+    if not ok and arriving(name):
+        return False
     if not ok:
         unmatched(layout, relative, name, message)
+    return True
 
 
 def unmatched(layout: Layout, relative: str, name: str, message: str) -> None:

@@ -35,7 +35,7 @@ from hotfolder.held import FOR_ROOM, Held, Room, cancel_left
 from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.looking import GroupKey, Looking
-from hotfolder.names import kind_of, split_name
+from hotfolder.names import fold, kind_of, split_name
 from hotfolder.order import station_of
 from hotfolder.pairing import Group, Pairing, Ready, Refusal, Waiting
 from hotfolder.positions import Hold
@@ -100,6 +100,7 @@ class Intake:
             layout.inbox, config.rescan_interval_seconds, partial(jobs.state.note, "intake")
         )
         self._errors = Repeats(log)
+        self._cancels: list[Path] = []  # settled cancel files, acted on at the tick's end
         self.budget = TickBudget(tick_budget_seconds)
         self.admissions = Admissions(jobs, forget=self._forget, on_admit=on_admit)
         self.looking = Looking(
@@ -169,6 +170,7 @@ class Intake:
         self.budget.start()
         if self._decide_oldest_first(groups, now):
             self.on_admit()
+        self._act_on_cancels()
         present = set(groups)
         self.arrivals.sweep(present, self.looking.stems(groups))
         self.held.sweep(present)
@@ -304,10 +306,25 @@ class Intake:
         log.warning("rejected %s: %s: %s", relative, refusal.code.value, refusal.message)
 
     def _cancel(self, path: Path) -> None:
-        """A settled NAME.cancel: cancel that job, or leave a reason file saying why nothing was."""
-        cancels.act(self.jobs, self.layout, self.looking.relative(path), self.cancel)
-        fsops.remove(path)
-        self._forget(path)
+        """A settled NAME.cancel: acted on at the end of the tick, once the tick's drops are
+        decided (a drop held for room is held by then: found in inbox/ at start-up with its
+        cancel file, it was refused as "waiting" and edited later; an operator-day test)."""
+        self._cancels.append(path)
+
+    def _act_on_cancels(self) -> None:
+        paths, self._cancels = list(dict.fromkeys(self._cancels)), []
+        arriving = {fold(name) for name in self.arrivals.reserved}
+        for path in paths:
+            relative = self.looking.relative(path)
+            if cancels.act(
+                self.jobs,
+                self.layout,
+                relative,
+                self.cancel,
+                arriving=lambda n: fold(n) in arriving,
+            ):
+                fsops.remove(path)
+                self._forget(path)
 
     def cancel(self, name: str) -> tuple[bool, str]:
         """Cancel job `name`: a drop held for room goes to failed/ now; a job, by `on_cancel`."""

@@ -325,6 +325,40 @@ def test_a_held_drop_deleted_or_cancelled_stops_being_held(tmp_path: Path) -> No
     assert rig.queued() == ["stop"]
 
 
+def test_a_cancel_file_that_settles_with_its_drop_cancels_it_once_held(tmp_path: Path) -> None:
+    # As at start-up: a held drop and its cancel file, both already in inbox/, settle in the
+    # same tick. The cancel waited for nothing, found no held drop yet ("d is waiting"), and
+    # the drop was edited later (found by an operator-day test).
+    rig = Rig(tmp_path, max_pending=1, overflow="hold")
+    drop(rig, ["q", "d"])
+    (rig.inbox / "d.cancel").write_text("")
+    rig.intake.note(rig.inbox / "d.cancel")
+    settle(rig)
+    cancelled = status(rig, "d")
+    assert (cancelled["status"], cancelled["error_code"]) == ("cancelled", "cancelled")
+    assert sorted(files_under(rig.layout.failed)) == ["d.jpg", "d.reason.txt", "d.yaml"]
+    assert files_under(rig.inbox) == []
+
+
+def test_a_cancel_file_waits_for_a_drop_still_arriving(tmp_path: Path) -> None:
+    # The image is there, its sidecar not yet: the cancel file waits for the drop to be
+    # decided, then cancels the job it became.
+    rig = Rig(tmp_path)
+    image = make_image(rig.inbox / "late.jpg")
+    rig.intake.note(image)
+    (rig.inbox / "late.cancel").write_text("")
+    rig.intake.note(rig.inbox / "late.cancel")
+    settle(rig)
+    assert status(rig, "late")["status"] == "waiting"
+    assert (rig.inbox / "late.cancel").exists()
+    assert not (rig.layout.failed / "late.cancel.reason.txt").exists()
+    rig.intake.note(write_sidecar(rig.inbox / "late.yaml"))
+    rig.tick(5)
+    rig.tick(10)
+    assert (status(rig, "late")["status"], rig.queued()) == ("cancelled", [])
+    assert not (rig.inbox / "late.cancel").exists()
+
+
 def test_held_drops_keep_their_names_and_order_across_a_restart(tmp_path: Path) -> None:
     before = Rig(tmp_path, max_pending=1, overflow="hold")
     drop(before, ["one", "two", "three"])
