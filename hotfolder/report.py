@@ -63,13 +63,18 @@ def queue_report(config: Config) -> dict[str, Any]:
     # Read the disk, not the service's memory, so this works when the service is down.
     queued = _scan_sorted(spool, layout, config)
     processing = list(spool.scan(layout.processing).values())
+    # A tree no service has run on yet has no queue.json: its keys, as the disk has them.
+    queue = read_queue(layout) or _queue_from_disk(config, queued, processing)
+    service = service_state(layout)
+    if service.startswith("running"):
+        # The running service's order (under `fair`, the stations' turns so far), as
+        # queue.json and the status files show it; jobs it has not shown yet come last.
+        shown = {j.get("name"): j.get("position") for j in queue.get("jobs", [])}
+        queued.sort(key=lambda m: (shown.get(m.name) is None, shown.get(m.name) or 0))
     spool_view = {
         "queued": [m.name for m in queued],
         "processing": [m.name for m in processing],
     }
-    # A tree no service has run on yet has no queue.json: its keys, as the disk has them.
-    queue = read_queue(layout) or _queue_from_disk(config, queued, processing)
-    service = service_state(layout)
     report: dict[str, Any] = {
         "root": str(layout.root),
         "service": service,

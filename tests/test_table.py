@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from support import ServiceProcess, drop_pair, has_status, hotfolder, wait_for, write_config
+from test_spool import manifest_for
 
 from hotfolder.jobstatus import iso
 from hotfolder.layout import Layout
 from hotfolder.service import root_lock
+from hotfolder.spool import Spool
 
 
 def status(root: Path, *args: str) -> tuple[int, str, str]:
@@ -118,6 +120,30 @@ def test_with_the_service_up_workers_and_the_queue_with_waits(tmp_path: Path) ->
         service.signal()
         service.signal()  # the second signal: back to the queue, stop now
         assert service.wait() == 0
+
+
+def test_with_the_service_up_the_queue_is_in_the_service_s_order(tmp_path: Path) -> None:
+    # Under `dispatch: fair` the running service's order depends on the stations' turns so
+    # far, which the disk does not keep: the table and --json follow queue.json's positions,
+    # as the status files and the page do (found by an operator-day test).
+    layout = Layout(tmp_path)
+    layout.create()
+    spool = Spool(layout)
+    for name in ("station-1/a1", "station-2/b0"):
+        spool.admit(manifest_for(spool, layout, name))
+    now = iso(time.time())
+    jobs = [
+        {"name": "station-2/b0", "job_id": "x", "status": "queued", "position": 1},
+        {"name": "station-1/a1", "job_id": "y", "status": "queued", "position": 2},
+    ]
+    queue = {"state": "running", "heartbeat_at": now, "notes": {}, "jobs": jobs}
+    layout.queue_json.write_text(json.dumps(queue))
+    with root_lock(layout):
+        assert json.loads(status(tmp_path, "--json")[1])["queued"] == [j["name"] for j in jobs]
+        rows = [line.split()[:2] for line in status(tmp_path)[1].splitlines()]
+        assert rows.index(["1", "station-2/b0"]) < rows.index(["2", "station-1/a1"])
+    # Stopped, the order a fresh start would take: admission order under fifo.
+    assert json.loads(status(tmp_path, "--json")[1])["queued"] == ["station-1/a1", "station-2/b0"]
 
 
 def test_the_cap_shown_is_the_running_service_s_not_this_command_s_config(
