@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hotfolder.config import Config
-from hotfolder.jobstatus import JobStatus
+from hotfolder.jobstatus import JobStatus, parse_iso
 from hotfolder.order import QueueOrder, station_of
 from hotfolder.pairing import Ready
 
@@ -46,6 +46,15 @@ class Hold:
         """A ready pair whose image is at `relative` (to inbox/), held since `since`."""
         order = (since, item.mtime_ns, relative)
         return cls(order, item.spec.priority == "high", item.spec.preset)
+
+    @classmethod
+    def shown(cls, status: JobStatus, preset: str) -> Hold:
+        """A drop an earlier run showed as held, as far as its status file tells (held since
+        it was first seen; its priority is not there): for a command run with no service."""
+        relative = (status.source or "").removeprefix("inbox/")
+        return cls(
+            (parse_iso(status.created_at) or 0.0, 0, relative), False, status.model or preset
+        )
 
 
 class Estimator:

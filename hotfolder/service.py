@@ -19,6 +19,7 @@ from hotfolder.control import ControlDesk
 from hotfolder.dispatch import Dispatcher
 from hotfolder.editors import Editor
 from hotfolder.errors import ConfigError, ServiceLocked, SetupError
+from hotfolder.held import FOR_ROOM
 from hotfolder.history import History
 from hotfolder.housekeeping import Housekeeping, is_paused
 from hotfolder.intake import Intake
@@ -26,6 +27,7 @@ from hotfolder.jobs import Jobs
 from hotfolder.layout import Layout
 from hotfolder.metrics import Metrics
 from hotfolder.notify import Notifier
+from hotfolder.positions import Hold
 from hotfolder.publisher import publisher_for
 from hotfolder.retries import Selection, retry_selection
 from hotfolder.scan import LOOK_AGAIN_SECONDS
@@ -253,6 +255,13 @@ class Service:
         self.board.load_finished()
         for manifest in self.spool.queued():
             self.board.queued(manifest)
+        # The drops waiting in inbox/, as the service showed them (those held for room in
+        # their places in the queue); left for a cancel to take (`Arrivals.left_waiting`).
+        for status in self.board.take_leftovers(keep=True).values():
+            held = status.detail == FOR_ROOM
+            self.board.waiting(
+                status, Hold.shown(status, self.config.default_preset) if held else None
+            )
         self.state.paused = is_paused(self.layout)
 
     def _start_slots(self) -> None:

@@ -129,10 +129,12 @@ class Board:
         with self._lock:
             self._leftovers = self.recent.load()
 
-    def take_leftovers(self) -> dict[str, JobStatus]:
-        """Waiting statuses from before a restart, by source without extension (once)."""
+    def take_leftovers(self, *, keep: bool = False) -> dict[str, JobStatus]:
+        """Waiting statuses from before a restart, by source without extension (once, unless
+        `keep`)."""
         with self._lock:
-            leftovers, self._leftovers = self._leftovers, {}
+            leftovers = dict(self._leftovers)
+            self._leftovers = self._leftovers if keep else {}
         return leftovers
 
     # --- state changes (from Jobs and Intake) ---

@@ -524,10 +524,18 @@ def test_hotfolder_cancel_with_the_service_stopped_takes_a_held_drop_out_of_inbo
     assert f"hotfolder retry {target}" in reason
     assert (status_of(tmp_path, other) or {}).get("status") == "waiting"
     assert (tmp_path / "inbox" / f"{other}.jpg").exists()
+    # queue.json still counts the drop left waiting, and a queued job cancelled makes its
+    # place: it was rewritten as if nothing waited (found by an operator-day test).
+    assert (read_json(tmp_path / "outbox" / "queue.json") or {}).get("waiting_count") == 1
+    queued = [n for n in names if (status_of(tmp_path, n) or {}).get("status") == "queued"]
+    assert (status_of(tmp_path, other) or {}).get("position") == 3
+    assert hotfolder("cancel", queued[0], "--root", str(tmp_path), cwd=tmp_path).returncode == 0
+    assert (status_of(tmp_path, other) or {}).get("position") == 2
+    assert (read_json(tmp_path / "outbox" / "queue.json") or {}).get("waiting_count") == 1
     # A name that is nothing at all is still refused.
     result = hotfolder("cancel", "shoot/nothing", "--root", str(tmp_path), cwd=tmp_path)
     assert result.returncode != 0
-    assert files_under(tmp_path / "failed") == [f"{target}.jpg", f"{target}.reason.txt"]
+    assert len(files_under(tmp_path / "failed")) == 4  # the two cancelled, nothing more
 
 
 @pytest.mark.slow
