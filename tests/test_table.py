@@ -71,7 +71,11 @@ def test_json_before_any_service_ran_has_queue_json_keys(tmp_path: Path) -> None
     for key in ("queue_size", "max_queue_size", "queued_count", "total_jobs", "jobs"):
         assert key in data, key
     assert (data["queue_size"], data["max_queue_size"], data["jobs"]) == (0, 10, [])
-    # A name never climbs out of the tree.
+    # A name never climbs out of outbox/, even to a status file that is there.
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "x.status.json").write_text(
+        json.dumps({"job_id": "j", "name": "x", "status": "completed"})
+    )
     assert status(tmp_path, "../x")[0] == 1
 
 
