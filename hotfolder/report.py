@@ -14,6 +14,7 @@ from hotfolder.jobstatus import parse_iso, read_status, status_from_manifest
 from hotfolder.layout import Layout
 from hotfolder.order import QueueOrder
 from hotfolder.spool import Spool
+from hotfolder.view import View, queue_payload
 
 # queue.json's heartbeat older than this, with the service holding its lock: not responding.
 STALE_SECONDS = 60.0
@@ -100,28 +101,20 @@ def queue_report(config: Config) -> dict[str, Any]:
 
 
 def _queue_from_disk(config: Config, queued: list[Any], processing: list[Any]) -> dict[str, Any]:
-    jobs = [
-        {"name": m.name, "job_id": m.job_id, "status": "processing", "position": None}
-        for m in processing
-    ] + [
-        {"name": m.name, "job_id": m.job_id, "status": "queued", "position": index}
-        for index, m in enumerate(queued, start=1)
-    ]
-    return {
-        "queue_size": len(jobs),
-        "max_queue_size": config.max_pending,
-        "queued_count": len(queued),
-        "processing_count": len(processing),
-        "completed_count": 0,
-        "failed_count": 0,
-        "cancelled_count": 0,
-        "current_job_id": processing[0].job_id if processing else None,
-        "total_jobs": len(jobs),
-        "updated_at": None,
-        "heartbeat_at": None,
-        "observer": None,
-        "jobs": jobs,
-    }
+    """queue.json as a service would write it for what the disk holds (`view.queue_payload`),
+    without a heartbeat, a pid or an observer: no service has written it."""
+    view = View(
+        at=time.time(),
+        state="stopped",
+        paused=False,
+        accepting=True,
+        observer="",
+        max_queue_size=config.max_pending,
+        running=[status_from_manifest(m) for m in processing],
+        queued=[status_from_manifest(m, position=n) for n, m in enumerate(queued, start=1)],
+    )
+    unwritten = {"updated_at": None, "heartbeat_at": None, "observer": None, "pid": None}
+    return {**queue_payload(view), **unwritten}
 
 
 def _scan_sorted(spool: Spool, layout: Layout, config: Config) -> list[Any]:
