@@ -312,6 +312,8 @@ class Intake:
         self._cancels.append(path)
 
     def _act_on_cancels(self) -> None:
+        if not self._cancels:
+            return  # every tick: no pass over the waiting drops' names for nothing
         paths, self._cancels = list(dict.fromkeys(self._cancels)), []
         arriving = {fold(name) for name in self.arrivals.reserved}
         for path in paths:

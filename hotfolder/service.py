@@ -203,7 +203,7 @@ class Service:
             self.config,
             state=self.state,
             observer=lambda: self.observer_kind,
-            # None while a command runs with no service (`load_stopped`).
+            # No workers while a command runs with no service (`load_stopped`).
             workers=lambda: [] if self._stopped_only else self.dispatcher.workers(),
             slots=lambda: len(self.dispatcher.slots),
             clock=clock,
